@@ -1,0 +1,327 @@
+/*
+ * torchrw.h - the one header for torchrw rewriter authors.
+ *
+ * A C plugin includes this header and nothing else from torchrw, is built as
+ * a shared library, and is named in TORCHRW_PLUGINS.  Its rewriters register
+ * themselves when the plugin is loaded:
+ *
+ *     static int repeat_static(trw_ctx *ctx, size_t nargs,
+ *                              trw_value *const args[], trw_value **result);
+ *     TRW_FUNCTION_REWRITER("torch.Tensor.repeat", "tensorrt", repeat_static);
+ *
+ * Conventions
+ *   - Functions that can fail return 0 or a negative TRW_E* code.  There is
+ *     no global error state; a rewriter explains a failure with trw_error().
+ *   - Values handed to a rewriter, and values it creates, belong to the
+ *     current rewriter call and are released when the rewriter returns.  Do
+ *     not keep them across calls.
+ *   - No function here exits, aborts or throws into the caller.
+ */
+#ifndef TORCHRW_H
+#define TORCHRW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TRW_API __attribute__((visibility("default")))
+#define TRW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TRW_API
+#define TRW_PRINTF(f, a)
+#endif
+
+#define TRW_VERSION_MAJOR 0
+#define TRW_VERSION_MINOR 1
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+/* X(name, message): the one table of error codes. */
+#define TRW_ERRNO_MAP(X)                                                       \
+  X(EINVAL, "invalid argument")                                                \
+  X(ENOMEM, "out of memory")                                                   \
+  X(EBACKEND, "unknown backend")                                               \
+  X(ENAME, "invalid rewriter name")                                            \
+  X(EPHASE, "not allowed while rewriting is active")                           \
+  X(ECONFIG, "bad deployment config")                                          \
+  X(ENOTFOUND, "not found")                                                    \
+  X(ETYPE, "value has the wrong type")                                         \
+  X(ERANGE, "index out of range")                                              \
+  X(EOP, "operator call failed")                                               \
+  X(EPLUGIN, "plugin could not be loaded")                                     \
+  X(EPYTHON, "python error")                                                   \
+  X(ERECURSION, "rewriters nested too deeply")                                 \
+  X(EIO, "i/o error")                                                          \
+  X(ENOTORCH, "libtorch is not loaded")
+
+enum {
+  TRW_OK = 0,
+#define TRW__ERRNO_ENUM(name, msg) TRW_##name,
+  TRW__ERRNO_FIRST = -100,
+  TRW_ERRNO_MAP(TRW__ERRNO_ENUM)
+#undef TRW__ERRNO_ENUM
+  TRW__ERRNO_END
+};
+
+/* The code's name ("TRW_EINVAL") and message; "unknown error" for others. */
+TRW_API const char *trw_err_name(int code);
+TRW_API const char *trw_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Opaque types                                                              */
+
+typedef struct trw_ctx trw_ctx;       /* context of one rewriter call */
+typedef struct trw_value trw_value;   /* a torch value (IValue) */
+typedef struct trw_tensor trw_tensor; /* a tensor inside a value */
+typedef struct trw_cfg trw_cfg;       /* the deployment config */
+typedef struct trw_env trw_env;       /* what checkers may look at */
+
+typedef enum trw_kind {
+  TRW_KIND_FUNCTION = 0,
+  TRW_KIND_MODULE = 1,
+  TRW_KIND_SYMBOLIC = 2
+} trw_kind;
+
+typedef enum trw_ir {
+  TRW_IR_ANY = 0,
+  TRW_IR_ONNX = 1,
+  TRW_IR_TORCHSCRIPT = 2
+} trw_ir;
+
+/* ------------------------------------------------------------------------ */
+/* Registration                                                              */
+
+/*
+ * A function rewriter for a torch operator.  It receives the operator's
+ * arguments in schema order (defaults filled in) and stores its result in
+ * *result (a tensor, or a tuple for operators with several outputs).  It
+ * returns 0, or a negative code after trw_error() has said what went wrong;
+ * the export then fails with that message, naming the rewriter.
+ */
+typedef int (*trw_function_fn)(trw_ctx *ctx, size_t nargs,
+                               trw_value *const args[], trw_value **result);
+
+/* A checker: nonzero when the rewriter applies in this environment. */
+typedef int (*trw_checker_fn)(const trw_env *env);
+
+typedef struct trw_rewriter_def {
+  trw_kind kind;
+  const char *name;    /* "torch.Tensor.repeat", "aten::topk", ... */
+  const char *backend; /* "tensorrt", ..., or NULL / "default" */
+  trw_ir ir;
+  trw_checker_fn checkers[4]; /* NULL-terminated if fewer than 4 */
+  void *fn;                   /* trw_function_fn for functions */
+  const char *file;
+  int line;
+} trw_rewriter_def;
+
+/*
+ * Registers a rewriter.  The definition is copied; its strings must stay
+ * valid while the library is loaded (literals are).  Registering a key
+ * (kind, name, backend, ir) that exists replaces the earlier rewriter and
+ * logs one warning naming both sites.
+ *
+ * Returns 0, or
+ *   TRW_EINVAL   def, def->fn or def->file is NULL, or kind/ir is unknown;
+ *   TRW_ENAME    the name is empty, has spaces, or (for a function
+ *                rewriter of an operator) is not "aten::op[.overload]",
+ *                "torch.op" or "torch.Tensor.op";
+ *   TRW_EBACKEND the backend is not one of trw_known_backends();
+ *   TRW_EPHASE   rewriting is active on some thread (register before the
+ *                export starts);
+ *   TRW_ENOMEM.
+ * Every failure is also logged with the registration site.
+ */
+TRW_API int trw_register(const trw_rewriter_def *def);
+
+/* The backend spellings registration and TORCHRW_BACKEND accept, as one
+ * comma-separated string ("default, tensorrt, onnxruntime, ..."). */
+TRW_API const char *trw_known_backends(void);
+
+#define TRW__CAT2(a, b) a##b
+#define TRW__CAT(a, b) TRW__CAT2(a, b)
+
+/* Registers fn when the library that holds this line is loaded. */
+#define TRW_REWRITER_DEF(kind_, name_, backend_, ir_, fn_, ...)                \
+  __attribute__((constructor)) static void TRW__CAT(trw__reg_, __LINE__)(void) \
+  {                                                                            \
+    static const trw_rewriter_def def = {kind_,      name_,    backend_,       \
+                                         ir_,        {__VA_ARGS__},            \
+                                         (void *)fn_, __FILE__, __LINE__};      \
+    (void)trw_register(&def);                                                  \
+  }
+
+/* TRW_FUNCTION_REWRITER("torch.Tensor.repeat", "tensorrt", repeat_static); */
+#define TRW_FUNCTION_REWRITER(name, backend, fn)                               \
+  TRW_REWRITER_DEF(TRW_KIND_FUNCTION, name, backend, TRW_IR_ANY, fn, NULL)     \
+  struct trw__swallow_semicolon
+
+/* The same, for one IR only and with up to four checkers. */
+#define TRW_FUNCTION_REWRITER_EX(name, backend, ir, fn, ...)                   \
+  TRW_REWRITER_DEF(TRW_KIND_FUNCTION, name, backend, ir, fn, __VA_ARGS__)      \
+  struct trw__swallow_semicolon
+
+/* ------------------------------------------------------------------------ */
+/* The environment, for checkers                                             */
+
+TRW_API const char *trw_env_backend(const trw_env *env);
+TRW_API trw_ir trw_env_ir(const trw_env *env);
+TRW_API int trw_env_opset(const trw_env *env); /* 0 outside ONNX export */
+/* Nonzero when the running torch is at least major.minor. */
+TRW_API int trw_env_torch_at_least(const trw_env *env, int major, int minor);
+TRW_API const trw_cfg *trw_env_cfg(const trw_env *env);
+
+/* ------------------------------------------------------------------------ */
+/* The context of a rewriter call                                            */
+
+TRW_API const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx);
+TRW_API const char *trw_ctx_backend(const trw_ctx *ctx); /* active backend */
+TRW_API trw_ir trw_ctx_ir(const trw_ctx *ctx);
+TRW_API int trw_ctx_opset(const trw_ctx *ctx);
+/* The rewriter's stable name, "torch.Tensor.repeat@tensorrt". */
+TRW_API const char *trw_ctx_name(const trw_ctx *ctx);
+/* Where the rewriter was registered. */
+TRW_API const char *trw_ctx_file(const trw_ctx *ctx);
+TRW_API int trw_ctx_line(const trw_ctx *ctx);
+/* The operator being rewritten, "aten::repeat" or "aten::squeeze.dim". */
+TRW_API const char *trw_ctx_op(const trw_ctx *ctx);
+
+/*
+ * Records why the rewriter fails and returns code, so that a rewriter can
+ * write `return trw_error(ctx, TRW_EINVAL, "expected %d args", 2);`.
+ * The export fails with "torchrw: <name> (<file>:<line>): <message>".
+ */
+TRW_API int trw_error(trw_ctx *ctx, int code, const char *fmt, ...)
+    TRW_PRINTF(3, 4);
+
+/* Logs through torchrw's log (prefix "torchrw: ", TORCHRW_LOG level). */
+TRW_API void trw_log_warn(trw_ctx *ctx, const char *fmt, ...)
+    TRW_PRINTF(2, 3);
+TRW_API void trw_log_info(trw_ctx *ctx, const char *fmt, ...)
+    TRW_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------------ */
+/* Calling operators                                                         */
+
+/*
+ * Calls a torch operator through the dispatcher, so that it is traced and,
+ * if it has a rewriter of its own, rewritten.  op is "aten::unsqueeze" or
+ * "aten::squeeze.dim"; without an overload, the first overload whose schema
+ * accepts the arguments is used.  Trailing arguments with defaults may be
+ * left out.  *result receives the single output, a tuple for several, or
+ * None for none.
+ *
+ * Returns 0, or
+ *   TRW_ENOTFOUND no such operator, or no overload accepts the arguments;
+ *   TRW_EOP       the operator raised (the message is kept for trw_error);
+ *   TRW_ERECURSION rewriters nested more than 64 deep.
+ */
+TRW_API int trw_call(trw_ctx *ctx, const char *op, size_t nargs,
+                     trw_value *const args[], trw_value **result);
+
+/* Calls the operator being rewritten without any rewriter: the original
+ * operator is recorded in the graph.  Same returns as trw_call. */
+TRW_API int trw_call_original(trw_ctx *ctx, size_t nargs,
+                              trw_value *const args[], trw_value **result);
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+
+typedef enum trw_value_kind {
+  TRW_VALUE_NONE = 0,
+  TRW_VALUE_TENSOR,
+  TRW_VALUE_INT,
+  TRW_VALUE_DOUBLE,
+  TRW_VALUE_BOOL,
+  TRW_VALUE_STRING,
+  TRW_VALUE_INTS,    /* int[] */
+  TRW_VALUE_DOUBLES, /* float[] */
+  TRW_VALUE_TENSORS, /* Tensor[] */
+  TRW_VALUE_TUPLE,
+  TRW_VALUE_OTHER
+} trw_value_kind;
+
+TRW_API trw_value_kind trw_value_kind_of(const trw_value *v);
+
+/* Constructors; the value belongs to the current call.  NULL on ENOMEM. */
+TRW_API trw_value *trw_none(trw_ctx *ctx);
+TRW_API trw_value *trw_int(trw_ctx *ctx, int64_t i);
+TRW_API trw_value *trw_double(trw_ctx *ctx, double d);
+TRW_API trw_value *trw_bool(trw_ctx *ctx, int b);
+TRW_API trw_value *trw_ints(trw_ctx *ctx, const int64_t *v, size_t n);
+TRW_API trw_value *trw_tensors(trw_ctx *ctx, trw_value *const tensors[],
+                               size_t n);
+
+/* Readers.  Each returns 0, or TRW_ETYPE when the value is of another
+ * kind (an int is accepted where a double is asked, and a bool where an
+ * int is asked), or TRW_ERANGE when buf is too small (then *n is the
+ * length needed). */
+TRW_API int trw_get_int(const trw_value *v, int64_t *out);
+TRW_API int trw_get_double(const trw_value *v, double *out);
+TRW_API int trw_get_bool(const trw_value *v, int *out);
+TRW_API int trw_get_ints(const trw_value *v, int64_t *buf, size_t cap,
+                         size_t *n);
+
+/* Length of a tuple or list value; TRW_ETYPE for others. */
+TRW_API int trw_len(const trw_value *v, size_t *n);
+/* Element i of a tuple or list, owned by the call; NULL if out of range. */
+TRW_API trw_value *trw_item(trw_ctx *ctx, const trw_value *v, size_t i);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+
+typedef enum trw_dtype {
+  TRW_DTYPE_UNKNOWN = 0,
+  TRW_DTYPE_FLOAT32,
+  TRW_DTYPE_FLOAT64,
+  TRW_DTYPE_FLOAT16,
+  TRW_DTYPE_BFLOAT16,
+  TRW_DTYPE_INT64,
+  TRW_DTYPE_INT32,
+  TRW_DTYPE_INT16,
+  TRW_DTYPE_INT8,
+  TRW_DTYPE_UINT8,
+  TRW_DTYPE_BOOL
+} trw_dtype;
+
+/* The tensor inside a value, or NULL if the value is not a tensor. */
+TRW_API const trw_tensor *trw_value_tensor(const trw_value *v);
+/* Number of dimensions; -1 for an undefined tensor. */
+TRW_API int trw_tensor_dim(const trw_tensor *t);
+/* Size of dimension i (negative i counts from the end) as seen now.  In a
+ * trace this is the example's size and is recorded as a constant; call
+ * "aten::size.int" through trw_call for a size that follows the input.
+ * Returns 0, or TRW_ERANGE. */
+TRW_API int trw_tensor_size(const trw_tensor *t, int i, int64_t *out);
+TRW_API trw_dtype trw_tensor_dtype(const trw_tensor *t);
+TRW_API const char *trw_dtype_name(trw_dtype d);
+
+/* ------------------------------------------------------------------------ */
+/* Deployment config (TORCHRW_CONFIG, JSON)                                  */
+
+/*
+ * Lookups by dotted path ("onnx_config.opset_version",
+ * "codebase_config.post_processing.max_output_boxes_per_class"); a numeric
+ * segment indexes an array ("onnx_config.input_names.0").  A NULL cfg, a
+ * missing path or a value of another type gives the default.  Strings are
+ * owned by the config and live as long as the process.
+ */
+TRW_API int trw_cfg_has(const trw_cfg *cfg, const char *path);
+TRW_API int64_t trw_cfg_get_int(const trw_cfg *cfg, const char *path,
+                                int64_t def);
+TRW_API double trw_cfg_get_double(const trw_cfg *cfg, const char *path,
+                                  double def);
+TRW_API int trw_cfg_get_bool(const trw_cfg *cfg, const char *path, int def);
+TRW_API const char *trw_cfg_get_string(const trw_cfg *cfg, const char *path,
+                                       const char *def);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TORCHRW_H */

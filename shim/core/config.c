@@ -1,0 +1,160 @@
+/* config.c - the deployment config (TORCHRW_CONFIG), JSON read by jansson. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+struct trw_cfg {
+  json_t *root;
+};
+
+int trw__cfg_parse(const char *buf, size_t len, const char *origin,
+                   trw_cfg **out, char *err, size_t errlen)
+{
+  if (!out || (!buf && len)) {
+    trw__fmt(err, errlen, "%s: no config given", origin ? origin : "config");
+    return TRW_EINVAL;
+  }
+  *out = NULL;
+  json_error_t je;
+  json_t *root = json_loadb(buf ? buf : "", len, JSON_REJECT_DUPLICATES, &je);
+  if (!root) {
+    trw__fmt(err, errlen, "%s:%d:%d: %s", origin ? origin : "config", je.line,
+             je.column, je.text);
+    return TRW_ECONFIG;
+  }
+  if (!json_is_object(root)) {
+    trw__fmt(err, errlen,
+             "%s: the deployment config must be a JSON object "
+             "({\"onnx_config\": {...}, \"backend_config\": {...}})",
+             origin ? origin : "config");
+    json_decref(root);
+    return TRW_ECONFIG;
+  }
+  trw_cfg *cfg = malloc(sizeof *cfg);
+  if (!cfg) {
+    json_decref(root);
+    trw__fmt(err, errlen, "%s: out of memory", origin ? origin : "config");
+    return TRW_ENOMEM;
+  }
+  cfg->root = root;
+  *out = cfg;
+  return 0;
+}
+
+int trw__cfg_load(const char *path, trw_cfg **out, char *err, size_t errlen)
+{
+  if (!path || !*path || !out) {
+    trw__fmt(err, errlen, "TORCHRW_CONFIG is empty");
+    return TRW_EINVAL;
+  }
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    trw__fmt(err, errlen, "%s: cannot read the deployment config: %s", path,
+             strerror(errno));
+    return TRW_EIO;
+  }
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      size_t ncap = cap ? cap * 2 : 8192;
+      char *grown = ncap > (64u << 20) ? NULL : realloc(buf, ncap);
+      if (!grown) {
+        free(buf);
+        fclose(f);
+        trw__fmt(err, errlen, "%s: deployment config too large", path);
+        return TRW_ECONFIG;
+      }
+      buf = grown;
+      cap = ncap;
+    }
+    size_t n = fread(buf + len, 1, cap - len, f);
+    len += n;
+    if (n == 0)
+      break;
+  }
+  int rerr = ferror(f);
+  fclose(f);
+  if (rerr) {
+    free(buf);
+    trw__fmt(err, errlen, "%s: error reading the deployment config", path);
+    return TRW_EIO;
+  }
+  int rc = trw__cfg_parse(buf, len, path, out, err, errlen);
+  free(buf);
+  return rc;
+}
+
+void trw__cfg_free(trw_cfg *cfg)
+{
+  if (!cfg)
+    return;
+  json_decref(cfg->root);
+  free(cfg);
+}
+
+void *trw__cfg_root(const trw_cfg *cfg) { return cfg ? cfg->root : NULL; }
+
+void *trw__cfg_lookup(const trw_cfg *cfg, const char *path)
+{
+  if (!cfg || !path)
+    return NULL;
+  json_t *cur = cfg->root;
+  const char *p = path;
+  char seg[256];
+  while (cur && *p) {
+    const char *dot = strchr(p, '.');
+    size_t n = dot ? (size_t)(dot - p) : strlen(p);
+    if (n == 0 || n >= sizeof seg)
+      return NULL;
+    memcpy(seg, p, n);
+    seg[n] = '\0';
+    if (json_is_object(cur)) {
+      cur = json_object_get(cur, seg);
+    } else if (json_is_array(cur)) {
+      char *end = NULL;
+      unsigned long idx = strtoul(seg, &end, 10);
+      cur = (*end == '\0' && seg[0] >= '0' && seg[0] <= '9')
+                ? json_array_get(cur, idx)
+                : NULL;
+    } else {
+      return NULL;
+    }
+    p = dot ? dot + 1 : p + n;
+  }
+  return cur;
+}
+
+int trw_cfg_has(const trw_cfg *cfg, const char *path)
+{
+  return trw__cfg_lookup(cfg, path) != NULL;
+}
+
+int64_t trw_cfg_get_int(const trw_cfg *cfg, const char *path, int64_t def)
+{
+  json_t *v = trw__cfg_lookup(cfg, path);
+  return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
+}
+
+double trw_cfg_get_double(const trw_cfg *cfg, const char *path, double def)
+{
+  json_t *v = trw__cfg_lookup(cfg, path);
+  return json_is_number(v) ? json_number_value(v) : def;
+}
+
+int trw_cfg_get_bool(const trw_cfg *cfg, const char *path, int def)
+{
+  json_t *v = trw__cfg_lookup(cfg, path);
+  return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+const char *trw_cfg_get_string(const trw_cfg *cfg, const char *path,
+                               const char *def)
+{
+  json_t *v = trw__cfg_lookup(cfg, path);
+  return json_is_string(v) ? json_string_value(v) : def;
+}

@@ -1,0 +1,107 @@
+/* context.c - what a rewriter and a checker can ask about their call. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core.h"
+
+const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx)
+{
+  return ctx && ctx->env ? ctx->env->cfg : NULL;
+}
+
+const char *trw_ctx_backend(const trw_ctx *ctx)
+{
+  return ctx && ctx->env && ctx->env->backend ? ctx->env->backend : "default";
+}
+
+trw_ir trw_ctx_ir(const trw_ctx *ctx)
+{
+  return ctx && ctx->env ? ctx->env->ir : TRW_IR_ANY;
+}
+
+int trw_ctx_opset(const trw_ctx *ctx)
+{
+  return ctx && ctx->env ? ctx->env->opset : 0;
+}
+
+const char *trw_ctx_name(const trw_ctx *ctx)
+{
+  return ctx && ctx->rw ? ctx->rw->stable : "";
+}
+
+const char *trw_ctx_file(const trw_ctx *ctx)
+{
+  return ctx && ctx->rw ? ctx->rw->file : "";
+}
+
+int trw_ctx_line(const trw_ctx *ctx) { return ctx && ctx->rw ? ctx->rw->line : 0; }
+
+const char *trw_ctx_op(const trw_ctx *ctx)
+{
+  return ctx && ctx->op ? ctx->op : "";
+}
+
+int trw_error(trw_ctx *ctx, int code, const char *fmt, ...)
+{
+  if (code >= 0)
+    code = TRW_EINVAL;
+  if (!ctx)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->err, sizeof ctx->err, fmt ? fmt : "", ap);
+  va_end(ap);
+  ctx->err_code = code;
+  return code;
+}
+
+static void ctx_log(trw__level level, trw_ctx *ctx, const char *fmt, va_list ap)
+{
+  if (!trw__log_enabled(level))
+    return;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+  trw__log(level, "%s (%s:%d): %s", trw_ctx_name(ctx), trw_ctx_file(ctx),
+           trw_ctx_line(ctx), msg);
+}
+
+void trw_log_warn(trw_ctx *ctx, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  ctx_log(TRW__LOG_WARN, ctx, fmt, ap);
+  va_end(ap);
+}
+
+void trw_log_info(trw_ctx *ctx, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  ctx_log(TRW__LOG_INFO, ctx, fmt, ap);
+  va_end(ap);
+}
+
+void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len)
+{
+  const char *why = ctx && ctx->err[0] ? ctx->err : trw_strerror(code);
+  trw__fmt(buf, len, "torchrw: rewriter %s (%s:%d) failed on %s: %s",
+           trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
+           trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "its call", why);
+}
+
+const char *trw_env_backend(const trw_env *env)
+{
+  return env && env->backend ? env->backend : "default";
+}
+
+trw_ir trw_env_ir(const trw_env *env) { return env ? env->ir : TRW_IR_ANY; }
+int trw_env_opset(const trw_env *env) { return env ? env->opset : 0; }
+const trw_cfg *trw_env_cfg(const trw_env *env) { return env ? env->cfg : NULL; }
+
+int trw_env_torch_at_least(const trw_env *env, int major, int minor)
+{
+  if (!env)
+    return 0;
+  return env->torch_major > major ||
+         (env->torch_major == major && env->torch_minor >= minor);
+}

@@ -1,0 +1,190 @@
+/*
+ * core.h - torchrw's core: registry, selection, context, config, log,
+ * report.  Pure C: no torch, no Python.  Internal to the runtime; rewriter
+ * authors use include/torchrw.h.
+ */
+#ifndef TRW_CORE_H
+#define TRW_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "torchrw.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TRW__HIDDEN __attribute__((visibility("hidden")))
+
+/* ------------------------------------------------------------------------ */
+/* Log                                                                       */
+
+typedef enum trw__level {
+  TRW__LOG_ERROR = 0,
+  TRW__LOG_WARN = 1,
+  TRW__LOG_INFO = 2,
+  TRW__LOG_DEBUG = 3
+} trw__level;
+
+/* Reads TORCHRW_LOG ("error", "warn", "info", "debug"); an unknown value
+ * keeps "warn" and logs one warning naming it. */
+void trw__log_init(void);
+void trw__log_set_level(trw__level level);
+trw__level trw__log_level(void);
+int trw__log_enabled(trw__level level);
+/* Prints "torchrw: [level: ]message\n" on stderr when level is enabled. */
+void trw__log(trw__level level, const char *fmt, ...) TRW_PRINTF(2, 3);
+void trw__vlog(trw__level level, const char *fmt, va_list ap);
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+
+/* snprintf that always terminates and never fails; returns buf. */
+char *trw__fmt(char *buf, size_t len, const char *fmt, ...) TRW_PRINTF(3, 4);
+char *trw__strdup(const char *s); /* NULL on NULL or ENOMEM */
+
+/* ------------------------------------------------------------------------ */
+/* Backends and names                                                        */
+
+/* Index of a known backend spelling, or -1.  NULL and "" mean "default". */
+int trw__backend_index(const char *backend);
+/* The canonical spelling of backend ("default" for NULL), or NULL. */
+const char *trw__backend_canonical(const char *backend);
+
+/*
+ * The aten operator a function rewriter name targets, written into op:
+ * "aten::repeat" for "torch.Tensor.repeat", "torch.repeat",
+ * "torch.nn.functional.repeat" and "aten::repeat"; "aten::squeeze.dim" for
+ * "aten::squeeze.dim".  Returns 0, 1 when the name is a valid dotted Python
+ * path that is not an operator (a Python function), or TRW_ENAME.
+ */
+int trw__name_to_op(const char *name, char *op, size_t oplen);
+/* Nonzero when name is a plausible rewriter name (no spaces, not empty). */
+int trw__name_valid(const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                  */
+
+typedef enum trw__lang { TRW__LANG_C = 0, TRW__LANG_PYTHON = 1 } trw__lang;
+
+typedef struct trw__rewriter {
+  trw_kind kind;
+  trw__lang lang;
+  char *name;    /* as registered */
+  char *backend; /* canonical: "default", "tensorrt", ... */
+  trw_ir ir;
+  trw_checker_fn checkers[4];
+  void *fn; /* C: the trw_*_fn; Python: a PyObject * (owned via release) */
+  void (*release)(void *fn); /* called when the entry is replaced */
+  char *file;
+  int line;
+  char *op;      /* C function rewriters of an operator: "aten::repeat" */
+  char *stable;  /* "torch.Tensor.repeat@tensorrt" */
+  int disabled;  /* named in TORCHRW_DISABLE */
+  uint64_t hits; /* calls in the current trace */
+  uint64_t total_hits;
+} trw__rewriter;
+
+/* The environment selection looks at (the public trw_env). */
+struct trw_env {
+  const char *backend; /* canonical */
+  trw_ir ir;
+  int opset;
+  int torch_major, torch_minor;
+  const trw_cfg *cfg;
+};
+
+/* Registers a rewriter (see trw_register); lang, release and data are for
+ * the Python glue.  On failure with a message, err says why (site named). */
+int trw__register(const trw_rewriter_def *def, trw__lang lang,
+                  void (*release)(void *), char *err, size_t errlen);
+
+/* Number of registrations refused so far and the messages, for activation
+ * to report: constructors cannot see their own return value. */
+size_t trw__registry_error_count(void);
+const char *trw__registry_error(size_t i);
+/* Forget refusals (for tests and after they were reported). */
+void trw__registry_clear_errors(void);
+
+/* Bumped by every successful registration and by trw__registry_disable. */
+uint64_t trw__registry_generation(void);
+
+/* Enumeration in registration order; the pointers stay valid until the
+ * entry is replaced.  Returns the number of entries. */
+size_t trw__registry_count(void);
+trw__rewriter *trw__registry_at(size_t i);
+
+/*
+ * The rewriter of kind/name that applies in env: one whose backend is
+ * env->backend, whose IR matches and whose checkers all pass (an IR-specific
+ * one beats an IR_ANY one); else the default one under the same rules;
+ * else NULL.  Disabled rewriters are never selected.
+ */
+trw__rewriter *trw__select(trw_kind kind, const char *name,
+                           const trw_env *env);
+
+/* Applies a TORCHRW_DISABLE list ("a@tensorrt,b"): a bare name disables the
+ * name for every backend.  The list also holds for later registrations. */
+void trw__registry_disable(const char *list);
+/* Logs one warning per TORCHRW_DISABLE name that matches no rewriter. */
+void trw__registry_warn_unmatched_disables(void);
+
+/* Removes every registration (tests only). */
+void trw__registry_reset(void);
+
+/* Phase: registration is refused while > 0. */
+void trw__registry_set_active(int active);
+
+/* ------------------------------------------------------------------------ */
+/* Config                                                                    */
+
+/* Parses JSON text.  origin names the source in messages.  On failure
+ * returns TRW_ECONFIG with "origin:line:column: reason" in err. */
+int trw__cfg_parse(const char *buf, size_t len, const char *origin,
+                   trw_cfg **out, char *err, size_t errlen);
+/* Reads and parses a file; TRW_EIO when it cannot be read (err names it). */
+int trw__cfg_load(const char *path, trw_cfg **out, char *err, size_t errlen);
+void trw__cfg_free(trw_cfg *cfg);
+/* The JSON value at path (a json_t *), or NULL; for the Python glue. */
+void *trw__cfg_lookup(const trw_cfg *cfg, const char *path);
+void *trw__cfg_root(const trw_cfg *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+
+/* One rewriter call.  frame belongs to the torch bridge. */
+struct trw_ctx {
+  trw__rewriter *rw;
+  const trw_env *env;
+  const char *op; /* "aten::repeat", for operator rewriters */
+  void *frame;
+  int err_code;
+  char err[1024];
+};
+
+/* The message to raise when a rewriter failed with code. */
+void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Report                                                                    */
+
+/* Starts a trace's report (the trace's IR and opset). */
+void trw__report_begin(const trw_env *env);
+/* Notes a name that a rewriter targets but that does not exist. */
+void trw__report_not_found(const char *stable, const char *why);
+/*
+ * Ends the trace: one info line per rewriter that fired, JSON written to
+ * TORCHRW_REPORT when set (the whole process's traces so far).  Resets the
+ * per-trace hit counters.  An unwritable report path is logged once.
+ */
+void trw__report_end(void);
+/* Frees what the report holds (tests). */
+void trw__report_reset(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TRW_CORE_H */

@@ -1,0 +1,316 @@
+/* registry.c - rewriters by (kind, name, backend, IR), and selection. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static trw__rewriter **entries;
+static size_t nentries, capentries;
+static uint64_t generation;
+static int active;
+
+/* Refusals, kept for activation to report (constructors cannot). */
+#define MAX_ERRORS 32
+static char *errors[MAX_ERRORS];
+static size_t nerrors;
+
+static int is_disabled(const trw__rewriter *r);
+
+static const char *const kind_names[] = {"function", "module", "symbolic"};
+
+static void free_entry(trw__rewriter *r)
+{
+  if (!r)
+    return;
+  if (r->release && r->fn)
+    r->release(r->fn);
+  free(r->name);
+  free(r->backend);
+  free(r->file);
+  free(r->op);
+  free(r->stable);
+  free(r);
+}
+
+static void keep_error(const char *msg)
+{
+  if (nerrors < MAX_ERRORS)
+    errors[nerrors++] = trw__strdup(msg);
+}
+
+static int refuse(int code, char *err, size_t errlen, const char *fmt, ...)
+    TRW_PRINTF(4, 5);
+static int refuse(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  trw__log(TRW__LOG_ERROR, "%s", msg);
+  keep_error(msg);
+  if (err && errlen)
+    trw__fmt(err, errlen, "%s", msg);
+  return code;
+}
+
+static int same_key(const trw__rewriter *a, const trw__rewriter *b)
+{
+  return a->kind == b->kind && a->ir == b->ir &&
+         strcmp(a->name, b->name) == 0 && strcmp(a->backend, b->backend) == 0;
+}
+
+int trw_register(const trw_rewriter_def *def)
+{
+  return trw__register(def, TRW__LANG_C, NULL, NULL, 0);
+}
+
+int trw__register(const trw_rewriter_def *def, trw__lang lang,
+                  void (*release)(void *), char *err, size_t errlen)
+{
+  if (!def || !def->fn || !def->file)
+    return refuse(TRW_EINVAL, err, errlen,
+                  "rewriter registration at %s:%d has no %s",
+                  def && def->file ? def->file : "?", def ? def->line : 0,
+                  !def ? "definition" : !def->fn ? "function" : "site");
+  const char *site = def->file;
+  int line = def->line;
+  if ((unsigned)def->kind > TRW_KIND_SYMBOLIC || (unsigned)def->ir > TRW_IR_TORCHSCRIPT)
+    return refuse(TRW_EINVAL, err, errlen,
+                  "%s:%d: rewriter '%s' has an unknown kind or IR", site, line,
+                  def->name ? def->name : "");
+  if (!trw__name_valid(def->name))
+    return refuse(TRW_ENAME, err, errlen,
+                  "%s:%d: '%s' is not a valid rewriter name", site, line,
+                  def->name ? def->name : "(null)");
+  const char *backend = trw__backend_canonical(def->backend);
+  if (!backend)
+    return refuse(TRW_EBACKEND, err, errlen,
+                  "%s:%d: rewriter '%s' names unknown backend '%s' "
+                  "(known: %s)",
+                  site, line, def->name, def->backend, trw_known_backends());
+
+  char op[256] = "";
+  if (def->kind == TRW_KIND_FUNCTION && lang == TRW__LANG_C) {
+    int rc = trw__name_to_op(def->name, op, sizeof op);
+    if (rc != 0)
+      return refuse(TRW_ENAME, err, errlen,
+                    "%s:%d: C function rewriter '%s' does not name a torch "
+                    "operator (write aten::op[.overload], torch.op or "
+                    "torch.Tensor.op; Python functions take a Python "
+                    "rewriter)",
+                    site, line, def->name);
+  }
+
+  trw__rewriter *r = calloc(1, sizeof *r);
+  if (!r)
+    return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
+  r->kind = def->kind;
+  r->lang = lang;
+  r->ir = def->ir;
+  memcpy(r->checkers, def->checkers, sizeof r->checkers);
+  r->fn = def->fn;
+  r->release = release;
+  r->line = line;
+  r->name = trw__strdup(def->name);
+  r->backend = trw__strdup(backend);
+  r->file = trw__strdup(site);
+  r->op = op[0] ? trw__strdup(op) : NULL;
+  size_t slen = strlen(def->name) + strlen(backend) + 2;
+  r->stable = malloc(slen);
+  if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op)) {
+    r->release = NULL; /* the caller keeps its reference on failure */
+    free_entry(r);
+    return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
+  }
+  trw__fmt(r->stable, slen, "%s@%s", def->name, backend);
+
+  pthread_mutex_lock(&lock);
+  if (active) {
+    pthread_mutex_unlock(&lock);
+    r->release = NULL;
+    free_entry(r);
+    return refuse(TRW_EPHASE, err, errlen,
+                  "%s:%d: rewriter '%s' registered while an export is being "
+                  "rewritten; register before the export starts",
+                  site, line, def->name);
+  }
+  if (nentries == capentries) {
+    size_t cap = capentries ? capentries * 2 : 64;
+    trw__rewriter **grown = realloc(entries, cap * sizeof *grown);
+    if (!grown) {
+      pthread_mutex_unlock(&lock);
+      r->release = NULL;
+      free_entry(r);
+      return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
+    }
+    entries = grown;
+    capentries = cap;
+  }
+  trw__rewriter *old = NULL;
+  for (size_t i = 0; i < nentries; i++) {
+    if (same_key(entries[i], r)) {
+      old = entries[i];
+      memmove(entries + i, entries + i + 1, (nentries - i - 1) * sizeof *entries);
+      nentries--;
+      break;
+    }
+  }
+  r->disabled = is_disabled(r);
+  entries[nentries++] = r;
+  generation++;
+  pthread_mutex_unlock(&lock);
+
+  if (old) {
+    trw__log(TRW__LOG_WARN,
+             "%s rewriter %s registered at %s:%d replaces the one "
+             "registered at %s:%d",
+             kind_names[r->kind], r->stable, r->file, r->line, old->file,
+             old->line);
+    free_entry(old);
+  }
+  return 0;
+}
+
+size_t trw__registry_error_count(void) { return nerrors; }
+
+const char *trw__registry_error(size_t i)
+{
+  return i < nerrors && errors[i] ? errors[i] : "out of memory";
+}
+
+void trw__registry_clear_errors(void)
+{
+  for (size_t i = 0; i < nerrors; i++)
+    free(errors[i]);
+  nerrors = 0;
+}
+
+uint64_t trw__registry_generation(void) { return generation; }
+size_t trw__registry_count(void) { return nentries; }
+
+trw__rewriter *trw__registry_at(size_t i)
+{
+  return i < nentries ? entries[i] : NULL;
+}
+
+void trw__registry_set_active(int a)
+{
+  pthread_mutex_lock(&lock);
+  active += a ? 1 : -1;
+  if (active < 0)
+    active = 0;
+  pthread_mutex_unlock(&lock);
+}
+
+static int applies(const trw__rewriter *r, const trw_env *env)
+{
+  if (r->disabled)
+    return 0;
+  if (r->ir != TRW_IR_ANY && r->ir != env->ir)
+    return 0;
+  for (int i = 0; i < 4 && r->checkers[i]; i++)
+    if (!r->checkers[i](env))
+      return 0;
+  return 1;
+}
+
+/* Best of the entries for backend: IR-specific beats IR_ANY. */
+static trw__rewriter *best_for(trw_kind kind, const char *name,
+                               const char *backend, const trw_env *env)
+{
+  trw__rewriter *best = NULL;
+  for (size_t i = 0; i < nentries; i++) {
+    trw__rewriter *r = entries[i];
+    if (r->kind != kind || strcmp(r->backend, backend) != 0 ||
+        strcmp(r->name, name) != 0 || !applies(r, env))
+      continue;
+    if (!best || (best->ir == TRW_IR_ANY && r->ir != TRW_IR_ANY))
+      best = r;
+  }
+  return best;
+}
+
+trw__rewriter *trw__select(trw_kind kind, const char *name, const trw_env *env)
+{
+  if (!name || !env)
+    return NULL;
+  trw__rewriter *r = NULL;
+  if (env->backend && strcmp(env->backend, "default") != 0)
+    r = best_for(kind, name, env->backend, env);
+  return r ? r : best_for(kind, name, "default", env);
+}
+
+/* TORCHRW_DISABLE, kept so that rewriters registered later (plugins,
+ * Python modules) are switched off too. */
+#define MAX_DISABLED 64
+static char *disabled[MAX_DISABLED];
+static size_t ndisabled;
+
+static int is_disabled(const trw__rewriter *r)
+{
+  for (size_t i = 0; i < ndisabled; i++)
+    if (strcmp(r->stable, disabled[i]) == 0 || strcmp(r->name, disabled[i]) == 0)
+      return 1;
+  return 0;
+}
+
+void trw__registry_disable(const char *list)
+{
+  if (!list)
+    return;
+  char *copy = trw__strdup(list);
+  if (!copy)
+    return;
+  pthread_mutex_lock(&lock);
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ')
+      tok++;
+    size_t n = strlen(tok);
+    while (n && tok[n - 1] == ' ')
+      tok[--n] = '\0';
+    if (n && ndisabled < MAX_DISABLED)
+      disabled[ndisabled++] = trw__strdup(tok);
+  }
+  for (size_t i = 0; i < nentries; i++)
+    entries[i]->disabled = is_disabled(entries[i]);
+  generation++;
+  pthread_mutex_unlock(&lock);
+  free(copy);
+}
+
+void trw__registry_warn_unmatched_disables(void)
+{
+  for (size_t d = 0; d < ndisabled; d++) {
+    int matched = 0;
+    for (size_t i = 0; i < nentries && !matched; i++)
+      matched = strcmp(entries[i]->stable, disabled[d]) == 0 ||
+                strcmp(entries[i]->name, disabled[d]) == 0;
+    if (!matched && disabled[d])
+      trw__log(TRW__LOG_WARN,
+               "TORCHRW_DISABLE names '%s', but no rewriter has that name "
+               "(see 'torchrw list')",
+               disabled[d]);
+  }
+}
+
+void trw__registry_reset(void)
+{
+  pthread_mutex_lock(&lock);
+  for (size_t i = 0; i < nentries; i++)
+    free_entry(entries[i]);
+  free(entries);
+  entries = NULL;
+  nentries = capentries = 0;
+  active = 0;
+  generation++;
+  for (size_t i = 0; i < ndisabled; i++)
+    free(disabled[i]);
+  ndisabled = 0;
+  pthread_mutex_unlock(&lock);
+  trw__registry_clear_errors();
+}

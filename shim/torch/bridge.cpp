@@ -1,0 +1,265 @@
+// bridge.cpp - torchrw's kernels on the libtorch dispatcher.
+//
+// One boxed kernel per rewritten operator sits at kKey, above Tracer, and
+// a fallthrough covers every other operator at that key.  The key is in the
+// thread's included set only while a trace runs, so eager code never visits
+// it.  The kernel runs the rewriter selected for the trace; the rewriter
+// reaches the original by redispatching below kKey, where the tracer
+// records it.
+
+#include "bridge.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "frame.hpp"
+
+namespace trw {
+namespace {
+
+// What an installed kernel runs in the current trace.
+struct Slot {
+  std::string op;  // "aten::squeeze.dim"
+  trw__rewriter* selected = nullptr;
+};
+
+const trw_env* g_env = nullptr;
+std::vector<std::unique_ptr<Slot>> g_slots;
+std::unique_ptr<torch::Library> g_impl;
+std::unique_ptr<torch::Library> g_fallback;
+uint64_t g_generation = ~uint64_t{0};
+
+void push_result(const c10::FunctionSchema& schema, trw_value* result,
+                 torch::jit::Stack* stack) {
+  size_t nret = schema.returns().size();
+  if (nret == 1) {
+    stack->push_back(result->iv);
+  } else if (nret > 1) {
+    auto elems = result->iv.toTupleRef().elements();
+    for (auto& e : elems) stack->push_back(e);
+  }
+}
+
+// Checks the rewriter's result against the schema's returns; "" when fine.
+std::string result_problem(const c10::FunctionSchema& schema,
+                           const trw_value* result) {
+  size_t nret = schema.returns().size();
+  if (nret == 0) return "";
+  if (!result) return "it returned no result";
+  if (nret == 1) {
+    bool want_tensor =
+        schema.returns()[0].type()->kind() == c10::TypeKind::TensorType;
+    if (want_tensor && !result->iv.isTensor())
+      return "it returned a " + result->iv.tagKind() + ", not a Tensor";
+    return "";
+  }
+  if (!result->iv.isTuple() ||
+      result->iv.toTupleRef().elements().size() != nret)
+    return "it must return a tuple of " + std::to_string(nret) + " values";
+  return "";
+}
+
+void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
+                  torch::jit::Stack* stack, Slot* slot) {
+  trw__rewriter* rw = slot->selected;
+  const auto& schema = op.schema();
+  size_t nargs = schema.arguments().size();
+
+  Frame frame{op, below, {}};
+  std::vector<trw_value*> args;
+  args.reserve(nargs);
+  for (size_t i = 0; i < nargs; i++) {
+    frame.arena.push_back(
+        trw_value{std::move((*stack)[stack->size() - nargs + i])});
+    args.push_back(&frame.arena.back());
+  }
+  torch::jit::drop(*stack, nargs);
+
+  trw_ctx ctx{};
+  ctx.rw = rw;
+  ctx.env = g_env;
+  ctx.op = slot->op.c_str();
+  ctx.frame = &frame;
+
+  __atomic_add_fetch(&rw->hits, 1, __ATOMIC_RELAXED);
+  trw_value* result = nullptr;
+  int rc;
+  if (depth() >= kMaxDepth) {
+    rc = trw_error(&ctx, TRW_ERECURSION,
+                   "rewriters nested more than %d deep (does the rewriter "
+                   "call its own operator instead of the original?)",
+                   kMaxDepth);
+  } else {
+    depth()++;
+    rc = reinterpret_cast<trw_function_fn>(rw->fn)(&ctx, nargs, args.data(),
+                                                  &result);
+    depth()--;
+  }
+  if (rc == 0) {
+    std::string problem = result_problem(schema, result);
+    if (!problem.empty())
+      rc = trw_error(&ctx, TRW_ETYPE, "%s", problem.c_str());
+  }
+  if (rc != 0) {
+    char msg[2048];
+    trw__ctx_failure(&ctx, rc, msg, sizeof msg);
+    // Raised only after the C rewriter has returned: no C++ exception ever
+    // crosses a plugin's frames.  pybind11 turns it into RuntimeError.
+    throw std::runtime_error(msg);
+  }
+  push_result(schema, result, stack);
+}
+
+class Kernel final : public c10::OperatorKernel {
+ public:
+  explicit Kernel(Slot* slot) : slot_(slot) {}
+
+  void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
+                  torch::jit::Stack* stack) {
+    auto below = ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey);
+    // Operators that run inside another operator's implementation are not
+    // recorded (the tracer clears its state around the call): leave them.
+    if (slot_->selected && torch::jit::tracer::isTracing()) {
+      run_rewriter(op, below, stack, slot_);
+      return;
+    }
+    op.redispatchBoxed(below, stack);
+  }
+
+ private:
+  Slot* slot_;
+};
+
+// Every overload of "aten::name", or the one of "aten::name.overload".
+// Out variants are left out unless named: their arguments differ.
+std::vector<c10::OperatorName> resolve(const char* target) {
+  std::string s(target);
+  auto dot = s.find('.', s.find("::") + 2);
+  std::vector<c10::OperatorName> out;
+  if (dot != std::string::npos) {
+    c10::OperatorName name{s.substr(0, dot), s.substr(dot + 1)};
+    if (c10::Dispatcher::singleton().findSchema(name)) out.push_back(name);
+    return out;
+  }
+  for (auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    if (name.name != s) continue;
+    const auto& ov = name.overload_name;
+    if (ov == "out" || (ov.size() > 4 && ov.compare(ov.size() - 4, 4, "_out") == 0))
+      continue;
+    out.push_back(name);
+  }
+  return out;
+}
+
+std::string full_name(const c10::OperatorName& n) {
+  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
+}
+
+// (Re)installs one kernel per operator that any C function rewriter
+// targets.  Which rewriter runs is chosen per trace, in select_all.
+void install() {
+  g_impl.reset();
+  g_slots.clear();
+  if (!g_fallback) {
+    g_fallback = std::make_unique<torch::Library>(
+        torch::Library::IMPL, "_", kKey, __FILE__, __LINE__);
+    g_fallback->fallback(torch::CppFunction::makeFallthrough());
+  }
+  g_impl = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", kKey,
+                                            __FILE__, __LINE__);
+  std::unordered_map<std::string, Slot*> by_op;
+  size_t n = trw__registry_count();
+  for (size_t i = 0; i < n; i++) {
+    trw__rewriter* r = trw__registry_at(i);
+    if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
+      continue;
+    for (auto& name : resolve(r->op)) {
+      std::string full = full_name(name);
+      if (by_op.count(full)) continue;
+      g_slots.push_back(std::make_unique<Slot>());
+      Slot* slot = g_slots.back().get();
+      slot->op = full;
+      by_op[full] = slot;
+      g_impl->impl(full.c_str(), torch::CppFunction::makeFromBoxedFunctor(
+                                     std::make_unique<Kernel>(slot)));
+    }
+  }
+  g_generation = trw__registry_generation();
+}
+
+bool targets(const trw__rewriter* r, const std::string& op) {
+  if (!r->op) return false;
+  size_t n = std::strlen(r->op);
+  return op.compare(0, n, r->op) == 0 && (op.size() == n || op[n] == '.');
+}
+
+// Chooses, for each installed operator, the rewriter of this trace.  When
+// several names reach one operator (aten::repeat and torch.Tensor.repeat),
+// the one registered last wins and both are named.
+void select_all(const trw_env* env) {
+  size_t n = trw__registry_count();
+  std::vector<bool> seen_name(n, false);
+  for (auto& slot : g_slots) slot->selected = nullptr;
+  for (size_t i = 0; i < n; i++) {
+    trw__rewriter* r = trw__registry_at(i);
+    if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
+      continue;
+    trw__rewriter* sel = trw__select(TRW_KIND_FUNCTION, r->name, env);
+    if (sel != r) continue;
+    bool found = false;
+    for (auto& slot : g_slots) {
+      if (!targets(r, slot->op)) continue;
+      found = true;
+      if (slot->selected && slot->selected != r)
+        trw__log(TRW__LOG_WARN,
+                 "%s: both %s (%s:%d) and %s (%s:%d) rewrite it; using the "
+                 "later one",
+                 slot->op.c_str(), slot->selected->stable,
+                 slot->selected->file, slot->selected->line, r->stable,
+                 r->file, r->line);
+      slot->selected = r;
+    }
+    if (!found) trw__report_not_found(r->stable, "no such torch operator");
+  }
+}
+
+}  // namespace
+
+int& depth() {
+  static thread_local int d = 0;
+  return d;
+}
+
+}  // namespace trw
+
+extern "C" int trw__bridge_begin(const trw_env* env, char* err, size_t errlen) {
+  try {
+    if (trw::g_generation != trw__registry_generation()) trw::install();
+    trw::g_env = env;
+    trw::select_all(env);
+    c10::impl::tls_set_dispatch_key_included(trw::kKey, true);
+    return 0;
+  } catch (const c10::Error& e) {
+    trw__fmt(err, errlen, "torchrw: cannot install operator kernels: %s",
+             e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    trw__fmt(err, errlen, "torchrw: cannot install operator kernels: %s",
+             e.what());
+  }
+  return TRW_EOP;
+}
+
+extern "C" void trw__bridge_end(void) {
+  c10::impl::tls_set_dispatch_key_included(trw::kKey, false);
+}
+
+extern "C" size_t trw__bridge_kernel_count(void) { return trw::g_slots.size(); }

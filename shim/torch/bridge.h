@@ -1,0 +1,36 @@
+/*
+ * bridge.h - the C face of the torch bridge (bridge.cpp, values.cpp), the
+ * only C++ in torchrw.  Internal to the runtime.
+ */
+#ifndef TRW_BRIDGE_H
+#define TRW_BRIDGE_H
+
+#include <stddef.h>
+
+#include "../core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Starts rewriting operators on this thread for one trace: installs
+ * dispatcher kernels for the operators that function rewriters target
+ * (again only when the registry changed), selects the rewriter of each for
+ * env, and puts torchrw's dispatch key in the thread's included set.
+ * Names that are not operators are reported as not found.  Returns 0, or
+ * a negative code with err filled.
+ */
+int trw__bridge_begin(const trw_env *env, char *err, size_t errlen);
+
+/* Takes the key out of the thread's included set.  Never fails. */
+void trw__bridge_end(void);
+
+/* The number of operator kernels installed (for tests and the report). */
+size_t trw__bridge_kernel_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,49 @@
+// frame.hpp - one rewriter call as the bridge sees it.  Internal C++.
+#pragma once
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/ivalue.h>
+
+#include <deque>
+#include <string>
+
+#include "../core/core.h"
+
+// trw_value is an IValue; handles point into the frame's arena.
+struct trw_value {
+  c10::IValue iv;
+};
+
+namespace trw {
+
+// The dispatch key torchrw's kernels sit at: above Tracer, so the original
+// reached by redispatching below it is recorded by the tracer.
+constexpr c10::DispatchKey kKey = c10::DispatchKey::TESTING_ONLY_GenericMode;
+
+// Rewriters may call operators that are rewritten in turn; past this depth
+// the call fails instead of overflowing the stack.
+constexpr int kMaxDepth = 64;
+
+struct Frame {
+  c10::OperatorHandle op;
+  c10::DispatchKeySet below;  // keys under torchrw's, for the original
+  std::deque<trw_value> arena;  // deque: handles stay put as it grows
+};
+
+inline Frame* frame_of(trw_ctx* ctx) {
+  return ctx ? static_cast<Frame*>(ctx->frame) : nullptr;
+}
+
+// Allocates a value in the call's arena; nullptr without a frame.
+trw_value* make_value(trw_ctx* ctx, c10::IValue iv);
+
+// Runs a boxed call and turns every exception into an error code with the
+// message kept in ctx.
+int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
+                 const c10::DispatchKeySet* below, torch::jit::Stack& stack,
+                 trw_value** result);
+
+// Current rewriter nesting depth on this thread.
+int& depth();
+
+}  // namespace trw

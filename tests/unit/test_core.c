@@ -1,0 +1,302 @@
+/* test_core.c - Check unit tests of torchrw's core (registry, selection,
+ * names, config, context, errors).  Run in CK_FORK mode. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static int dummy_fn(trw_ctx *ctx, size_t n, trw_value *const a[], trw_value **r)
+{
+  (void)ctx; (void)n; (void)a; (void)r;
+  return 0;
+}
+static int other_fn(trw_ctx *ctx, size_t n, trw_value *const a[], trw_value **r)
+{
+  (void)ctx; (void)n; (void)a; (void)r;
+  return 1;
+}
+static int always_no(const trw_env *env) { (void)env; return 0; }
+static int needs_opset13(const trw_env *env) { return trw_env_opset(env) >= 13; }
+
+static trw_rewriter_def def_of(const char *name, const char *backend, trw_ir ir,
+                               void *fn, int line)
+{
+  trw_rewriter_def d = {TRW_KIND_FUNCTION, name, backend, ir, {NULL}, fn,
+                        "test.c", line};
+  return d;
+}
+
+static trw_env env_of(const char *backend, trw_ir ir, int opset)
+{
+  trw_env e = {backend, ir, opset, 1, 13, NULL};
+  return e;
+}
+
+static void setup(void)
+{
+  trw__registry_reset();
+  trw__log_set_level(TRW__LOG_ERROR);
+}
+
+START_TEST(errors_have_names)
+{
+  ck_assert_str_eq(trw_err_name(TRW_EBACKEND), "TRW_EBACKEND");
+  ck_assert_str_eq(trw_strerror(TRW_EBACKEND), "unknown backend");
+  ck_assert_str_eq(trw_err_name(0), "TRW_OK");
+  ck_assert_str_eq(trw_strerror(12345), "unknown error");
+  ck_assert_int_lt(TRW_EINVAL, 0);
+}
+END_TEST
+
+START_TEST(names_map_to_operators)
+{
+  char op[64];
+  ck_assert_int_eq(trw__name_to_op("torch.Tensor.repeat", op, sizeof op), 0);
+  ck_assert_str_eq(op, "aten::repeat");
+  ck_assert_int_eq(trw__name_to_op("torch.topk", op, sizeof op), 0);
+  ck_assert_str_eq(op, "aten::topk");
+  ck_assert_int_eq(trw__name_to_op("aten::squeeze.dim", op, sizeof op), 0);
+  ck_assert_str_eq(op, "aten::squeeze.dim");
+  ck_assert_int_eq(trw__name_to_op("torch.nn.functional.interpolate", op, sizeof op), 1);
+  ck_assert_int_eq(trw__name_to_op("pkg.models.decode", op, sizeof op), 1);
+  ck_assert_int_eq(trw__name_to_op("torch.Tensor.__mod__", op, sizeof op), 1);
+  ck_assert_int_eq(trw__name_to_op("aten::", op, sizeof op), TRW_ENAME);
+  ck_assert_int_eq(trw__name_to_op("aten::bad name", op, sizeof op), TRW_ENAME);
+  ck_assert_int_eq(trw__name_to_op("torch..x", op, sizeof op), TRW_ENAME);
+  ck_assert_int_eq(trw__name_to_op("", op, sizeof op), TRW_ENAME);
+}
+END_TEST
+
+START_TEST(registration_validates)
+{
+  trw_rewriter_def d = def_of("torch.Tensor.repeat", "tensorrtt", TRW_IR_ANY, dummy_fn, 1);
+  char err[512] = "";
+  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, NULL, err, sizeof err), TRW_EBACKEND);
+  ck_assert_ptr_nonnull(strstr(err, "tensorrtt"));
+  ck_assert_ptr_nonnull(strstr(err, "onnxruntime")); /* lists the known ones */
+  ck_assert_ptr_nonnull(strstr(err, "test.c:1"));
+  d = def_of("has space", NULL, TRW_IR_ANY, dummy_fn, 2);
+  ck_assert_int_eq(trw_register(&d), TRW_ENAME);
+  d = def_of("pkg.python.function", NULL, TRW_IR_ANY, dummy_fn, 3);
+  ck_assert_int_eq(trw_register(&d), TRW_ENAME); /* C needs an operator */
+  d = def_of("torch.topk", NULL, TRW_IR_ANY, NULL, 4);
+  ck_assert_int_eq(trw_register(&d), TRW_EINVAL);
+  ck_assert_int_eq(trw_register(NULL), TRW_EINVAL);
+  ck_assert_uint_eq(trw__registry_error_count(), 5);
+  ck_assert_uint_eq(trw__registry_count(), 0);
+}
+END_TEST
+
+START_TEST(later_registration_wins)
+{
+  trw_rewriter_def a = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 10);
+  trw_rewriter_def b = def_of("torch.topk", "tensorrt", TRW_IR_ANY, other_fn, 20);
+  ck_assert_int_eq(trw_register(&a), 0);
+  ck_assert_int_eq(trw_register(&b), 0);
+  ck_assert_uint_eq(trw__registry_count(), 1);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  trw__rewriter *r = trw__select(TRW_KIND_FUNCTION, "torch.topk", &e);
+  ck_assert_ptr_nonnull(r);
+  ck_assert_int_eq(r->line, 20);
+  ck_assert_str_eq(r->stable, "torch.topk@tensorrt");
+  ck_assert_str_eq(r->op, "aten::topk");
+}
+END_TEST
+
+START_TEST(selection_prefers_backend_then_default)
+{
+  trw_rewriter_def dflt = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 1);
+  trw_rewriter_def trt = def_of("torch.topk", "tensorrt", TRW_IR_ANY, other_fn, 2);
+  ck_assert_int_eq(trw_register(&dflt), 0);
+  ck_assert_int_eq(trw_register(&trt), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 2);
+  e = env_of("onnxruntime", TRW_IR_ONNX, 11);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 1);
+  ck_assert_ptr_null(trw__select(TRW_KIND_FUNCTION, "torch.other", &e));
+  ck_assert_ptr_null(trw__select(TRW_KIND_SYMBOLIC, "torch.topk", &e));
+}
+END_TEST
+
+START_TEST(selection_filters_ir_and_checkers)
+{
+  trw_rewriter_def onnx = def_of("torch.topk", "tensorrt", TRW_IR_ONNX, dummy_fn, 1);
+  trw_rewriter_def never = def_of("torch.roll", "tensorrt", TRW_IR_ANY, dummy_fn, 2);
+  never.checkers[0] = always_no;
+  trw_rewriter_def new_opset = def_of("torch.roll", NULL, TRW_IR_ANY, dummy_fn, 3);
+  new_opset.checkers[0] = needs_opset13;
+  ck_assert_int_eq(trw_register(&onnx), 0);
+  ck_assert_int_eq(trw_register(&never), 0);
+  ck_assert_int_eq(trw_register(&new_opset), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_TORCHSCRIPT, 0);
+  ck_assert_ptr_null(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e));
+  e.ir = TRW_IR_ONNX;
+  ck_assert_ptr_nonnull(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e));
+  /* The tensorrt one fails its checker; the default needs opset 13. */
+  e.opset = 11;
+  ck_assert_ptr_null(trw__select(TRW_KIND_FUNCTION, "torch.roll", &e));
+  e.opset = 13;
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.roll", &e)->line, 3);
+}
+END_TEST
+
+START_TEST(ir_specific_beats_any)
+{
+  trw_rewriter_def any = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 1);
+  trw_rewriter_def onnx = def_of("torch.topk", "tensorrt", TRW_IR_ONNX, dummy_fn, 2);
+  ck_assert_int_eq(trw_register(&onnx), 0);
+  ck_assert_int_eq(trw_register(&any), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 2);
+  e.ir = TRW_IR_TORCHSCRIPT;
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 1);
+}
+END_TEST
+
+START_TEST(disable_by_stable_or_bare_name)
+{
+  trw_rewriter_def dflt = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 1);
+  trw_rewriter_def trt = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 2);
+  trw_rewriter_def rep = def_of("torch.Tensor.repeat", "tensorrt", TRW_IR_ANY, dummy_fn, 3);
+  ck_assert_int_eq(trw_register(&dflt), 0);
+  ck_assert_int_eq(trw_register(&trt), 0);
+  trw__registry_disable("torch.topk@tensorrt, torch.Tensor.repeat");
+  /* Registered after the list was read: still switched off. */
+  ck_assert_int_eq(trw_register(&rep), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 1);
+  ck_assert_ptr_null(trw__select(TRW_KIND_FUNCTION, "torch.Tensor.repeat", &e));
+}
+END_TEST
+
+START_TEST(registration_refused_while_active)
+{
+  trw__registry_set_active(1);
+  trw_rewriter_def d = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 1);
+  ck_assert_int_eq(trw_register(&d), TRW_EPHASE);
+  trw__registry_set_active(0);
+  ck_assert_int_eq(trw_register(&d), 0);
+}
+END_TEST
+
+START_TEST(config_dotted_paths)
+{
+  const char *json = "{\"onnx_config\": {\"opset_version\": 13, \"input_names\": [\"input\"],"
+                     " \"keep\": true, \"scale\": 0.5},"
+                     " \"backend_config\": {\"type\": \"tensorrt\"}}";
+  trw_cfg *cfg = NULL;
+  char err[256];
+  ck_assert_int_eq(trw__cfg_parse(json, strlen(json), "deploy.json", &cfg, err, sizeof err), 0);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "onnx_config.opset_version", 11), 13);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "onnx_config.missing", 11), 11);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "backend_config.type", 7), 7); /* wrong type */
+  ck_assert_str_eq(trw_cfg_get_string(cfg, "backend_config.type", ""), "tensorrt");
+  ck_assert_str_eq(trw_cfg_get_string(cfg, "onnx_config.input_names.0", ""), "input");
+  ck_assert_str_eq(trw_cfg_get_string(cfg, "onnx_config.input_names.1", "none"), "none");
+  ck_assert_int_eq(trw_cfg_get_bool(cfg, "onnx_config.keep", 0), 1);
+  ck_assert(trw_cfg_get_double(cfg, "onnx_config.scale", 0) == 0.5);
+  ck_assert(trw_cfg_get_double(cfg, "onnx_config.opset_version", 0) == 13.0);
+  ck_assert(trw_cfg_has(cfg, "onnx_config"));
+  ck_assert(!trw_cfg_has(cfg, "onnx_config..x"));
+  ck_assert_int_eq(trw_cfg_get_int(NULL, "a.b", 5), 5);
+  trw__cfg_free(cfg);
+}
+END_TEST
+
+START_TEST(config_errors_name_file_and_position)
+{
+  const char *bad = "{\n  \"onnx_config\": {\"opset_version\": 13,}\n}";
+  trw_cfg *cfg = NULL;
+  char err[256];
+  ck_assert_int_eq(trw__cfg_parse(bad, strlen(bad), "deploy.json", &cfg, err, sizeof err),
+                   TRW_ECONFIG);
+  ck_assert_ptr_null(cfg);
+  ck_assert_msg(strncmp(err, "deploy.json:2:", 14) == 0, "got %s", err);
+  ck_assert_int_eq(trw__cfg_parse("[1]", 3, "list.json", &cfg, err, sizeof err), TRW_ECONFIG);
+  ck_assert_ptr_nonnull(strstr(err, "must be a JSON object"));
+  ck_assert_int_eq(trw__cfg_load("/nonexistent/deploy.json", &cfg, err, sizeof err), TRW_EIO);
+  ck_assert_ptr_nonnull(strstr(err, "/nonexistent/deploy.json"));
+}
+END_TEST
+
+START_TEST(config_load_from_file)
+{
+  char path[] = "/tmp/trw_cfg_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  const char *json = "{\"codebase_config\": {\"post_processing\": {\"max_output_boxes_per_class\": 200}}}";
+  ck_assert_int_eq(write(fd, json, strlen(json)), (int)strlen(json));
+  close(fd);
+  trw_cfg *cfg = NULL;
+  char err[256];
+  ck_assert_int_eq(trw__cfg_load(path, &cfg, err, sizeof err), 0);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "codebase_config.post_processing.max_output_boxes_per_class", 0), 200);
+  trw__cfg_free(cfg);
+  unlink(path);
+}
+END_TEST
+
+START_TEST(context_error_names_rewriter_and_site)
+{
+  trw_rewriter_def d = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 42);
+  ck_assert_int_eq(trw_register(&d), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  trw_ctx ctx = {0};
+  ctx.rw = trw__select(TRW_KIND_FUNCTION, "torch.topk", &e);
+  ctx.env = &e;
+  ctx.op = "aten::topk";
+  ck_assert_int_eq(trw_error(&ctx, TRW_EINVAL, "k must be %d or less", 3840), TRW_EINVAL);
+  char msg[512];
+  trw__ctx_failure(&ctx, TRW_EINVAL, msg, sizeof msg);
+  ck_assert_str_eq(msg, "torchrw: rewriter torch.topk@tensorrt (test.c:42) failed on "
+                        "aten::topk: k must be 3840 or less");
+  ck_assert_str_eq(trw_ctx_backend(&ctx), "tensorrt");
+  ck_assert_int_eq(trw_ctx_opset(&ctx), 11);
+  ck_assert_int_eq(trw_ctx_ir(&ctx), TRW_IR_ONNX);
+}
+END_TEST
+
+START_TEST(backends_canonical)
+{
+  ck_assert_str_eq(trw__backend_canonical(NULL), "default");
+  ck_assert_str_eq(trw__backend_canonical("ncnn"), "ncnn");
+  ck_assert_ptr_null(trw__backend_canonical("TensorRT"));
+  ck_assert_int_lt(trw__backend_index("tensorrtx"), 0);
+}
+END_TEST
+
+static Suite *core_suite(void)
+{
+  Suite *s = suite_create("core");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_add_test(tc, errors_have_names);
+  tcase_add_test(tc, names_map_to_operators);
+  tcase_add_test(tc, registration_validates);
+  tcase_add_test(tc, later_registration_wins);
+  tcase_add_test(tc, selection_prefers_backend_then_default);
+  tcase_add_test(tc, selection_filters_ir_and_checkers);
+  tcase_add_test(tc, ir_specific_beats_any);
+  tcase_add_test(tc, disable_by_stable_or_bare_name);
+  tcase_add_test(tc, registration_refused_while_active);
+  tcase_add_test(tc, config_dotted_paths);
+  tcase_add_test(tc, config_errors_name_file_and_position);
+  tcase_add_test(tc, config_load_from_file);
+  tcase_add_test(tc, context_error_names_rewriter_and_site);
+  tcase_add_test(tc, backends_canonical);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void)
+{
+  SRunner *sr = srunner_create(core_suite());
+  srunner_set_fork_status(sr, CK_FORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? 0 : 1;
+}
