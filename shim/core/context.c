@@ -84,6 +84,11 @@ void trw_log_info(trw_ctx *ctx, const char *fmt, ...)
 void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len)
 {
   const char *why = ctx && ctx->err[0] ? ctx->err : trw_strerror(code);
+  /* A failure further in, passed up unchanged: it names its own rewriter. */
+  if (strncmp(why, "torchrw: ", 9) == 0) {
+    trw__fmt(buf, len, "%s", why);
+    return;
+  }
   trw__fmt(buf, len, "torchrw: rewriter %s (%s:%d) failed on %s: %s",
            trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
            trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "its call", why);

@@ -143,6 +143,9 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
     return trw_error(ctx, TRW_EOP, "%s failed: %s", what,
                      e.what_without_backtrace());
   } catch (const std::exception& e) {
+    // A rewriter further in failed: its message already says everything.
+    if (std::strncmp(e.what(), "torchrw: ", 9) == 0)
+      return trw_error(ctx, TRW_EOP, "%s", e.what());
     return trw_error(ctx, TRW_EOP, "%s failed: %s", what, e.what());
   }
   trw_value* v = make_value(ctx, unpack_returns(stack));
@@ -174,10 +177,7 @@ int trw_call(trw_ctx* ctx, const char* op, size_t nargs,
     for (const auto& h : candidates) {
       auto stack = trw::stack_of(nargs, args);
       if (!trw::bind(h.schema(), stack)) continue;
-      trw::depth()++;
-      int rc = trw::guarded_call(ctx, qual.c_str(), h, nullptr, stack, result);
-      trw::depth()--;
-      return rc;
+      return trw::guarded_call(ctx, qual.c_str(), h, nullptr, stack, result);
     }
     return trw_error(ctx, TRW_ENOTFOUND,
                      "no overload of %s accepts these %zu arguments (schema: %s)",

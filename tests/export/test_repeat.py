@@ -1,0 +1,79 @@
+"""The seed's example: torch.Tensor.repeat on a 1-D tensor for TensorRT."""
+import numpy as np
+
+from conftest import ort_run, run_script
+
+EXPORT = """
+import numpy as np
+import torch
+
+class Tiler(torch.nn.Module):
+    def forward(self, x, y):
+        # 1-D with one count: rewritten for tensorrt.  2-D: left alone.
+        return x.repeat(3) * 2, y.repeat(2, 1)
+
+model = Tiler().eval()
+x = torch.arange(5, dtype=torch.float32) - 2
+y = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(model, (x, y), "model.onnx", opset_version=11,
+                  input_names=["x", "y"], output_names=["a", "b"])
+a, b = model(x, y)
+np.savez("io.npz", x=x.numpy(), y=y.numpy(), a=a.numpy(), b=b.numpy())
+"""
+
+
+def _numerics(run):
+    io = np.load(run.path("io.npz"))
+    a, b = ort_run(run.path("model.onnx"), {"x": io["x"], "y": io["y"]})
+    np.testing.assert_allclose(a, io["a"], rtol=1e-6)
+    np.testing.assert_allclose(b, io["b"], rtol=1e-6)
+
+
+def _tile_neighbours(ops):
+    i = ops.index("Tile")
+    return ops[:i], ops[i + 1:]
+
+
+def test_tensorrt_wraps_1d_repeat_in_unsqueeze_squeeze(tmp_path):
+    run = run_script(tmp_path, EXPORT, backend="tensorrt").check()
+    ops = run.ops()
+    assert ops.count("Tile") == 2
+    before, after = _tile_neighbours(ops)
+    assert "Unsqueeze" in before and after[0] == "Squeeze", ops
+    # The Tile of the rewritten repeat takes a 2-D input.
+    _numerics(run)
+
+
+def test_onnxruntime_keeps_torchs_own_graph(tmp_path):
+    run = run_script(tmp_path, EXPORT, backend="onnxruntime").check()
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", EXPORT, preload=False).check()
+    assert run.ops() == plain.ops()
+    assert "Unsqueeze" not in run.ops() and "Squeeze" not in run.ops()
+    _numerics(run)
+
+
+def test_without_backend_the_shim_changes_nothing(tmp_path):
+    run = run_script(tmp_path, EXPORT).check()
+    assert "Squeeze" not in run.ops()
+    assert run.stderr == ""
+    _numerics(run)
+
+
+def test_eager_run_is_not_rewritten(tmp_path):
+    code = """
+import torch
+import torch._C
+x = torch.arange(3.0)
+calls = []
+# Eager: no trace, so the torchrw key is never in the dispatch set.
+with torch.autograd.profiler.profile() as prof:
+    y = x.repeat(2)
+names = [e.name for e in prof.function_events]
+assert "aten::unsqueeze" not in names, names
+assert "aten::squeeze" not in names, names
+print("eager ok", y.tolist())
+"""
+    run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert "eager ok" in run.stdout
+    assert "fired" not in run.stderr
