@@ -4,8 +4,8 @@
  * It links neither libtorch nor libpython (preloading it into /bin/true
  * must cost nothing).  It interposes torch::jit::tracer::trace, the C++
  * function that torch.onnx.export and torch.jit.trace reach through the
- * PLT of libtorch_python.so, and brackets each outermost trace with the
- * runtime's enter/leave.  The runtime (libtorchrw_runtime.so, beside this
+ * PLT of libtorch_python.so, and hands each trace to the runtime, which
+ * turns rewriting on around it.  The runtime (libtorchrw_runtime.so, beside this
  * file) is loaded at the first trace, when libtorch is certainly present.
  *
  * With TORCHRW_BACKEND unset the interposer only forwards the call.
@@ -38,9 +38,7 @@
   "S6_S6_EES7_IFNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEERKN2at6" \
   "TensorEEEbbPNS0_6ModuleERKS2_ISH_SaISH_EE"
 
-typedef void *(*trace_fn)(void *result, void *inputs, void *traced_fn,
-                          void *lookup_fn, bool strict, bool force_outplace,
-                          void *self, void *argument_names);
+typedef trw__trace_fn trace_fn;
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -55,9 +53,6 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static trace_fn original_trace;
 static const trw__runtime_api *runtime;
 static int runtime_failed;
-
-/* Outermost trace of this thread, and "inside torchrw" for re-entry. */
-static __thread int trace_depth;
 
 static void read_env(void)
 {
@@ -78,7 +73,6 @@ __attribute__((constructor)) static void preload_init(void)
 static void atfork_child(void)
 {
   pthread_mutex_init(&init_lock, NULL);
-  trace_depth = 0;
 }
 
 struct find_lib {
@@ -173,12 +167,6 @@ static void init_once(void)
   pthread_mutex_unlock(&init_lock);
 }
 
-static void leave_trace(int **depth)
-{
-  if (--**depth == 0 && runtime)
-    runtime->leave();
-}
-
 void *trw_trace(void *result, void *inputs, void *traced_fn, void *lookup_fn,
                 bool strict, bool force_outplace, void *self,
                 void *argument_names)
@@ -195,13 +183,8 @@ void *trw_trace(void *result, void *inputs, void *traced_fn, void *lookup_fn,
   if (configured != 1 || !runtime)
     return original_trace(result, inputs, traced_fn, lookup_fn, strict,
                           force_outplace, self, argument_names);
-  /* enter may throw a C++ exception (bad config, broken plugin): this file
-   * is built with -fexceptions so it passes through, and nothing is held
-   * yet.  From here on, leave runs on return and on unwind. */
-  if (trace_depth == 0)
-    runtime->enter();
-  trace_depth++;
-  __attribute__((cleanup(leave_trace))) int *guard = &trace_depth;
-  return original_trace(result, inputs, traced_fn, lookup_fn, strict,
-                        force_outplace, self, argument_names);
+  /* The runtime brackets the call and may throw; exceptions pass through
+   * this frame, which holds nothing. */
+  return runtime->trace(original_trace, result, inputs, traced_fn, lookup_fn,
+                        strict, force_outplace, self, argument_names);
 }

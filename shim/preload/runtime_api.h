@@ -7,16 +7,29 @@
 
 #define TRW__RUNTIME_SONAME "libtorchrw_runtime.so"
 #define TRW__RUNTIME_SYMBOL "trw__runtime_api_get"
-#define TRW__RUNTIME_API_VERSION 1
+#define TRW__RUNTIME_API_VERSION 2
+
+#include <stdbool.h>
+
+/* torch::jit::tracer::trace as C sees it (see shim/preload/preload.c). */
+typedef void *(*trw__trace_fn)(void *result, void *inputs, void *traced_fn,
+                               void *lookup_fn, bool strict,
+                               bool force_outplace, void *self,
+                               void *argument_names);
 
 typedef struct trw__runtime_api {
   int version;
-  /* Start rewriting for the outermost trace of this thread.  Throws a C++
+  /*
+   * Runs original(...) with rewriting on for the outermost trace of this
+   * thread, and off again when it returns or throws.  Throws a C++
    * exception (a Python RuntimeError for the caller) when the export must
-   * not go ahead: bad config, unknown backend, broken plugin. */
-  void (*enter)(void);
-  /* End it: restore everything, write the report.  Never throws. */
-  void (*leave)(void);
+   * not go ahead: bad config, unknown backend, broken plugin.  The
+   * bracketing lives here, in C++, so that the preloaded C shim needs no
+   * unwinding support of its own (no libgcc_s in every process).
+   */
+  void *(*trace)(trw__trace_fn original, void *result, void *inputs,
+                 void *traced_fn, void *lookup_fn, bool strict,
+                 bool force_outplace, void *self, void *argument_names);
 } trw__runtime_api;
 
 typedef const trw__runtime_api *(*trw__runtime_api_fn)(void);

@@ -1,7 +1,8 @@
-// scope.cpp - the runtime's entry points for the preloaded shim.  C++ only
-// because enter must raise: a std::runtime_error thrown here crosses the
-// shim's C frame (built with -fexceptions) and reaches Python through
-// pybind11 as RuntimeError, failing the export with torchrw's message.
+// scope.cpp - the runtime's entry point for the preloaded shim: one trace,
+// bracketed.  C++ for two reasons: a std::runtime_error thrown here reaches
+// Python through pybind11 as RuntimeError, failing the export with
+// torchrw's message; and a destructor ends rewriting on every way out of
+// the trace, also when the model raises.
 
 #include <stdexcept>
 
@@ -10,14 +11,32 @@
 
 namespace {
 
-void enter() {
-  char err[2048];
-  if (trw__activate(err, sizeof err) != 0) throw std::runtime_error(err);
+thread_local int t_depth = 0;
+
+struct Scope {
+  Scope() {
+    if (t_depth == 0) {
+      char err[2048];
+      if (trw__activate(err, sizeof err) != 0) throw std::runtime_error(err);
+    }
+    t_depth++;
+  }
+  ~Scope() {
+    if (--t_depth == 0) trw__deactivate();
+  }
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+};
+
+void* trace(trw__trace_fn original, void* result, void* inputs,
+            void* traced_fn, void* lookup_fn, bool strict, bool force_outplace,
+            void* self, void* argument_names) {
+  Scope scope;
+  return original(result, inputs, traced_fn, lookup_fn, strict, force_outplace,
+                  self, argument_names);
 }
 
-void leave() { trw__deactivate(); }
-
-const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, enter, leave};
+const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, trace};
 
 }  // namespace
 
