@@ -1,0 +1,690 @@
+/*
+ * check.c - applies a backend capability table to a model.
+ *
+ * The rules are generic; what a backend supports is data (see check.h and
+ * data/backends/README.md).  Types and shapes come from what the file
+ * declares (graph inputs and outputs, value_info, initializers, Constant
+ * nodes); no shape inference is run, so a rule about a dtype is only
+ * applied where the file says what the dtype is.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+/* What the file says about one value. */
+struct value {
+  const char *name;
+  int32_t dtype;                 /* 0 when unknown */
+  const Onnx__TensorShapeProto *shape; /* NULL when unknown */
+  int is_static;                 /* shape known to be static */
+  const Onnx__TensorProto *tensor;  /* an initializer */
+  const Onnx__NodeProto *constant;  /* the Constant node producing it */
+};
+
+/* An open-addressing hash table of values by name. */
+struct values {
+  struct value *slots;
+  size_t cap, n;
+};
+
+struct ctx {
+  const trw__onnx_model *model;
+  const json_t *table;
+  const char *backend;
+  struct values vals;
+  int graph_dynamic;   /* some graph input has a non-static shape */
+  trw__violation_fn fn;
+  void *user;
+  int count;
+  int stop;            /* fn asked to stop, or memory ran out */
+  int nomem;
+  size_t index;        /* nodes seen, for unnamed ones */
+  char *err;
+  size_t errlen;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+
+static uint64_t hash(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s != '\0'; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static struct value *slot(struct values *v, const char *name)
+{
+  size_t i = (size_t)hash(name) & (v->cap - 1);
+  while (v->slots[i].name != NULL && strcmp(v->slots[i].name, name) != 0)
+    i = (i + 1) & (v->cap - 1);
+  return &v->slots[i];
+}
+
+static const struct value *lookup(const struct values *v, const char *name)
+{
+  const struct value *s;
+  if (v->cap == 0 || name == NULL || name[0] == '\0')
+    return NULL;
+  s = slot((struct values *)v, name);
+  return s->name != NULL ? s : NULL;
+}
+
+static int grow(struct values *v)
+{
+  struct values bigger = {NULL, v->cap ? v->cap * 2 : 256, 0};
+
+  bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+  if (bigger.slots == NULL)
+    return TRW_ENOMEM;
+  for (size_t i = 0; i < v->cap; i++)
+    if (v->slots[i].name != NULL) {
+      *slot(&bigger, v->slots[i].name) = v->slots[i];
+      bigger.n++;
+    }
+  free(v->slots);
+  *v = bigger;
+  return 0;
+}
+
+/* Adds what is known about name, merging with what was known before. */
+static int learn(struct values *v, const struct value *add)
+{
+  struct value *s;
+
+  if (add->name == NULL || add->name[0] == '\0')
+    return 0;
+  if ((v->n + 1) * 2 > v->cap && grow(v) != 0)
+    return TRW_ENOMEM;
+  s = slot(v, add->name);
+  if (s->name == NULL) {
+    *s = *add;
+    v->n++;
+    return 0;
+  }
+  if (s->dtype == 0)
+    s->dtype = add->dtype;
+  if (s->shape == NULL && add->shape != NULL) {
+    s->shape = add->shape;
+    s->is_static = add->is_static;
+  }
+  if (s->tensor == NULL)
+    s->tensor = add->tensor;
+  if (s->constant == NULL)
+    s->constant = add->constant;
+  return 0;
+}
+
+static int learn_vi(struct values *v, const Onnx__ValueInfoProto *vi)
+{
+  struct value add = {0};
+
+  if (vi == NULL)
+    return 0;
+  add.name = vi->name;
+  add.dtype = trw__onnx_vi_dtype(vi);
+  add.shape = trw__onnx_vi_shape(vi);
+  add.is_static = trw__onnx_shape_static(add.shape);
+  return learn(v, &add);
+}
+
+static int learn_graph(struct values *v, const Onnx__GraphProto *g)
+{
+  int rc = 0;
+
+  for (size_t i = 0; rc == 0 && i < g->n_input; i++)
+    rc = learn_vi(v, g->input[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_output; i++)
+    rc = learn_vi(v, g->output[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_value_info; i++)
+    rc = learn_vi(v, g->value_info[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_initializer; i++) {
+    const Onnx__TensorProto *t = g->initializer[i];
+    struct value add = {0};
+    add.name = t->name;
+    add.dtype = t->has_data_type ? t->data_type : 0;
+    add.is_static = 1;
+    add.tensor = t;
+    rc = learn(v, &add);
+  }
+  return rc;
+}
+
+static const Onnx__AttributeProto *attr(const Onnx__NodeProto *node,
+                                        const char *name)
+{
+  for (size_t i = 0; i < node->n_attribute; i++)
+    if (node->attribute[i] != NULL && node->attribute[i]->name != NULL &&
+        strcmp(node->attribute[i]->name, name) == 0)
+      return node->attribute[i];
+  return NULL;
+}
+
+static int is_op(const Onnx__NodeProto *node, const char *op)
+{
+  return trw__onnx_domain_standard(node->domain) && node->op_type != NULL &&
+         strcmp(node->op_type, op) == 0;
+}
+
+static int learn_node(const Onnx__NodeProto *node,
+                      const Onnx__GraphProto *graph, int depth, void *user)
+{
+  struct ctx *c = user;
+  struct value add = {0};
+  const Onnx__AttributeProto *a;
+
+  (void)depth;
+  if (graph->n_node > 0 && graph->node[0] == node &&
+      learn_graph(&c->vals, graph) != 0)
+    return TRW_ENOMEM;
+  if (node->n_output == 0)
+    return 0;
+  add.name = node->output[0];
+  if (is_op(node, "Constant")) {
+    add.constant = node;
+    add.is_static = 1;
+    if ((a = attr(node, "value")) != NULL && a->t != NULL)
+      add.dtype = a->t->has_data_type ? a->t->data_type : 0;
+    else if (attr(node, "value_int") || attr(node, "value_ints"))
+      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    else if (attr(node, "value_float") || attr(node, "value_floats"))
+      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    return learn(&c->vals, &add);
+  }
+  if (is_op(node, "Cast") && (a = attr(node, "to")) != NULL && a->has_i &&
+      a->i > 0 && a->i < 64) {
+    add.dtype = (int32_t)a->i;
+    return learn(&c->vals, &add);
+  }
+  return 0;
+}
+
+/* Reads one integer element of t; returns 0 or -1. */
+static int tensor_int(const Onnx__TensorProto *t, size_t i, int64_t *out)
+{
+  int32_t dt = t->has_data_type ? t->data_type : 0;
+
+  if (t->has_data_location &&
+      t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+    return -1; /* Never read external weights. */
+  if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+    if (i < t->n_int64_data) {
+      *out = t->int64_data[i];
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len / 8 > i) {
+      memcpy(out, t->raw_data.data + i * 8, 8); /* Little-endian hosts. */
+      return 0;
+    }
+  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
+    int32_t v;
+    if (i < t->n_int32_data) {
+      *out = t->int32_data[i];
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len / 4 > i) {
+      memcpy(&v, t->raw_data.data + i * 4, 4);
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The largest integer in a constant value; returns 0 or -1 (unknown). */
+static int const_max(const struct value *v, int64_t *max)
+{
+  const Onnx__TensorProto *t = v->tensor;
+  const Onnx__AttributeProto *a;
+  int64_t x;
+  size_t i;
+
+  if (t == NULL && v->constant != NULL) {
+    if ((a = attr(v->constant, "value_int")) != NULL && a->has_i) {
+      *max = a->i;
+      return 0;
+    }
+    if ((a = attr(v->constant, "value_ints")) != NULL && a->n_ints > 0) {
+      *max = a->ints[0];
+      for (i = 1; i < a->n_ints; i++)
+        if (a->ints[i] > *max)
+          *max = a->ints[i];
+      return 0;
+    }
+    if ((a = attr(v->constant, "value")) != NULL)
+      t = a->t;
+  }
+  if (t == NULL || tensor_int(t, 0, max) != 0)
+    return -1;
+  for (i = 1; i < 4096 && tensor_int(t, i, &x) == 0; i++)
+    if (x > *max)
+      *max = x;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reporting                                                                 */
+
+static const char *source_of(const struct ctx *c, const json_t *rule,
+                             const json_t *entry, const json_t *domain)
+{
+  const json_t *objs[4] = {rule, entry, domain, c->table};
+  for (int i = 0; i < 4; i++) {
+    const char *s = objs[i] ? json_string_value(json_object_get(objs[i],
+                                                                "source"))
+                            : NULL;
+    if (s != NULL)
+      return s;
+  }
+  return "no source given";
+}
+
+static void report(struct ctx *c, const char *node, const char *what,
+                   const char *source, const json_t *rule, const char *fmt,
+                   ...) TRW_PRINTF(6, 7);
+
+static void report(struct ctx *c, const char *node, const char *what,
+                   const char *source, const json_t *rule, const char *fmt,
+                   ...)
+{
+  char msg[1024];
+  const char *note = rule ? json_string_value(json_object_get(rule, "note"))
+                          : NULL;
+  size_t len;
+  va_list ap;
+
+  if (c->stop)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  len = strlen(msg);
+  if (note != NULL && len < sizeof(msg) - 3)
+    snprintf(msg + len, sizeof(msg) - len, " - %s", note);
+  c->count++;
+  if (c->fn(node, what, msg, source, c->user) != 0)
+    c->stop = 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rules                                                                     */
+
+static int get_int(const json_t *obj, const char *key, int64_t *out)
+{
+  const json_t *j = json_object_get(obj, key);
+  if (!json_is_integer(j))
+    return -1;
+  *out = json_integer_value(j);
+  return 0;
+}
+
+/* 1 when rule applies at opset (its "since" / "until"), else 0. */
+static int in_range(const json_t *rule, int64_t opset)
+{
+  int64_t lo, hi;
+  if (opset < 0)
+    return 1;
+  if (get_int(rule, "since", &lo) == 0 && opset < lo)
+    return 0;
+  if (get_int(rule, "until", &hi) == 0 && opset > hi)
+    return 0;
+  return 1;
+}
+
+static int in_list(const json_t *list, const char *s, int64_t i, int is_str)
+{
+  size_t k;
+  const json_t *v;
+
+  json_array_foreach(list, k, v) {
+    if (is_str && json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+      return 1;
+    if (!is_str && json_is_integer(v) && json_integer_value(v) == i)
+      return 1;
+  }
+  return 0;
+}
+
+static void list_str(const json_t *list, char *buf, size_t buflen)
+{
+  size_t k, used = 0;
+  const json_t *v;
+
+  buf[0] = '\0';
+  json_array_foreach(list, k, v) {
+    char one[64];
+    int w;
+    if (json_is_string(v))
+      snprintf(one, sizeof(one), "%s", json_string_value(v));
+    else
+      snprintf(one, sizeof(one), "%lld", (long long)json_integer_value(v));
+    w = snprintf(buf + used, buflen - used, "%s%s", k ? ", " : "", one);
+    if (w < 0 || (size_t)w >= buflen - used)
+      break;
+    used += (size_t)w;
+  }
+}
+
+static void check_attributes(struct ctx *c, const Onnx__NodeProto *node,
+                             const char *name, const json_t *entry,
+                             const json_t *dom, int64_t opset)
+{
+  const json_t *rules = json_object_get(entry, "attributes"), *r;
+  size_t k;
+
+  json_array_foreach(rules, k, r) {
+    const char *an = json_string_value(json_object_get(r, "name"));
+    const json_t *allowed = json_object_get(r, "allowed");
+    const json_t *forbidden = json_object_get(r, "forbidden");
+    const json_t *def = json_object_get(r, "default");
+    const Onnx__AttributeProto *a;
+    char sval[128], shown[160], list[512];
+    int64_t ival = 0, bound;
+    int is_str;
+
+    if (an == NULL || !in_range(r, opset))
+      continue;
+    a = attr(node, an);
+    if (a != NULL && a->has_s) {
+      is_str = 1;
+      snprintf(sval, sizeof(sval), "%.*s", (int)(a->s.len < 100 ? a->s.len
+                                                                : 100),
+               a->s.data ? (const char *)a->s.data : "");
+    } else if (a != NULL && a->has_i) {
+      is_str = 0;
+      ival = a->i;
+    } else if (json_is_string(def)) {
+      is_str = 1;
+      snprintf(sval, sizeof(sval), "%s", json_string_value(def));
+    } else if (json_is_integer(def)) {
+      is_str = 0;
+      ival = json_integer_value(def);
+    } else {
+      continue; /* Not given, no default: nothing to judge. */
+    }
+    if (is_str)
+      snprintf(shown, sizeof(shown), "%s='%s'%s", an, sval,
+               a == NULL ? " (the default)" : "");
+    else
+      snprintf(shown, sizeof(shown), "%s=%lld%s", an, (long long)ival,
+               a == NULL ? " (the default)" : "");
+    if (json_is_array(allowed) && !in_list(allowed, sval, ival, is_str)) {
+      list_str(allowed, list, sizeof(list));
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "attribute %s is not supported (supported: %s)", shown, list);
+    } else if (json_is_array(forbidden) &&
+               in_list(forbidden, sval, ival, is_str)) {
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "attribute %s is not supported", shown);
+    } else if (!is_str && get_int(r, "max", &bound) == 0 && ival > bound) {
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "attribute %s exceeds the maximum %lld", shown,
+             (long long)bound);
+    } else if (!is_str && get_int(r, "min", &bound) == 0 && ival < bound) {
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "attribute %s is below the minimum %lld", shown,
+             (long long)bound);
+    }
+  }
+}
+
+static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
+                         const char *name, const json_t *entry,
+                         const json_t *dom, int64_t opset)
+{
+  const json_t *rules = json_object_get(entry, "inputs"), *r;
+  size_t k;
+
+  json_array_foreach(rules, k, r) {
+    const char *label = json_string_value(json_object_get(r, "name"));
+    const struct value *v;
+    const char *in;
+    int64_t idx, bound, max;
+    char what[160];
+
+    if (get_int(r, "index", &idx) != 0 || idx < 0 || !in_range(r, opset) ||
+        (size_t)idx >= node->n_input)
+      continue;
+    in = node->input[idx];
+    if (in == NULL || in[0] == '\0')
+      continue; /* An omitted optional input. */
+    snprintf(what, sizeof(what), "input %lld '%.80s'%s%.40s%s", (long long)idx,
+             in, label ? " (" : "", label ? label : "", label ? ")" : "");
+    v = lookup(&c->vals, in);
+    if (json_is_true(json_object_get(r, "constant")) &&
+        (v == NULL || (v->tensor == NULL && v->constant == NULL))) {
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "%s must be a constant (an initializer or a Constant node's "
+             "output), but it is computed at run time", what);
+      continue;
+    }
+    if (get_int(r, "max", &bound) == 0 && v != NULL &&
+        const_max(v, &max) == 0 && max > bound)
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "%s is %lld, above the maximum %lld", what, (long long)max,
+             (long long)bound);
+  }
+}
+
+/* Whether the node's tensors have dynamic shapes: an input whose shape is
+ * declared and not static says yes; declared static shapes say no; with
+ * nothing declared, the graph's inputs decide. */
+static int node_dynamic(const struct ctx *c, const Onnx__NodeProto *node)
+{
+  int known = 0;
+
+  for (size_t i = 0; i < node->n_input; i++) {
+    const struct value *v = lookup(&c->vals, node->input[i]);
+    if (v == NULL)
+      continue;
+    if (v->tensor != NULL || v->constant != NULL) {
+      known = 1;
+    } else if (v->shape != NULL) {
+      known = 1;
+      if (!v->is_static)
+        return 1;
+    }
+  }
+  return known ? 0 : c->graph_dynamic;
+}
+
+static void check_dtypes(struct ctx *c, const Onnx__NodeProto *node,
+                         const char *name, const json_t *entry,
+                         const json_t *dom, int64_t opset)
+{
+  const json_t *rules = json_object_get(entry, "dtypes"), *r;
+  size_t k;
+
+  json_array_foreach(rules, k, r) {
+    const json_t *forbidden = json_object_get(r, "forbidden");
+    const char *when = json_string_value(json_object_get(r, "when"));
+    int dynamic_only = when != NULL && strcmp(when, "dynamic") == 0;
+
+    if (!json_is_array(forbidden) || !in_range(r, opset))
+      continue;
+    if (dynamic_only && !node_dynamic(c, node))
+      continue;
+    for (size_t i = 0; i < node->n_input; i++) {
+      const struct value *v = lookup(&c->vals, node->input[i]);
+      const char *dt;
+      if (v == NULL || v->dtype == 0)
+        continue;
+      dt = trw__onnx_dtype_name(v->dtype);
+      if (!in_list(forbidden, dt, 0, 1))
+        continue;
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "input %zu ('%s') has dtype %s, which is not supported%s", i,
+             node->input[i], dt,
+             dynamic_only ? " when shapes are dynamic" : "");
+      break;
+    }
+  }
+}
+
+static int check_node(const Onnx__NodeProto *node,
+                      const Onnx__GraphProto *graph, int depth, void *user)
+{
+  struct ctx *c = user;
+  const char *op = node->op_type != NULL ? node->op_type : "";
+  const char *domname = trw__onnx_domain_name(node->domain);
+  const json_t *domains = json_object_get(c->table, "domains");
+  const json_t *dom = json_object_get(domains, domname);
+  const json_t *ops, *entry;
+  int64_t opset = trw__onnx_opset(c->model->proto, domname);
+  char unnamed[160];
+  const char *name = node->name;
+
+  (void)graph;
+  (void)depth;
+  c->index++;
+  if (name == NULL || name[0] == '\0') {
+    snprintf(unnamed, sizeof(unnamed), "(unnamed %.100s #%zu)", op,
+             c->index);
+    name = unnamed;
+  }
+  if (!json_is_object(dom)) {
+    report(c, name, op, json_string_value(json_object_get(
+                            c->table, "domains_source"))
+                            ? json_string_value(json_object_get(
+                                  c->table, "domains_source"))
+                            : source_of(c, NULL, NULL, NULL),
+           NULL, "domain '%s' is not supported by %s", domname, c->backend);
+    return c->stop;
+  }
+  ops = json_object_get(dom, "ops");
+  if (json_is_string(ops) && strcmp(json_string_value(ops), "*") == 0)
+    entry = json_object_get(json_object_get(dom, "constraints"), op);
+  else
+    entry = json_object_get(ops, op);
+  if (entry == NULL && !json_is_string(ops)) {
+    report(c, name, op, source_of(c, NULL, NULL, dom), NULL,
+           "operator is not supported by %s", c->backend);
+    return c->stop;
+  }
+  if (entry == NULL || json_is_true(entry))
+    return c->stop;
+  if (json_is_false(entry) ||
+      json_is_false(json_object_get(entry, "supported"))) {
+    report(c, name, op, source_of(c, NULL, entry, dom), entry,
+           "operator is not supported by %s", c->backend);
+    return c->stop;
+  }
+  if (!in_range(entry, opset)) {
+    int64_t lo = 1, hi = -1;
+    get_int(entry, "since", &lo);
+    get_int(entry, "until", &hi);
+    if (hi >= 0 && lo <= 1)
+      report(c, name, op, source_of(c, NULL, entry, dom), NULL,
+             "supported by %s only up to opset %lld; the model uses opset "
+             "%lld", c->backend, (long long)hi, (long long)opset);
+    else if (hi >= 0)
+      report(c, name, op, source_of(c, NULL, entry, dom), NULL,
+             "supported by %s only for opset %lld to %lld; the model uses "
+             "opset %lld", c->backend, (long long)lo, (long long)hi,
+             (long long)opset);
+    else
+      report(c, name, op, source_of(c, NULL, entry, dom), NULL,
+             "supported by %s only from opset %lld; the model uses opset "
+             "%lld", c->backend, (long long)lo, (long long)opset);
+  }
+  check_attributes(c, node, name, entry, dom, opset);
+  check_inputs(c, node, name, entry, dom, opset);
+  check_dtypes(c, node, name, entry, dom, opset);
+  return c->stop;
+}
+
+static void check_graph_rules(struct ctx *c)
+{
+  const Onnx__ModelProto *m = c->model->proto;
+  const Onnx__GraphProto *g = m->graph;
+  const json_t *graph = json_object_get(c->table, "graph");
+  const json_t *domains = json_object_get(c->table, "domains");
+  const json_t *rule = json_object_get(graph, "static_input_shapes");
+
+  /* Opset range per imported domain. */
+  for (size_t i = 0; i < m->n_opset_import; i++) {
+    const char *dn = trw__onnx_domain_name(m->opset_import[i]->domain);
+    const json_t *dom = json_object_get(domains, dn);
+    const json_t *range = json_object_get(dom, "opset");
+    int64_t v = m->opset_import[i]->version, lo, hi;
+    if (!json_is_object(range))
+      continue;
+    if (get_int(range, "min", &lo) == 0 && v < lo)
+      report(c, "(model)", "opset", source_of(c, range, dom, NULL), range,
+             "%s opset %lld is below the lowest %s supports (%lld)", dn,
+             (long long)v, c->backend, (long long)lo);
+    if (get_int(range, "max", &hi) == 0 && v > hi)
+      report(c, "(model)", "opset", source_of(c, range, dom, NULL), range,
+             "%s opset %lld is above the highest %s supports (%lld)", dn,
+             (long long)v, c->backend, (long long)hi);
+  }
+  for (size_t i = 0; i < g->n_input; i++) {
+    const Onnx__ValueInfoProto *vi = g->input[i];
+    const struct value *v = lookup(&c->vals, vi->name);
+    const Onnx__TensorShapeProto *shape = trw__onnx_vi_shape(vi);
+    const char *name = vi->name != NULL ? vi->name : "";
+    char buf[256];
+
+    if (v != NULL && v->tensor != NULL)
+      continue; /* An initializer listed as an input. */
+    if (!trw__onnx_shape_static(shape))
+      c->graph_dynamic = 1;
+    if (!json_is_object(rule) || trw__onnx_shape_static(shape))
+      continue;
+    report(c, name, "graph input", source_of(c, rule, NULL, NULL), rule,
+           "shape %s is not static; %s needs fixed input shapes",
+           trw__onnx_shape_str(shape, buf, sizeof(buf)), c->backend);
+  }
+}
+
+static int noop_violation(const char *node, const char *what,
+                          const char *rule, const char *source, void *user)
+{
+  (void)node, (void)what, (void)rule, (void)source, (void)user;
+  return 0;
+}
+
+int trw__check_model(const trw__onnx_model *model, const json_t *table,
+                     trw__violation_fn fn, void *user, char *err,
+                     size_t errlen)
+{
+  struct ctx c;
+  int rc;
+
+  if (model == NULL || model->proto == NULL || table == NULL)
+    return TRW_EINVAL;
+  memset(&c, 0, sizeof(c));
+  c.model = model;
+  c.table = table;
+  c.backend = json_string_value(json_object_get(table, "backend"));
+  if (c.backend == NULL)
+    c.backend = "this backend";
+  c.fn = fn != NULL ? fn : noop_violation;
+  c.user = user;
+  c.err = err;
+  c.errlen = errlen;
+  if (!json_is_object(json_object_get(table, "domains"))) {
+    snprintf(err, errlen, "capability table has no \"domains\" object");
+    return TRW_ECONFIG;
+  }
+  rc = learn_graph(&c.vals, model->proto->graph);
+  if (rc == 0)
+    rc = trw__onnx_walk_nodes(model->proto->graph, learn_node, &c);
+  if (rc == 0) {
+    check_graph_rules(&c);
+    rc = trw__onnx_walk_nodes(model->proto->graph, check_node, &c);
+    if (rc == 1)
+      rc = 0; /* Stopped by the callback. */
+  }
+  free(c.vals.slots);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s", rc == TRW_ENOMEM ? "out of memory"
+                                                 : "subgraphs nest too deeply");
+    return rc;
+  }
+  return c.count;
+}

@@ -1,0 +1,53 @@
+/*
+ * check.h - compares a model with a backend's capability table
+ * (data/backends/<backend>.json).
+ *
+ * A table names, per domain, the operators a backend supports and the
+ * constraints it puts on them; every entry cites where the fact comes
+ * from.  The rules are generic and data-driven:
+ *   - an operator the table does not list, or lists as unsupported;
+ *   - an operator supported only within an opset range ("since", "until");
+ *   - attribute values ("allowed", "forbidden", "min", "max", "default");
+ *   - inputs that must be constants (an initializer or a Constant node's
+ *     output) and bounded ("constant", "max");
+ *   - input dtypes that are refused, always or only when shapes are
+ *     dynamic ("dtypes": [{"forbidden": [...], "when": "dynamic"}]);
+ *   - graph rules: static input shapes, opset range per domain;
+ *   - domains other than those the table lists.
+ * data/backends/README.md describes the format.
+ */
+#ifndef TRW_CHECK_H
+#define TRW_CHECK_H
+
+#include <jansson.h>
+
+#include "trwonnx.h"
+
+/* Called once per violation, in graph order.  node is the node's name (or
+ * a stand-in such as "(unnamed TopK #3)"), what the operator type or
+ * "graph input" / "opset", rule a sentence, source where the fact comes
+ * from.  A nonzero return stops the check. */
+typedef int (*trw__violation_fn)(const char *node, const char *what,
+                                 const char *rule, const char *source,
+                                 void *user);
+
+/*
+ * Loads the capability table of backend from the data directory
+ * ($TORCHRW_DATA, else share/torchrw beside the executable, else the
+ * compile-time default).  Returns the table (the caller decrefs it) or
+ * NULL with err saying why: an unknown backend (err lists the known ones),
+ * a name that is not a plain word, or a file that is not valid JSON.
+ */
+json_t *trw__check_load_table(const char *backend, char *err, size_t errlen);
+
+/*
+ * Checks model against table, calling fn for each violation.  Returns the
+ * number of violations, or a negative code: TRW_ECONFIG when the table is
+ * malformed (err says where), TRW_ERANGE when subgraphs nest too deeply,
+ * TRW_ENOMEM.
+ */
+int trw__check_model(const trw__onnx_model *model, const json_t *table,
+                     trw__violation_fn fn, void *user, char *err,
+                     size_t errlen);
+
+#endif /* TRW_CHECK_H */

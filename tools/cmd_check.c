@@ -1,0 +1,127 @@
+/*
+ * cmd_check.c - "torchrw check MODEL.onnx --backend B [--json]": what in
+ * an exported file the backend cannot run, judged by the backend's
+ * capability table in data/backends/B.json.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "cmd.h"
+#include "json_out.h"
+
+static void help(void)
+{
+  printf("usage: torchrw check MODEL.onnx --backend B [--json]\n"
+         "\n"
+         "Compares the graph with the capability table of backend B "
+         "(data/backends/B.json:\ntensorrt, onnxruntime, ncnn, openvino) "
+         "and prints one line per violation:\n"
+         "\n"
+         "    node_name: OpType: rule (source)\n"
+         "\n"
+         "Rules: operators the backend lacks, operators supported only in "
+         "an opset range,\nattribute values, inputs that must be constant "
+         "and bounded, dtypes refused\n(always or with dynamic shapes), "
+         "static input shapes, opset range, custom\ndomains.  Each rule "
+         "cites where the fact comes from.  External weights are\nnever "
+         "read.\n"
+         "\n"
+         "  --backend B   the backend to check for (required)\n"
+         "  --json        print the violations as JSON\n"
+         "  --help        show this help\n"
+         "\n"
+         "Tables are looked up in $TORCHRW_DATA/backends, else "
+         "share/torchrw/backends\nbeside the executable, else the source "
+         "tree's data/backends.\n"
+         "\n"
+         "Exit status: 0 no violation, 1 violations, 2 bad usage or bad "
+         "input.\n");
+}
+
+struct collect {
+  json_t *list; /* NULL for text output */
+  int ok;
+};
+
+static int on_violation(const char *node, const char *what, const char *rule,
+                        const char *source, void *user)
+{
+  struct collect *col = user;
+
+  if (col->list == NULL) {
+    printf("%s: %s: %s (%s)\n", node, what, rule, source);
+    return 0;
+  }
+  trw__json_append(col->list,
+                   json_pack("{s:o, s:o, s:o, s:o}", "node",
+                             trw__json_str(node), "op", trw__json_str(what),
+                             "rule", trw__json_str(rule), "source",
+                             trw__json_str(source)),
+                   &col->ok);
+  return col->ok ? 0 : 1;
+}
+
+int trw__cmd_check(int argc, char **argv)
+{
+  const char *pos[1], *backend = NULL;
+  int help_flag, npos, json = 0, rc, n;
+  const trw__opt opts[] = {{"--backend", 1, &backend, NULL},
+                           {"--json", 0, NULL, &json},
+                           {NULL, 0, NULL, NULL}};
+  struct collect col = {NULL, 1};
+  trw__onnx_model *model;
+  json_t *table;
+  char err[1024];
+
+  rc = trw__cmd_parse("check", argc, argv, opts, &help_flag, pos, 1, &npos);
+  if (rc != 0)
+    return rc;
+  if (help_flag) {
+    help();
+    return TRW__EXIT_OK;
+  }
+  if (npos != 1 || backend == NULL) {
+    fprintf(stderr, "torchrw check: expected MODEL.onnx and --backend B "
+                    "(see torchrw check --help)\n");
+    return TRW__EXIT_BAD;
+  }
+  table = trw__check_load_table(backend, err, sizeof(err));
+  if (table == NULL) {
+    fprintf(stderr, "torchrw check: %s\n", err);
+    return TRW__EXIT_BAD;
+  }
+  rc = trw__cmd_load(pos[0], &model, NULL, NULL);
+  if (rc != 0) {
+    json_decref(table);
+    return rc;
+  }
+  if (json && (col.list = json_array()) == NULL) {
+    trw__cmd_error(pos[0], "out of memory");
+    rc = TRW__EXIT_BAD;
+    goto done;
+  }
+  n = trw__check_model(model, table, on_violation, &col, err, sizeof(err));
+  if (n < 0 || !col.ok) {
+    trw__cmd_error(pos[0], "%s", n < 0 ? err : "out of memory");
+    rc = TRW__EXIT_BAD;
+    goto done;
+  }
+  rc = n > 0 ? TRW__EXIT_FOUND : TRW__EXIT_OK;
+  if (json) {
+    json_t *root = json_pack("{s:o, s:o, s:I, s:O}", "file",
+                             trw__json_str(pos[0]), "backend",
+                             trw__json_str(backend), "count", (json_int_t)n,
+                             "violations", col.list);
+    if (root == NULL || trw__json_print(root) != 0) {
+      trw__cmd_error(pos[0], "cannot write JSON (out of memory?)");
+      rc = TRW__EXIT_BAD;
+    }
+    json_decref(root);
+  }
+done:
+  json_decref(col.list);
+  json_decref(table);
+  trw__onnx_free(model);
+  return rc;
+}
