@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""Writes the ONNX files that tests/onnx/run.sh feeds to `torchrw`.
+
+Usage: /usr/bin/python3 make_models.py OUTDIR
+
+Valid models are built with the onnx helper API; broken ones are made by
+damaging valid ones.  Nothing here is committed: run.sh calls this into a
+temporary directory.
+"""
+import os
+import random
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+
+def model(nodes, inputs, outputs, inits=(), opset=13, extra_opsets=(),
+          value_info=()):
+    graph = h.make_graph(nodes, "g", inputs, outputs, list(inits),
+                         value_info=list(value_info))
+    opsets = [h.make_opsetid("", opset)] + [h.make_opsetid(d, v)
+                                            for d, v in extra_opsets]
+    m = h.make_model(graph, opset_imports=opsets, producer_name="torchrw-tests",
+                     producer_version="1")
+    m.ir_version = 8
+    return m
+
+
+def weight(name, shape, seed):
+    rng = np.random.default_rng(seed)
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32),
+                                   name)
+
+
+def convnet(batch=1):
+    """A small conv net: Conv, Relu, MaxPool, Conv, GlobalAveragePool,
+    Flatten, Gemm.  batch may be a number or a symbolic name."""
+    x = h.make_tensor_value_info("input", T.FLOAT, [batch, 3, 32, 32])
+    y = h.make_tensor_value_info("logits", T.FLOAT, [batch, 10])
+    inits = [weight("conv1.weight", (8, 3, 3, 3), 1),
+             weight("conv1.bias", (8,), 2),
+             weight("conv2.weight", (16, 8, 3, 3), 3),
+             weight("conv2.bias", (16,), 4),
+             weight("fc.weight", (10, 16), 5),
+             weight("fc.bias", (10,), 6)]
+    nodes = [
+        h.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"],
+                    name="conv1", pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        h.make_node("MaxPool", ["r1"], ["p1"], name="pool1",
+                    kernel_shape=[2, 2], strides=[2, 2]),
+        h.make_node("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"],
+                    name="conv2", pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        h.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        h.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        h.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"],
+                    name="fc", transB=1),
+    ]
+    return model(nodes, [x], [y], inits)
+
+
+def symbolic():
+    """Symbolic dimensions and a Shape op."""
+    x = h.make_tensor_value_info("x", T.FLOAT, ["N", 3, "H", "W"])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["N", 3, "H", "W"])
+    s = h.make_tensor_value_info("s", T.INT64, [4])
+    nodes = [h.make_node("Relu", ["x"], ["y"], name="relu"),
+             h.make_node("Shape", ["y"], ["s"], name="shape")]
+    return model(nodes, [x], [y, s])
+
+
+def topk(k=None, k_value=5, width=100):
+    """TopK with K as an initializer (k_value) or as a graph input."""
+    x = h.make_tensor_value_info("scores", T.FLOAT, [1, width])
+    vals = h.make_tensor_value_info("values", T.FLOAT, [1, None])
+    idx = h.make_tensor_value_info("indices", T.INT64, [1, None])
+    inputs, inits = [x], []
+    if k == "input":
+        inputs.append(h.make_tensor_value_info("k", T.INT64, [1]))
+    else:
+        inits.append(numpy_helper.from_array(np.array([k_value], np.int64), "k"))
+    node = h.make_node("TopK", ["scores", "k"], ["values", "indices"],
+                       name="topk", axis=1)
+    return model([node], inputs, [vals, idx], inits, opset=11)
+
+
+def concat_bool(dynamic):
+    dim = "N" if dynamic else 2
+    a = h.make_tensor_value_info("a", T.BOOL, [dim, 4])
+    b = h.make_tensor_value_info("b", T.BOOL, [dim, 4])
+    y = h.make_tensor_value_info("y", T.BOOL, [None, 4])
+    node = h.make_node("Concat", ["a", "b"], ["y"], name="cat_mask", axis=0)
+    return model([node], [a, b], [y])
+
+
+def custom_domain():
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 8])
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("FancyNorm", ["r"], ["y"], name="fancy",
+                         domain="com.example", eps=1e-5)]
+    return model(nodes, [x], [y], extra_opsets=[("com.example", 1)])
+
+
+def resize_cubic():
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 3, 16, 16])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32),
+                                     "scales")
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="up",
+                       mode="cubic")
+    return model([node], [x], [y], [scales])
+
+
+def upsample_opset11():
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32),
+                                     "scales")
+    node = h.make_node("Upsample", ["x", "scales"], ["y"], name="up",
+                       mode="nearest")
+    return model([node], [x], [y], [scales], opset=11)
+
+
+def nested_if(depth):
+    """If nodes nested depth deep: each then-branch holds the next level,
+    each else-branch a constant."""
+    def leaf(level):
+        out = h.make_tensor_value_info("o%d" % level, T.FLOAT, [1])
+        c = numpy_helper.from_array(np.array([1.0], np.float32), "v")
+        node = h.make_node("Constant", [], ["o%d" % level], value=c)
+        return h.make_graph([node], "leaf", [], [out])
+
+    def branch(level):
+        if level == 0:
+            return leaf(0)
+        out = h.make_tensor_value_info("o%d" % level, T.FLOAT, [1])
+        node = h.make_node("If", ["cond"], ["o%d" % level],
+                           then_branch=branch(level - 1),
+                           else_branch=leaf(level))
+        return h.make_graph([node], "b%d" % level, [], [out])
+    cond = h.make_tensor_value_info("cond", T.BOOL, [])
+    top = branch(depth)
+    y = h.make_tensor_value_info("y", T.FLOAT, [1])
+    node = h.make_node("If", ["cond"], ["y"], name="top",
+                       then_branch=top, else_branch=leaf(depth + 1))
+    return model([node], [cond], [y])
+
+
+def save(m, path):
+    onnx.save_model(m, path)
+
+
+def save_external(m, dirpath, name, location="weights.bin"):
+    os.makedirs(dirpath, exist_ok=True)
+    onnx.save_model(m, os.path.join(dirpath, name), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=location,
+                    size_threshold=0)
+
+
+def set_location(path, location):
+    """Rewrites every external data location in path, without loading the
+    weights."""
+    m = onnx.load_model(path, load_external_data=False)
+    for t in m.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location":
+                kv.value = location
+    onnx.save_model(m, path)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    p = lambda n: os.path.join(out, n)
+
+    save(convnet(), p("convnet.onnx"))
+    save(convnet("batch"), p("convnet_dynamic.onnx"))
+    save(symbolic(), p("symbolic.onnx"))
+    save(topk(), p("topk_const.onnx"))
+    save(topk("input"), p("topk_input.onnx"))
+    save(topk(k_value=5000, width=10000), p("topk_big.onnx"))
+    save(concat_bool(True), p("concat_bool_dynamic.onnx"))
+    save(concat_bool(False), p("concat_bool_static.onnx"))
+    save(custom_domain(), p("custom_domain.onnx"))
+    save(resize_cubic(), p("resize_cubic.onnx"))
+    save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(nested_if(4), p("nested_ok.onnx"))
+    save(nested_if(40), p("nested_deep.onnx"))
+
+    # External data: a model whose weights all live in weights.bin.
+    save_external(convnet(), p("ext"), "external.onnx")
+    # The same, then broken in each way a reference can point nowhere.
+    for case in ("missing", "short", "escape", "absolute"):
+        d = p("ext_" + case)
+        save_external(convnet(), d, "model.onnx")
+        weights = os.path.join(d, "weights.bin")
+        if case == "missing":
+            os.remove(weights)
+        elif case == "short":
+            with open(weights, "r+b") as f:
+                f.truncate(os.path.getsize(weights) // 2)
+        elif case == "escape":
+            os.rename(weights, os.path.join(out, "escaped.bin"))
+            set_location(os.path.join(d, "model.onnx"), "../escaped.bin")
+        elif case == "absolute":
+            set_location(os.path.join(d, "model.onnx"), os.path.abspath(weights))
+
+    # Broken files.
+    good = convnet().SerializeToString()
+    with open(p("truncated.onnx"), "wb") as f:
+        f.write(good[: len(good) // 2])
+    with open(p("truncated_graph.onnx"), "wb") as f:
+        f.write(good[:24])
+    rng = random.Random(5)
+    with open(p("random.onnx"), "wb") as f:
+        f.write(bytes(rng.randrange(256) for _ in range(4096)))
+    with open(p("corrupted.onnx"), "wb") as f:
+        f.write(good[:40] + bytes(rng.randrange(256) for _ in range(2000)))
+    open(p("empty.onnx"), "wb").close()
+    with open(p("text.onnx"), "w") as f:
+        f.write("this is not an ONNX model\n")
+    os.makedirs(p("a_directory.onnx"), exist_ok=True)
+
+
+if __name__ == "__main__":
+    main()
