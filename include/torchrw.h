@@ -87,6 +87,20 @@ typedef enum trw_kind {
   TRW_KIND_SYMBOLIC = 2
 } trw_kind;
 
+typedef enum trw_dtype {
+  TRW_DTYPE_UNKNOWN = 0,
+  TRW_DTYPE_FLOAT32,
+  TRW_DTYPE_FLOAT64,
+  TRW_DTYPE_FLOAT16,
+  TRW_DTYPE_BFLOAT16,
+  TRW_DTYPE_INT64,
+  TRW_DTYPE_INT32,
+  TRW_DTYPE_INT16,
+  TRW_DTYPE_INT8,
+  TRW_DTYPE_UINT8,
+  TRW_DTYPE_BOOL
+} trw_dtype;
+
 typedef enum trw_ir {
   TRW_IR_ANY = 0,
   TRW_IR_ONNX = 1,
@@ -254,8 +268,13 @@ TRW_API trw_value *trw_int(trw_ctx *ctx, int64_t i);
 TRW_API trw_value *trw_double(trw_ctx *ctx, double d);
 TRW_API trw_value *trw_bool(trw_ctx *ctx, int b);
 TRW_API trw_value *trw_ints(trw_ctx *ctx, const int64_t *v, size_t n);
+TRW_API trw_value *trw_doubles(trw_ctx *ctx, const double *v, size_t n);
+TRW_API trw_value *trw_string(trw_ctx *ctx, const char *s);
 TRW_API trw_value *trw_tensors(trw_ctx *ctx, trw_value *const tensors[],
                                size_t n);
+/* A ScalarType argument (the dtype= of aten::to, aten::full, ...); NULL for
+ * TRW_DTYPE_UNKNOWN. */
+TRW_API trw_value *trw_dtype_value(trw_ctx *ctx, trw_dtype dtype);
 
 /* Readers.  Each returns 0, or TRW_ETYPE when the value is of another
  * kind (an int is accepted where a double is asked, and a bool where an
@@ -266,6 +285,10 @@ TRW_API int trw_get_double(const trw_value *v, double *out);
 TRW_API int trw_get_bool(const trw_value *v, int *out);
 TRW_API int trw_get_ints(const trw_value *v, int64_t *buf, size_t cap,
                          size_t *n);
+/* The string of a string value, owned by the value. */
+TRW_API int trw_get_string(const trw_value *v, const char **out);
+/* Nonzero for None (or a NULL handle). */
+TRW_API int trw_is_none(const trw_value *v);
 
 /* Length of a tuple or list value; TRW_ETYPE for others. */
 TRW_API int trw_len(const trw_value *v, size_t *n);
@@ -275,19 +298,6 @@ TRW_API trw_value *trw_item(trw_ctx *ctx, const trw_value *v, size_t i);
 /* ------------------------------------------------------------------------ */
 /* Tensors                                                                   */
 
-typedef enum trw_dtype {
-  TRW_DTYPE_UNKNOWN = 0,
-  TRW_DTYPE_FLOAT32,
-  TRW_DTYPE_FLOAT64,
-  TRW_DTYPE_FLOAT16,
-  TRW_DTYPE_BFLOAT16,
-  TRW_DTYPE_INT64,
-  TRW_DTYPE_INT32,
-  TRW_DTYPE_INT16,
-  TRW_DTYPE_INT8,
-  TRW_DTYPE_UINT8,
-  TRW_DTYPE_BOOL
-} trw_dtype;
 
 /* The tensor inside a value, or NULL if the value is not a tensor. */
 TRW_API const trw_tensor *trw_value_tensor(const trw_value *v);

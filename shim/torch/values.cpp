@@ -237,6 +237,42 @@ trw_value* trw_ints(trw_ctx* ctx, const int64_t* v, size_t n) {
   }
 }
 
+trw_value* trw_doubles(trw_ctx* ctx, const double* v, size_t n) {
+  if (n && !v) return nullptr;
+  try {
+    return make_value(ctx, c10::List<double>(std::vector<double>(v, v + n)));
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+trw_value* trw_string(trw_ctx* ctx, const char* s) {
+  if (!s) return nullptr;
+  try {
+    return make_value(ctx, std::string(s));
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+trw_value* trw_dtype_value(trw_ctx* ctx, trw_dtype dtype) {
+  at::ScalarType st;
+  switch (dtype) {
+    case TRW_DTYPE_FLOAT32: st = at::kFloat; break;
+    case TRW_DTYPE_FLOAT64: st = at::kDouble; break;
+    case TRW_DTYPE_FLOAT16: st = at::kHalf; break;
+    case TRW_DTYPE_BFLOAT16: st = at::kBFloat16; break;
+    case TRW_DTYPE_INT64: st = at::kLong; break;
+    case TRW_DTYPE_INT32: st = at::kInt; break;
+    case TRW_DTYPE_INT16: st = at::kShort; break;
+    case TRW_DTYPE_INT8: st = at::kChar; break;
+    case TRW_DTYPE_UINT8: st = at::kByte; break;
+    case TRW_DTYPE_BOOL: st = at::kBool; break;
+    default: return nullptr;
+  }
+  return make_value(ctx, static_cast<int64_t>(st));
+}
+
 trw_value* trw_tensors(trw_ctx* ctx, trw_value* const tensors[], size_t n) {
   try {
     c10::List<at::Tensor> list;
@@ -277,13 +313,35 @@ int trw_get_bool(const trw_value* v, int* out) {
 
 int trw_get_ints(const trw_value* v, int64_t* buf, size_t cap, size_t* n) {
   if (!v || !n || (cap && !buf)) return TRW_EINVAL;
-  if (!v->iv.isIntList()) return TRW_ETYPE;
-  auto list = v->iv.toIntList();
+  if (v->iv.isIntList()) {
+    auto list = v->iv.toIntList();
+    *n = list.size();
+    if (list.size() > cap) return TRW_ERANGE;
+    for (size_t i = 0; i < list.size(); i++) buf[i] = list.get(i);
+    return 0;
+  }
+  if (!v->iv.isList()) return TRW_ETYPE;
+  // SymInt[] and other generic lists: every element must be a plain int.
+  auto list = v->iv.toListRef();
   *n = list.size();
+  for (const auto& e : list)
+    if (!e.isInt() && !(e.isSymInt() && !e.toSymInt().is_symbolic()))
+      return TRW_ETYPE;
   if (list.size() > cap) return TRW_ERANGE;
-  for (size_t i = 0; i < list.size(); i++) buf[i] = list.get(i);
+  for (size_t i = 0; i < list.size(); i++)
+    buf[i] = list[i].isInt() ? list[i].toInt()
+                             : list[i].toSymInt().as_int_unchecked();
   return 0;
 }
+
+int trw_get_string(const trw_value* v, const char** out) {
+  if (!v || !out) return TRW_EINVAL;
+  if (!v->iv.isString()) return TRW_ETYPE;
+  *out = v->iv.toStringRef().c_str();
+  return 0;
+}
+
+int trw_is_none(const trw_value* v) { return !v || v->iv.isNone(); }
 
 int trw_len(const trw_value* v, size_t* n) {
   if (!v || !n) return TRW_EINVAL;
