@@ -152,6 +152,31 @@ def nested_if(depth):
     return model([node], [cond], [y])
 
 
+def big_external(dirpath, gib=4):
+    """A MatMul whose weight is gib GiB in an external file.  The file is
+    sparse (truncated to size), so nothing that big is ever written; a tool
+    that read the weights would take seconds and gib GiB of memory."""
+    os.makedirs(dirpath, exist_ok=True)
+    cols = 1024
+    rows = gib * (1 << 30) // (4 * cols)
+    w = onnx.TensorProto()
+    w.name = "big.weight"
+    w.data_type = T.FLOAT
+    w.dims.extend([rows, cols])
+    w.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "big.bin"), ("offset", "0"),
+                 ("length", str(rows * cols * 4))):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    with open(os.path.join(dirpath, "big.bin"), "wb") as f:
+        f.truncate(rows * cols * 4)
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, rows])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, cols])
+    node = h.make_node("MatMul", ["x", "big.weight"], ["y"], name="mm")
+    onnx.save_model(model([node], [x], [y], [w]),
+                    os.path.join(dirpath, "big.onnx"))
+
+
 def save(m, path):
     onnx.save_model(m, path)
 
@@ -195,6 +220,7 @@ def main():
 
     # External data: a model whose weights all live in weights.bin.
     save_external(convnet(), p("ext"), "external.onnx")
+    big_external(p("big"))
     # The same, then broken in each way a reference can point nowhere.
     for case in ("missing", "short", "escape", "absolute"):
         d = p("ext_" + case)

@@ -200,6 +200,29 @@ if [ "$(id -u)" = 0 ]; then
 fi
 expect "inspect external: weights unreadable or garbage" 0 "6 external" \
   "$trw" inspect "$tmp/ext_noread/external.onnx"
+expect "check external: weights unreadable or garbage" 0 "" \
+  "$trw" check "$tmp/ext_noread/external.onnx" --backend tensorrt
+expect "diff external: weights unreadable or garbage" 1 "initializers: 6" \
+  "$trw" diff "$m/convnet.onnx" "$tmp/ext_noread/external.onnx"
+
+# A 4 GiB external weight (a sparse file): handled in well under a second
+# and without that memory, because it is never read.
+for cmd in inspect "check --backend openvino" "diff"; do
+  start=$(date +%s%N)
+  if [ "$cmd" = diff ]; then
+    run "$trw" diff "$m/big/big.onnx" "$m/big/big.onnx"
+  else
+    run "$trw" $cmd "$m/big/big.onnx"
+  fi
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  if [ "$rc" = 0 ] && [ "$ms" -lt 2000 ] && ! sanitizer_report; then
+    ok "4 GiB external weights: $cmd (${ms} ms)"
+  else
+    bad "4 GiB external weights: $cmd" "exit $rc in ${ms} ms: $(head -c 300 "$err")"
+  fi
+done
+expect "4 GiB external weights: sizes from references" 0 "1 external \(4.0 GiB\)" \
+  "$trw" inspect "$m/big/big.onnx"
 chmod 644 "$tmp/ext_noread/weights.bin"
 
 # --- bad input: one line, exit 2, never a crash ------------------------------
