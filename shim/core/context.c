@@ -47,10 +47,13 @@ int trw_error(trw_ctx *ctx, int code, const char *fmt, ...)
     code = TRW_EINVAL;
   if (!ctx)
     return code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(ctx->err, sizeof ctx->err, fmt ? fmt : "", ap);
-  va_end(ap);
+  ctx->err[0] = '\0';
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+  }
   ctx->err_code = code;
   return code;
 }
@@ -59,8 +62,9 @@ static void ctx_log(trw__level level, trw_ctx *ctx, const char *fmt, va_list ap)
 {
   if (!trw__log_enabled(level))
     return;
-  char msg[1024];
-  vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+  char msg[1024] = "";
+  if (fmt)
+    vsnprintf(msg, sizeof msg, fmt, ap);
   trw__log(level, "%s (%s:%d): %s", trw_ctx_name(ctx), trw_ctx_file(ctx),
            trw_ctx_line(ctx), msg);
 }

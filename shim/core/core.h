@@ -78,6 +78,8 @@ typedef struct trw__rewriter {
   trw_checker_fn checkers[4];
   void *fn; /* C: the trw_*_fn; Python: a PyObject * (owned via release) */
   void (*release)(void *fn); /* called when the entry is replaced */
+  /* Checkers in another language (Python); 0 means "does not apply". */
+  int (*check_extra)(const struct trw__rewriter *r, const trw_env *env);
   char *file;
   int line;
   char *op;      /* C function rewriters of an operator: "aten::repeat" */
@@ -96,10 +98,14 @@ struct trw_env {
   const trw_cfg *cfg;
 };
 
-/* Registers a rewriter (see trw_register); lang, release and data are for
- * the Python glue.  On failure with a message, err says why (site named). */
+/* Registers a rewriter (see trw_register); lang, release and check_extra
+ * are for the Python glue.  On failure err says why (site named); release
+ * is then not called: the caller keeps what it passed. */
 int trw__register(const trw_rewriter_def *def, trw__lang lang,
-                  void (*release)(void *), char *err, size_t errlen);
+                  void (*release)(void *),
+                  int (*check_extra)(const struct trw__rewriter *,
+                                     const trw_env *),
+                  char *err, size_t errlen);
 
 /* Number of registrations refused so far and the messages, for activation
  * to report: constructors cannot see their own return value. */
@@ -174,12 +180,17 @@ void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);
 void trw__report_begin(const trw_env *env);
 /* Notes a name that a rewriter targets but that does not exist. */
 void trw__report_not_found(const char *stable, const char *why);
-/*
- * Ends the trace: one info line per rewriter that fired, JSON written to
- * TORCHRW_REPORT when set (the whole process's traces so far).  Resets the
- * per-trace hit counters.  An unwritable report path is logged once.
- */
+/* Ends the trace.  Its record stays open for the symbolics that run after
+ * it, until the next trw__report_begin or trw__report_flush. */
 void trw__report_end(void);
+/*
+ * Closes the last trace's record: one info line per rewriter that fired,
+ * JSON written to TORCHRW_REPORT when set (the whole process's traces so
+ * far).  Resets the hit counters.  An unwritable report path is logged
+ * once.  Called at the next trace, at the end of a RewriterContext block
+ * and when the process exits.
+ */
+void trw__report_flush(void);
 /* Frees what the report holds (tests). */
 void trw__report_reset(void);
 

@@ -65,11 +65,14 @@ static int same_key(const trw__rewriter *a, const trw__rewriter *b)
 
 int trw_register(const trw_rewriter_def *def)
 {
-  return trw__register(def, TRW__LANG_C, NULL, NULL, 0);
+  return trw__register(def, TRW__LANG_C, NULL, NULL, NULL, 0);
 }
 
 int trw__register(const trw_rewriter_def *def, trw__lang lang,
-                  void (*release)(void *), char *err, size_t errlen)
+                  void (*release)(void *),
+                  int (*check_extra)(const struct trw__rewriter *,
+                                     const trw_env *),
+                  char *err, size_t errlen)
 {
   if (!def || !def->fn || !def->file)
     return refuse(TRW_EINVAL, err, errlen,
@@ -114,6 +117,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
   memcpy(r->checkers, def->checkers, sizeof r->checkers);
   r->fn = def->fn;
   r->release = release;
+  r->check_extra = check_extra;
   r->line = line;
   r->name = trw__strdup(def->name);
   r->backend = trw__strdup(backend);
@@ -215,7 +219,7 @@ static int applies(const trw__rewriter *r, const trw_env *env)
   for (int i = 0; i < 4 && r->checkers[i]; i++)
     if (!r->checkers[i](env))
       return 0;
-  return 1;
+  return !r->check_extra || r->check_extra(r, env);
 }
 
 /* Best of the entries for backend: IR-specific beats IR_ANY. */

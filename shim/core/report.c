@@ -10,14 +10,15 @@
 static const char *const ir_names[] = {"any", "onnx", "torchscript"};
 
 static json_t *traces;    /* every trace of the process so far */
-static json_t *current;   /* the trace under way */
+static json_t *current;   /* the trace under way, or ended but not flushed */
 static json_t *not_found; /* {"stable name": "why"} for the trace */
 static int write_failed;
+static pid_t owner; /* the process the open record belongs to */
 
 void trw__report_begin(const trw_env *env)
 {
-  json_decref(current);
-  json_decref(not_found);
+  trw__report_flush();
+  owner = getpid();
   current = json_pack("{s:s, s:s, s:i}", "backend", trw_env_backend(env), "ir",
                       ir_names[env ? env->ir : 0], "opset", env ? env->opset : 0);
   not_found = json_object();
@@ -53,8 +54,20 @@ static void write_report(void)
 
 void trw__report_end(void)
 {
+  /* Symbolics run after the trace, while the export goes on: the counts
+   * are complete at the next trace, the end of a RewriterContext block or
+   * the end of the process (trw__report_flush). */
+}
+
+void trw__report_flush(void)
+{
   if (!current)
     return;
+  if (owner != getpid()) {
+    /* Inherited through fork: the parent reports it. */
+    trw__report_reset();
+    return;
+  }
   if (!traces)
     traces = json_array();
   json_t *fired = json_array();

@@ -11,31 +11,44 @@
 
 static struct {
   int initialized;
-  char fatal[2048]; /* kept and raised at every export */
-  trw_cfg *cfg;
+  /* Problems that fail every export: plugins, Python modules, refused
+   * registrations.  env_fatal only concerns the environment's mode. */
+  char load_fatal[8192];
+  char env_fatal[2048];
+  trw_cfg *cfg; /* TORCHRW_CONFIG */
   trw_env env;
+  int explicit_mode; /* a RewriterContext is active */
+  trw_cfg *xcfg;
+  trw_env xenv;
+  trw_ir xir;
+  int xopset;
+  uint64_t cfg_generation;
   int warned_disables;
 } rt;
 
-static void set_fatal(const char *fmt, const char *a, const char *b)
+static void keep(char *slot, size_t len, const char *msg)
 {
-  if (!rt.fatal[0])
-    trw__fmt(rt.fatal, sizeof rt.fatal, fmt, a, b);
+  if (!slot[0])
+    trw__fmt(slot, len, "%s", msg);
 }
 
 /* Loads one plugin; its refused registrations make it a broken plugin. */
 static void load_plugin(const char *path)
 {
+  char msg[2048];
   size_t before = trw__registry_error_count();
   void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char *why = dlerror();
-    set_fatal("torchrw: cannot load plugin %s (TORCHRW_PLUGINS): %s", path,
-              why ? why : "unknown error");
+    trw__fmt(msg, sizeof msg, "torchrw: cannot load plugin %s (TORCHRW_PLUGINS): %s", path,
+             why ? why : "unknown error");
+    keep(rt.load_fatal, sizeof rt.load_fatal, msg);
     return;
   }
-  if (trw__registry_error_count() > before)
-    set_fatal("torchrw: plugin %s: %s", path, trw__registry_error(before));
+  if (trw__registry_error_count() > before) {
+    trw__fmt(msg, sizeof msg, "torchrw: plugin %s: %s", path, trw__registry_error(before));
+    keep(rt.load_fatal, sizeof rt.load_fatal, msg);
+  }
   trw__log(TRW__LOG_DEBUG, "loaded plugin %s", path);
 }
 
@@ -53,68 +66,149 @@ static void load_plugins(const char *list)
   free(copy);
 }
 
+static void flush_at_exit(void) { trw__report_flush(); }
+
 static void init_once(void)
 {
+  char msg[2048];
   rt.initialized = 1;
+  atexit(flush_at_exit);
   trw__log_init();
+  rt.env.torch_major = rt.xenv.torch_major = TORCH_VERSION_MAJOR;
+  rt.env.torch_minor = rt.xenv.torch_minor = TORCH_VERSION_MINOR;
 
   /* Built-in registrations run in this library's constructors; a refusal
    * there is a torchrw bug, but still one the user must see. */
-  if (trw__registry_error_count() > 0)
-    set_fatal("torchrw: %s%s", trw__registry_error(0), "");
+  if (trw__registry_error_count() > 0) {
+    trw__fmt(msg, sizeof msg, "torchrw: %s", trw__registry_error(0));
+    keep(rt.load_fatal, sizeof rt.load_fatal, msg);
+  }
 
   const char *b = getenv("TORCHRW_BACKEND");
   const char *backend = trw__backend_canonical(b);
-  if (!backend)
-    set_fatal("torchrw: TORCHRW_BACKEND=%s is not a known backend (known: %s)",
-              b ? b : "", trw_known_backends());
+  if (!backend) {
+    trw__fmt(msg, sizeof msg, "torchrw: TORCHRW_BACKEND=%s is not a known backend (known: %s)",
+             b ? b : "", trw_known_backends());
+    keep(rt.env_fatal, sizeof rt.env_fatal, msg);
+  }
   rt.env.backend = backend ? backend : "default";
-  rt.env.torch_major = TORCH_VERSION_MAJOR;
-  rt.env.torch_minor = TORCH_VERSION_MINOR;
 
   const char *cfg_path = getenv("TORCHRW_CONFIG");
   if (cfg_path && *cfg_path) {
     char err[1024];
-    if (trw__cfg_load(cfg_path, &rt.cfg, err, sizeof err) != 0)
-      set_fatal("torchrw: %s%s", err, "");
+    if (trw__cfg_load(cfg_path, &rt.cfg, err, sizeof err) != 0) {
+      trw__fmt(msg, sizeof msg, "torchrw: %s", err);
+      keep(rt.env_fatal, sizeof rt.env_fatal, msg);
+    }
   }
   rt.env.cfg = rt.cfg;
   const char *cfg_backend = trw_cfg_get_string(rt.cfg, "backend_config.type", NULL);
   if (backend && cfg_backend && strcmp(cfg_backend, backend) != 0)
     trw__log(TRW__LOG_WARN,
-             "TORCHRW_BACKEND=%s but %s says backend_config.type=%s; "
-             "rewriting for %s",
+             "TORCHRW_BACKEND=%s but %s says backend_config.type=%s; rewriting for %s",
              backend, cfg_path, cfg_backend, backend);
 
   trw__registry_disable(getenv("TORCHRW_DISABLE"));
   load_plugins(getenv("TORCHRW_PLUGINS"));
+  char err[8192];
+  if (trw__py_import_modules(getenv("TORCHRW_PYTHON"), err, sizeof err) != 0)
+    keep(rt.load_fatal, sizeof rt.load_fatal, err);
+}
+
+int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path,
+                           const char *ir, int opset, char *err, size_t errlen)
+{
+  if (!rt.initialized)
+    init_once();
+  if (rt.load_fatal[0]) {
+    trw__fmt(err, errlen, "%s", rt.load_fatal);
+    return TRW_ECONFIG;
+  }
+  trw_cfg *c = NULL;
+  char why[1024];
+  int rc = cfg_is_path ? trw__cfg_load(cfg, &c, why, sizeof why)
+                       : trw__cfg_parse(cfg, strlen(cfg), "RewriterContext cfg", &c, why,
+                                        sizeof why);
+  if (rc != 0) {
+    trw__fmt(err, errlen, "torchrw: %s", why);
+    return TRW_ECONFIG;
+  }
+  if (!backend)
+    backend = trw_cfg_get_string(c, "backend_config.type", NULL);
+  const char *canon = trw__backend_canonical(backend);
+  if (!backend || !canon) {
+    trw__fmt(err, errlen,
+             backend ? "torchrw: backend '%s' is not a known backend (known: %s)"
+                     : "torchrw: RewriterContext needs a backend%s (known: %s)",
+             backend ? backend : "", trw_known_backends());
+    trw__cfg_free(c);
+    return TRW_EBACKEND;
+  }
+  trw_ir xir = TRW_IR_ONNX;
+  if (ir && strcmp(ir, "torchscript") == 0)
+    xir = TRW_IR_TORCHSCRIPT;
+  else if (ir && strcmp(ir, "onnx") != 0 && strcmp(ir, "default") != 0) {
+    trw__fmt(err, errlen, "torchrw: ir='%s' is not 'onnx' or 'torchscript'", ir);
+    trw__cfg_free(c);
+    return TRW_EINVAL;
+  }
+  rt.xcfg = c;
+  rt.xir = xir;
+  rt.xopset = opset ? opset : (int)trw_cfg_get_int(c, "onnx_config.opset_version", 0);
+  rt.xenv.backend = canon;
+  rt.xenv.cfg = c;
+  rt.xenv.ir = xir;
+  rt.xenv.opset = rt.xopset;
+  rt.explicit_mode = 1;
+  rt.cfg_generation++;
+  return 0;
+}
+
+void trw__runtime_pop_mode(void)
+{
+  if (!rt.explicit_mode)
+    return;
+  trw__report_flush();
+  rt.explicit_mode = 0;
+  rt.xenv.cfg = NULL;
+  trw__cfg_free(rt.xcfg);
+  rt.xcfg = NULL;
+  rt.cfg_generation++;
 }
 
 int trw__activate(char *err, size_t errlen)
 {
   if (!rt.initialized)
     init_once();
-  if (rt.fatal[0]) {
-    trw__fmt(err, errlen, "%s", rt.fatal);
+  if (rt.load_fatal[0] || (!rt.explicit_mode && rt.env_fatal[0])) {
+    trw__fmt(err, errlen, "%s", rt.load_fatal[0] ? rt.load_fatal : rt.env_fatal);
     return TRW_ECONFIG;
   }
   if (!rt.warned_disables) {
     trw__registry_warn_unmatched_disables();
     rt.warned_disables = 1;
   }
+  trw_env *env = rt.explicit_mode ? &rt.xenv : &rt.env;
 
   trw_ir ir = TRW_IR_TORCHSCRIPT;
   int opset = 0;
   if (trw__py_export_info(&ir, &opset) != 0)
     trw__log(TRW__LOG_DEBUG, "cannot tell the export's IR; assuming torchscript");
   if (ir == TRW_IR_ONNX && opset == 0)
-    opset = (int)trw_cfg_get_int(rt.cfg, "onnx_config.opset_version", 0);
-  rt.env.ir = ir;
-  rt.env.opset = opset;
+    opset = rt.explicit_mode && rt.xopset
+                ? rt.xopset
+                : (int)trw_cfg_get_int(env->cfg, "onnx_config.opset_version", 0);
+  env->ir = ir;
+  env->opset = opset;
 
   trw__registry_set_active(1);
-  trw__report_begin(&rt.env);
-  int rc = trw__bridge_begin(&rt.env, err, errlen);
+  trw__report_begin(env);
+  int rc = trw__bridge_begin(env, err, errlen);
+  if (rc == 0) {
+    rc = trw__py_begin(env, !rt.explicit_mode, err, errlen);
+    if (rc != 0)
+      trw__bridge_end();
+  }
   if (rc != 0) {
     trw__report_end();
     trw__registry_set_active(0);
@@ -124,9 +218,16 @@ int trw__activate(char *err, size_t errlen)
 
 void trw__deactivate(void)
 {
+  trw__py_end();
   trw__bridge_end();
   trw__registry_set_active(0);
   trw__report_end();
+  if (rt.explicit_mode) {
+    /* The block's own IR and opset again, for its symbolics. */
+    rt.xenv.ir = rt.xir;
+    rt.xenv.opset = rt.xopset;
+  }
 }
 
-const trw_env *trw__runtime_env(void) { return &rt.env; }
+const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }
+uint64_t trw__runtime_cfg_generation(void) { return rt.cfg_generation; }

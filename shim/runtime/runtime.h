@@ -3,6 +3,7 @@
 #define TRW_RUNTIME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../core/core.h"
 
@@ -12,23 +13,51 @@ extern "C" {
 
 /*
  * Starts rewriting for the outermost trace of this thread.  The first call
- * reads the environment (TORCHRW_BACKEND, _CONFIG, _PLUGINS, _DISABLE,
- * _LOG) and loads plugins; a problem found then is kept and returned by
- * every later call, so that no export goes ahead without the rewriters the
- * user asked for.  Returns 0, or a negative code with a one-line message
- * in err that names the variable, file or rewriter at fault.
+ * reads the environment (TORCHRW_BACKEND, _CONFIG, _PLUGINS, _PYTHON,
+ * _DISABLE, _LOG), loads plugins and imports Python rewriter modules; a
+ * problem found then is kept and returned by every later call, so that no
+ * export goes ahead without the rewriters the user asked for.  Returns 0,
+ * or a negative code with a message in err that names the variable, file,
+ * module or rewriter at fault.
  */
 int trw__activate(char *err, size_t errlen);
 
-/* Ends what trw__activate started: report, restore.  Never fails. */
+/* Ends what trw__activate started: restore, report.  Never fails. */
 void trw__deactivate(void);
 
 /* The environment of the current (or last) trace. */
 const trw_env *trw__runtime_env(void);
+/* Bumped whenever the deployment config in use changes. */
+uint64_t trw__runtime_cfg_generation(void);
 
-/* Python glue: the IR and opset of the export under way (0 when not an
- * ONNX export).  Returns 0, or TRW_EPYTHON when Python cannot tell. */
+/*
+ * Explicit mode (torchrw.RewriterContext): until pop, traces use backend,
+ * the config (JSON text, or a file when cfg_is_path), ir ("onnx",
+ * "torchscript" or NULL) and opset (0: the export's, else the config's)
+ * instead of the environment.  backend NULL means the config's
+ * backend_config.type.  Returns 0, or TRW_EBACKEND / TRW_ECONFIG / a load
+ * error with err filled.
+ */
+int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path,
+                           const char *ir, int opset, char *err, size_t errlen);
+void trw__runtime_pop_mode(void);
+
+/* scope.cpp: the per-thread bracket around traces.  enter activates on the
+ * outermost trace; returns 0 or an error code with err filled. */
+int trw__scope_enter(char *err, size_t errlen);
+void trw__scope_leave(void);
+int trw__scope_depth(void);
+
+/* Python glue (shim/python), all taking the GIL themselves. */
+/* The IR and opset of the export under way (0 when not an ONNX export).
+ * Returns 0, or TRW_EPYTHON when Python cannot tell. */
 int trw__py_export_info(trw_ir *ir, int *opset);
+/* Imports TORCHRW_PYTHON's modules; the first failure's traceback in err. */
+int trw__py_import_modules(const char *list, char *err, size_t errlen);
+/* Applies the Python rewriters (and, if asked, registers the symbolic
+ * rewriters with torch.onnx) for a trace. */
+int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen);
+void trw__py_end(void);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,8 @@
-// scope.cpp - the runtime's entry point for the preloaded shim: one trace,
-// bracketed.  C++ for two reasons: a std::runtime_error thrown here reaches
-// Python through pybind11 as RuntimeError, failing the export with
-// torchrw's message; and a destructor ends rewriting on every way out of
-// the trace, also when the model raises.
+// scope.cpp - the per-thread bracket around traces, and the runtime's entry
+// point for the preloaded shim.  C++ for two reasons: a std::runtime_error
+// thrown here reaches Python through pybind11 as RuntimeError, failing the
+// export with torchrw's message; and a destructor ends rewriting on every
+// way out of the trace, also when the model raises.
 
 #include <stdexcept>
 
@@ -15,15 +15,10 @@ thread_local int t_depth = 0;
 
 struct Scope {
   Scope() {
-    if (t_depth == 0) {
-      char err[2048];
-      if (trw__activate(err, sizeof err) != 0) throw std::runtime_error(err);
-    }
-    t_depth++;
+    char err[8192];
+    if (trw__scope_enter(err, sizeof err) != 0) throw std::runtime_error(err);
   }
-  ~Scope() {
-    if (--t_depth == 0) trw__deactivate();
-  }
+  ~Scope() { trw__scope_leave(); }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 };
@@ -39,6 +34,21 @@ void* trace(trw__trace_fn original, void* result, void* inputs,
 const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, trace};
 
 }  // namespace
+
+extern "C" int trw__scope_enter(char* err, size_t errlen) {
+  if (t_depth == 0) {
+    int rc = trw__activate(err, errlen);
+    if (rc != 0) return rc;
+  }
+  t_depth++;
+  return 0;
+}
+
+extern "C" void trw__scope_leave(void) {
+  if (t_depth > 0 && --t_depth == 0) trw__deactivate();
+}
+
+extern "C" int trw__scope_depth(void) { return t_depth; }
 
 extern "C" __attribute__((visibility("default"))) const trw__runtime_api*
 trw__runtime_api_get(void) {

@@ -1,0 +1,120 @@
+/*
+ * glue.h - the torchrw Python module and the Python side of rewriting.
+ * Internal to the runtime.  Every function here expects the GIL held.
+ *
+ *   module.c    PyInit_torchrw, the three registries, IR, checkers
+ *   context.c   Context objects, the per-thread context stack, Config
+ *   patch.c     function rewriters: patching dotted paths and aliases
+ *   modpatch.c  module rewriters: wrapping instances of nn.Module classes
+ *   symbolic.c  symbolic rewriters: torch.onnx registrations, Function.symbolic
+ *   scope.c     what activation asks of Python; RewriterContext
+ */
+#ifndef TRW_GLUE_H
+#define TRW_GLUE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "../core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* module.c                                                                  */
+
+/* The torchrw module, created on first use and kept in sys.modules so that
+ * `import torchrw` finds the same one.  New reference, or NULL with an
+ * exception set. */
+PyObject *trw__py_module(void);
+
+/* A Python rewriter's payload, stored as the registry entry's fn: a tuple
+ * (callable, kwargs dict or None, checkers tuple, is_pytorch, descriptors). */
+enum {
+  TRW__PY_FN = 0,
+  TRW__PY_KWARGS = 1,
+  TRW__PY_CHECKERS = 2,
+  TRW__PY_IS_PYTORCH = 3,
+  TRW__PY_DESCRIPTORS = 4,
+  TRW__PY_NFIELDS = 5
+};
+
+/* Raises RuntimeError("torchrw: <message>"); returns NULL. */
+PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
+
+/* The current exception as one string, with its traceback when it has
+ * one; clears it.  Writes into buf. */
+void trw__py_describe_error(char *buf, size_t len, int with_traceback);
+
+/* ------------------------------------------------------------------------ */
+/* context.c                                                                 */
+
+/* A Context object for rewriter r in env, with origin (borrowed, may be
+ * NULL).  New reference. */
+PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env,
+                              PyObject *origin);
+/* Pushes ctx on this thread's context stack; -1 with RecursionError set
+ * when the stack is full. */
+int trw__py_context_push(PyObject *ctx);
+void trw__py_context_pop(void);
+/* Innermost context, or the innermost whose rewriter targets name (NULL
+ * for any).  Borrowed; NULL when there is none. */
+PyObject *trw__py_context_top(const char *name);
+
+/* The deployment config as a torchrw.Config (dict with attribute access);
+ * an empty one for NULL.  New reference. */
+PyObject *trw__py_config(const trw_cfg *cfg);
+
+/* Counts a call of rewriter r (the report). */
+static inline void trw__py_hit(trw__rewriter *r)
+{
+  __atomic_add_fetch(&r->hits, 1, __ATOMIC_RELAXED);
+}
+
+int trw__py_context_ready(PyObject *module);
+
+/* ------------------------------------------------------------------------ */
+/* patch.c, modpatch.c, symbolic.c                                           */
+
+/* Resolves a dotted path: *owner (new ref) holds attribute *attr (a
+ * pointer into name).  0, or -1 with *why set (the exception is cleared). */
+int trw__py_resolve(const char *name, PyObject **owner, const char **attr,
+                    char *why, size_t whylen);
+
+/* Sets owner.attr = value and logs what the owner had (its own value, not
+ * an inherited one) for trw__py_unpatch_functions.  0, or -1 with an
+ * exception set. */
+int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value);
+
+/* Patches every selected Python function rewriter for env.  Returns 0, or
+ * -1 with an exception set (what was patched so far is restored). */
+int trw__py_patch_functions(const trw_env *env);
+/* Restores everything trw__py_setattr_logged and the function patches
+ * changed, newest first.  Keeps a pending exception. */
+void trw__py_unpatch_functions(void);
+
+int trw__py_patch_modules(const trw_env *env);
+void trw__py_unpatch_modules(void);
+
+/* Registers the selected symbolic rewriters (Python and C) with torch.onnx
+ * and custom Functions for env, replacing any earlier installation.
+ * Returns 0, or -1 with an exception set. */
+int trw__py_install_symbolics(const trw_env *env);
+/* Gives torch its own symbolics back. */
+void trw__py_uninstall_symbolics(void);
+
+int trw__py_patch_ready(PyObject *module);
+int trw__py_modpatch_ready(void);
+int trw__py_symbolic_ready(void);
+
+/* ------------------------------------------------------------------------ */
+/* scope.c                                                                   */
+
+int trw__py_scope_ready(PyObject *module);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

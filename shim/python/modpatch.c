@@ -1,0 +1,294 @@
+/*
+ * modpatch.c - Python module rewriters.  For the length of a trace, the
+ * forward of a registered nn.Module class (and of its subclasses, the
+ * nearest registered class winning) is replaced by a callable that builds
+ * Wrapper(module, cfg, **kwargs) once per instance and runs the wrapper
+ * instead.  When the wrapper calls the module it wraps, the module's own
+ * forward runs.
+ */
+#include <string.h>
+
+#include "glue.h"
+
+typedef struct {
+  PyObject_HEAD
+  trw__rewriter *rw;
+  PyObject *ctx;
+  PyObject *origin; /* the class's forward before the patch */
+  vectorcallfunc vectorcall;
+} ModForward;
+
+/* Per trace: wrappers by module id, and the modules whose wrapper runs. */
+static PyObject *wrappers;
+static PyObject *inside;
+
+/* Keyword arguments the wrapper accepts; a clear error for required ones
+ * nobody gives.  New reference (a dict), or NULL with an exception. */
+static PyObject *wrapper_kwargs(trw__rewriter *rw, PyObject *wrapper_cls, PyObject *given)
+{
+  PyObject *inspect = PyImport_ImportModule("inspect");
+  PyObject *sig = inspect ? PyObject_CallMethod(inspect, "signature", "O", wrapper_cls) : NULL;
+  PyObject *params = sig ? PyObject_GetAttrString(sig, "parameters") : NULL;
+  PyObject *values = params ? PyMapping_Values(params) : NULL;
+  PyObject *param_cls = inspect ? PyObject_GetAttrString(inspect, "Parameter") : NULL;
+  PyObject *empty = param_cls ? PyObject_GetAttrString(param_cls, "empty") : NULL;
+  PyObject *out = values && empty ? PyDict_New() : NULL;
+  if (!out) {
+    if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+      /* No signature to read: pass everything. */
+      PyErr_Clear();
+      out = given && given != Py_None ? PyDict_Copy(given) : PyDict_New();
+    }
+    goto done;
+  }
+  int var_kw = 0;
+  Py_ssize_t n = PyList_GET_SIZE(values);
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *p = PyList_GET_ITEM(values, i);
+    PyObject *kind = PyObject_GetAttrString(p, "kind");
+    PyObject *kname = kind ? PyObject_GetAttrString(kind, "name") : NULL;
+    const char *k = kname ? PyUnicode_AsUTF8(kname) : "";
+    var_kw |= k && strcmp(k, "VAR_KEYWORD") == 0;
+    int named = k && (strcmp(k, "POSITIONAL_OR_KEYWORD") == 0 || strcmp(k, "KEYWORD_ONLY") == 0);
+    PyObject *name = named ? PyObject_GetAttrString(p, "name") : NULL;
+    PyObject *def = named ? PyObject_GetAttrString(p, "default") : NULL;
+    /* The first two parameters are (module, cfg). */
+    if (name && def && i >= 2) {
+      PyObject *v = given && given != Py_None ? PyDict_GetItemWithError(given, name) : NULL;
+      if (v) {
+        PyDict_SetItem(out, name, v);
+      } else if (def == empty && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError,
+                     "torchrw: module rewriter %s (%s:%d): %R requires keyword "
+                     "argument '%U', which register_rewrite_module() does not give",
+                     rw->stable, rw->file, rw->line, wrapper_cls, name);
+      }
+    }
+    Py_XDECREF(kind);
+    Py_XDECREF(kname);
+    Py_XDECREF(name);
+    Py_XDECREF(def);
+    if (PyErr_Occurred()) {
+      Py_CLEAR(out);
+      goto done;
+    }
+  }
+  if (var_kw && given && given != Py_None)
+    PyDict_Update(out, given);
+done:
+  Py_XDECREF(inspect);
+  Py_XDECREF(sig);
+  Py_XDECREF(params);
+  Py_XDECREF(values);
+  Py_XDECREF(param_cls);
+  Py_XDECREF(empty);
+  return out;
+}
+
+static PyObject *make_wrapper(ModForward *f, PyObject *module)
+{
+  PyObject *payload = (PyObject *)f->rw->fn;
+  PyObject *cls = PyTuple_GET_ITEM(payload, TRW__PY_FN);
+  PyObject *kw = wrapper_kwargs(f->rw, cls, PyTuple_GET_ITEM(payload, TRW__PY_KWARGS));
+  if (!kw)
+    return NULL;
+  PyObject *cfg = PyObject_GetAttrString(f->ctx, "cfg");
+  PyObject *args = cfg ? PyTuple_Pack(2, module, cfg) : NULL;
+  PyObject *w = args ? PyObject_Call(cls, args, kw) : NULL;
+  Py_XDECREF(cfg);
+  Py_XDECREF(args);
+  Py_DECREF(kw);
+  return w;
+}
+
+static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                       PyObject *kwnames)
+{
+  ModForward *f = (ModForward *)self;
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 1)
+    return PyErr_Format(PyExc_TypeError, "torchrw: %s: forward called without a module",
+                        f->rw->stable);
+  PyObject *module = args[0];
+  PyObject *key = PyLong_FromVoidPtr(module);
+  if (!key)
+    return NULL;
+  PyObject *r = NULL;
+  /* The wrapper calls the module it wraps: run the module's own forward. */
+  if (!wrappers || PyDict_Contains(inside, key) == 1) {
+    Py_DECREF(key);
+    return PyObject_Vectorcall(f->origin, args, nargsf, kwnames);
+  }
+  if (trw__py_context_push(f->ctx) < 0) {
+    Py_DECREF(key);
+    return NULL;
+  }
+  PyObject *w = PyDict_GetItemWithError(wrappers, key);
+  Py_XINCREF(w);
+  if (!w && !PyErr_Occurred()) {
+    w = make_wrapper(f, module);
+    if (w && PyDict_SetItem(wrappers, key, w) != 0)
+      Py_CLEAR(w);
+  }
+  if (w && PyDict_SetItem(inside, key, Py_True) == 0) {
+    trw__py_hit(f->rw);
+    r = PyObject_Vectorcall(w, args + 1, (size_t)(nargs - 1), kwnames);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (PyDict_DelItem(inside, key) != 0)
+      PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+  }
+  trw__py_context_pop();
+  Py_XDECREF(w);
+  Py_DECREF(key);
+  return r;
+}
+
+static PyObject *modforward_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+  (void)type;
+  if (!obj || obj == Py_None) {
+    Py_INCREF(self);
+    return self;
+  }
+  return PyMethod_New(self, obj);
+}
+
+static void modforward_dealloc(ModForward *f)
+{
+  Py_XDECREF(f->ctx);
+  Py_XDECREF(f->origin);
+  Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyTypeObject ModForwardType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.WrappedForward",
+    .tp_basicsize = sizeof(ModForward),
+    .tp_dealloc = (destructor)modforward_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ModForward, vectorcall),
+    .tp_descr_get = modforward_get,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "The forward of a module class whose instances a torchrw wrapper replaces.",
+};
+
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  trw__rewriter *rw;
+  PyObject *cls;
+} Target;
+
+/* cls and every subclass, depth first, each once. */
+static int collect(PyObject *cls, PyObject *seen, PyObject *out)
+{
+  if (PySet_Contains(seen, cls) == 1)
+    return 0;
+  if (PySet_Add(seen, cls) != 0 || PyList_Append(out, cls) != 0)
+    return -1;
+  PyObject *subs = PyObject_CallMethod(cls, "__subclasses__", NULL);
+  if (!subs)
+    return -1;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++)
+    if (collect(PyList_GET_ITEM(subs, i), seen, out) != 0) {
+      Py_DECREF(subs);
+      return -1;
+    }
+  Py_DECREF(subs);
+  return 0;
+}
+
+/* The registered target nearest to cls in its MRO. */
+static Target *nearest(PyObject *cls, Target *targets, size_t n)
+{
+  PyObject *mro = ((PyTypeObject *)cls)->tp_mro;
+  for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++)
+    for (size_t t = 0; t < n; t++)
+      if (PyTuple_GET_ITEM(mro, i) == targets[t].cls)
+        return &targets[t];
+  return NULL;
+}
+
+static int patch_class(Target *t, PyObject *cls, const trw_env *env, PyObject *forward_name)
+{
+  PyObject *origin = PyObject_GetAttr(cls, forward_name);
+  if (!origin)
+    return -1;
+  ModForward *f = PyObject_New(ModForward, &ModForwardType);
+  if (!f) {
+    Py_DECREF(origin);
+    return -1;
+  }
+  f->rw = t->rw;
+  f->origin = origin;
+  f->vectorcall = modforward_vectorcall;
+  f->ctx = trw__py_context_new(t->rw, env, origin);
+  int rc = f->ctx ? trw__py_setattr_logged(cls, forward_name, (PyObject *)f) : -1;
+  Py_DECREF(f);
+  return rc;
+}
+
+int trw__py_patch_modules(const trw_env *env)
+{
+  size_t n = trw__registry_count(), nt = 0;
+  Target *targets = PyMem_Calloc(n + 1, sizeof *targets);
+  PyObject *forward_name = PyUnicode_FromString("forward");
+  int rc = targets && forward_name ? 0 : -1;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    if (r->kind != TRW_KIND_MODULE || r->lang != TRW__LANG_PYTHON ||
+        trw__select(TRW_KIND_MODULE, r->name, env) != r)
+      continue;
+    PyObject *owner = NULL;
+    const char *attr = NULL;
+    char why[512];
+    if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
+      trw__report_not_found(r->stable, why);
+      continue;
+    }
+    PyObject *cls = PyObject_GetAttrString(owner, attr);
+    Py_DECREF(owner);
+    if (!cls || !PyType_Check(cls)) {
+      PyErr_Clear();
+      trw__report_not_found(r->stable, "not a class");
+      Py_XDECREF(cls);
+      continue;
+    }
+    targets[nt++] = (Target){r, cls};
+  }
+  if (rc == 0 && nt > 0) {
+    wrappers = PyDict_New();
+    inside = PyDict_New();
+    rc = wrappers && inside ? 0 : -1;
+  }
+  PyObject *seen = rc == 0 ? PySet_New(NULL) : NULL;
+  PyObject *all = rc == 0 ? PyList_New(0) : NULL;
+  for (size_t t = 0; rc == 0 && t < nt; t++)
+    rc = seen && all ? collect(targets[t].cls, seen, all) : -1;
+  for (Py_ssize_t i = 0; rc == 0 && all && i < PyList_GET_SIZE(all); i++) {
+    PyObject *cls = PyList_GET_ITEM(all, i);
+    Target *t = nearest(cls, targets, nt);
+    int own = PyDict_Contains(((PyTypeObject *)cls)->tp_dict, forward_name) == 1;
+    /* Registered classes always; subclasses only where they define their
+     * own forward (the others inherit the patched one). */
+    if (t && (t->cls == cls || own))
+      rc = patch_class(t, cls, env, forward_name);
+  }
+  Py_XDECREF(seen);
+  Py_XDECREF(all);
+  for (size_t t = 0; t < nt; t++)
+    Py_DECREF(targets[t].cls);
+  PyMem_Free(targets);
+  Py_XDECREF(forward_name);
+  return rc;
+}
+
+void trw__py_unpatch_modules(void)
+{
+  /* The forwards themselves are in the shared patch log. */
+  Py_CLEAR(wrappers);
+  Py_CLEAR(inside);
+}
+
+int trw__py_modpatch_ready(void) { return PyType_Ready(&ModForwardType); }

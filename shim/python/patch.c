@@ -1,0 +1,396 @@
+/*
+ * patch.c - Python function rewriters: for the length of a trace, the
+ * function or method at a dotted path (and every module-level alias of a
+ * function, from `from pkg.ops import decode`) is replaced by a callable
+ * that puts the rewriter's context on the thread's stack and calls the
+ * rewriter with the caller's own arguments.
+ */
+#include <string.h>
+
+#include "glue.h"
+
+/* ------------------------------------------------------------------------ */
+/* The replacement callable                                                  */
+
+typedef struct {
+  PyObject_HEAD
+  PyObject *fn;  /* the rewriter */
+  PyObject *ctx; /* its Context */
+  trw__rewriter *rw;
+  vectorcallfunc vectorcall;
+} Patched;
+
+static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames)
+{
+  Patched *p = (Patched *)self;
+  if (trw__py_context_push(p->ctx) < 0)
+    return NULL;
+  trw__py_hit(p->rw);
+  PyObject *r = PyObject_Vectorcall(p->fn, args, nargsf, kwnames);
+  trw__py_context_pop();
+  return r;
+}
+
+/* Bound like a function, so that a patched method receives self. */
+static PyObject *patched_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+  (void)type;
+  if (!obj || obj == Py_None) {
+    Py_INCREF(self);
+    return self;
+  }
+  return PyMethod_New(self, obj);
+}
+
+static void patched_dealloc(Patched *p)
+{
+  Py_XDECREF(p->fn);
+  Py_XDECREF(p->ctx);
+  Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *patched_repr(Patched *p)
+{
+  return PyUnicode_FromFormat("<torchrw rewriter %s (%s:%d)>", p->rw->stable,
+                              p->rw->file, p->rw->line);
+}
+
+static PyTypeObject PatchedType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.PatchedFunction",
+    .tp_basicsize = sizeof(Patched),
+    .tp_dealloc = (destructor)patched_dealloc,
+    .tp_repr = (reprfunc)patched_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Patched, vectorcall),
+    .tp_descr_get = patched_get,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A function or method replaced by a torchrw rewriter for a trace.",
+};
+
+static PyObject *patched_new(trw__rewriter *r, PyObject *ctx)
+{
+  Patched *p = PyObject_New(Patched, &PatchedType);
+  if (!p)
+    return NULL;
+  p->fn = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_FN);
+  Py_INCREF(p->fn);
+  p->ctx = ctx;
+  Py_INCREF(ctx);
+  p->rw = r;
+  p->vectorcall = patched_vectorcall;
+  return (PyObject *)p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resolving dotted paths                                                    */
+
+int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char *why,
+                    size_t whylen)
+{
+  *owner = NULL;
+  *attr = NULL;
+  const char *last = strrchr(name, '.');
+  if (!last || !last[1]) {
+    trw__fmt(why, whylen, "'%s' is not a dotted path (module.function)", name);
+    return -1;
+  }
+  /* The longest prefix that imports as a module, then attributes. */
+  size_t len = strlen(name);
+  char *buf = PyMem_Malloc(len + 1);
+  if (!buf) {
+    trw__fmt(why, whylen, "out of memory");
+    return -1;
+  }
+  PyObject *obj = NULL;
+  size_t modlen = (size_t)(last - name);
+  while (modlen > 0) {
+    memcpy(buf, name, modlen);
+    buf[modlen] = '\0';
+    obj = PyImport_ImportModule(buf);
+    if (obj)
+      break;
+    if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) {
+      /* The module exists but fails to import: say why. */
+      char err[512];
+      trw__py_describe_error(err, sizeof err, 0);
+      trw__fmt(why, whylen, "importing %s failed: %s", buf, err);
+      PyMem_Free(buf);
+      return -1;
+    }
+    PyErr_Clear();
+    const char *dot = NULL;
+    for (const char *p = name; p < name + modlen; p++)
+      if (*p == '.')
+        dot = p;
+    modlen = dot ? (size_t)(dot - name) : 0;
+  }
+  if (!obj) {
+    trw__fmt(why, whylen, "no module of '%s' can be imported", name);
+    PyMem_Free(buf);
+    return -1;
+  }
+  /* Walk the attributes between the module and the last segment. */
+  const char *p = name + modlen + 1;
+  while (p < last) {
+    const char *dot = strchr(p, '.');
+    memcpy(buf, p, (size_t)(dot - p));
+    buf[dot - p] = '\0';
+    PyObject *next = PyObject_GetAttrString(obj, buf);
+    Py_DECREF(obj);
+    if (!next) {
+      PyErr_Clear();
+      trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(p - name - 1), name, buf);
+      PyMem_Free(buf);
+      return -1;
+    }
+    obj = next;
+    p = dot + 1;
+  }
+  PyMem_Free(buf);
+  if (!PyObject_HasAttrString(obj, last + 1)) {
+    trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(last - name), name, last + 1);
+    Py_DECREF(obj);
+    return -1;
+  }
+  *owner = obj;
+  *attr = last + 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Patch records                                                             */
+
+typedef struct {
+  PyObject *owner; /* a class or a module; or a module dict for aliases */
+  PyObject *attr;  /* str */
+  PyObject *old;   /* the owner's own value, NULL when it had none */
+  int is_dict;
+} Patch;
+
+static Patch *patches;
+static size_t npatches, cappatches;
+
+static int record(PyObject *owner, PyObject *attr, PyObject *old, int is_dict)
+{
+  if (npatches == cappatches) {
+    size_t cap = cappatches ? cappatches * 2 : 32;
+    Patch *grown = PyMem_Realloc(patches, cap * sizeof *grown);
+    if (!grown) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    patches = grown;
+    cappatches = cap;
+  }
+  Py_INCREF(owner);
+  Py_INCREF(attr);
+  Py_XINCREF(old);
+  patches[npatches++] = (Patch){owner, attr, old, is_dict};
+  return 0;
+}
+
+int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
+{
+  PyObject *own = NULL; /* new reference, or NULL when the owner has none */
+  if (PyType_Check(owner)) {
+    own = PyDict_GetItemWithError(((PyTypeObject *)owner)->tp_dict, attr);
+    if (!own && PyErr_Occurred())
+      return -1;
+    Py_XINCREF(own);
+  } else if (!(own = PyObject_GetAttr(owner, attr))) {
+    PyErr_Clear();
+  }
+  int rc = record(owner, attr, own, 0);
+  Py_XDECREF(own);
+  if (rc != 0)
+    return -1;
+  if (PyObject_SetAttr(owner, attr, value) != 0) {
+    Patch *p = &patches[--npatches];
+    Py_DECREF(p->owner);
+    Py_DECREF(p->attr);
+    Py_XDECREF(p->old);
+    return -1;
+  }
+  return 0;
+}
+
+void trw__py_unpatch_functions(void)
+{
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  while (npatches > 0) {
+    Patch *p = &patches[--npatches];
+    int rc;
+    if (p->is_dict)
+      rc = PyDict_SetItem(p->owner, p->attr, p->old);
+    else if (p->old)
+      rc = PyObject_SetAttr(p->owner, p->attr, p->old);
+    else
+      rc = PyObject_DelAttr(p->owner, p->attr);
+    if (rc != 0) {
+      char why[512];
+      trw__py_describe_error(why, sizeof why, 0);
+      trw__log(TRW__LOG_ERROR, "cannot restore %s: %s", PyUnicode_AsUTF8(p->attr), why);
+    }
+    Py_DECREF(p->owner);
+    Py_DECREF(p->attr);
+    Py_XDECREF(p->old);
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+/* The descriptor a class finds for attr (its own or inherited). */
+static PyObject *class_raw(PyObject *cls, PyObject *attr)
+{
+  PyObject *mro = ((PyTypeObject *)cls)->tp_mro;
+  for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+    PyObject *d = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+    PyObject *v = d ? PyDict_GetItemWithError(d, attr) : NULL;
+    if (v)
+      return v;
+  }
+  return NULL;
+}
+
+/* Patches owner.attr with rewriter r; *origin_out receives (a new
+ * reference to) what the rewriter replaces.  0, or -1 with an exception. */
+static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, const char *attr_s,
+                     PyObject **origin_out)
+{
+  PyObject *attr = PyUnicode_FromString(attr_s);
+  if (!attr)
+    return -1;
+  int rc = -1;
+  PyObject *origin = NULL, *replacement = NULL, *ctx = NULL;
+  PyObject *wrap_with = NULL; /* staticmethod or classmethod */
+  if (PyType_Check(owner)) {
+    PyObject *raw = class_raw(owner, attr);
+    if (raw && PyObject_TypeCheck(raw, &PyClassMethod_Type)) {
+      origin = PyObject_GetAttrString(raw, "__func__");
+      wrap_with = (PyObject *)&PyClassMethod_Type;
+    } else if (raw && PyObject_TypeCheck(raw, &PyStaticMethod_Type)) {
+      origin = PyObject_GetAttr(owner, attr);
+      wrap_with = (PyObject *)&PyStaticMethod_Type;
+    } else {
+      origin = PyObject_GetAttr(owner, attr);
+    }
+  } else {
+    origin = PyObject_GetAttr(owner, attr);
+  }
+  if (!origin)
+    goto done;
+  ctx = trw__py_context_new(r, env, origin);
+  replacement = ctx ? patched_new(r, ctx) : NULL;
+  if (replacement && wrap_with) {
+    PyObject *w = PyObject_CallOneArg(wrap_with, replacement);
+    Py_SETREF(replacement, w);
+  }
+  if (!replacement || trw__py_setattr_logged(owner, attr, replacement) != 0)
+    goto done;
+  *origin_out = origin;
+  Py_INCREF(origin);
+  rc = 0;
+done:
+  Py_XDECREF(attr);
+  Py_XDECREF(origin);
+  Py_XDECREF(replacement);
+  Py_XDECREF(ctx);
+  return rc;
+}
+
+/* Module-level aliases: every module global that is one of origins[i]
+ * gets replacements[i]. */
+static int patch_aliases(PyObject **origins, PyObject **replacements, size_t n)
+{
+  if (n == 0)
+    return 0;
+  PyObject *mods = PyDict_Values(PyImport_GetModuleDict());
+  if (!mods)
+    return -1;
+  int rc = 0;
+  for (Py_ssize_t m = 0; rc == 0 && m < PyList_GET_SIZE(mods); m++) {
+    PyObject *mod = PyList_GET_ITEM(mods, m);
+    if (!PyModule_Check(mod))
+      continue;
+    PyObject *d = PyModule_GetDict(mod);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (rc == 0 && PyDict_Next(d, &pos, &key, &value)) {
+      for (size_t i = 0; i < n; i++) {
+        if (value != origins[i])
+          continue;
+        /* Record first (holds old), then replace in place: PyDict_Next
+         * allows changing values of existing keys. */
+        Py_INCREF(value);
+        rc = record(d, key, value, 1);
+        if (rc == 0)
+          rc = PyDict_SetItem(d, key, replacements[i]);
+        Py_DECREF(value);
+        break;
+      }
+    }
+  }
+  Py_DECREF(mods);
+  return rc;
+}
+
+int trw__py_patch_functions(const trw_env *env)
+{
+  size_t n = trw__registry_count();
+  PyObject **origins = PyMem_Calloc(n + 1, sizeof *origins);
+  PyObject **replacements = PyMem_Calloc(n + 1, sizeof *replacements);
+  size_t nalias = 0;
+  int rc = 0;
+  if (!origins || !replacements) {
+    PyErr_NoMemory();
+    rc = -1;
+  }
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    if (r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_PYTHON)
+      continue;
+    if (trw__select(TRW_KIND_FUNCTION, r->name, env) != r)
+      continue;
+    PyObject *owner = NULL;
+    const char *attr = NULL;
+    char why[512];
+    if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
+      trw__report_not_found(r->stable, why);
+      continue;
+    }
+    PyObject *origin = NULL;
+    rc = patch_one(r, env, owner, attr, &origin);
+    if (rc == 0 && PyModule_Check(owner)) {
+      /* Look the replacement up again: it is what aliases get. */
+      PyObject *rep = PyObject_GetAttrString(owner, attr);
+      if (rep) {
+        origins[nalias] = origin;
+        replacements[nalias++] = rep;
+        origin = NULL;
+      } else {
+        rc = -1;
+      }
+    }
+    Py_XDECREF(origin);
+    Py_DECREF(owner);
+  }
+  if (rc == 0)
+    rc = patch_aliases(origins, replacements, nalias);
+  for (size_t i = 0; i < nalias; i++) {
+    Py_DECREF(origins[i]);
+    Py_DECREF(replacements[i]);
+  }
+  PyMem_Free(origins);
+  PyMem_Free(replacements);
+  if (rc != 0)
+    trw__py_unpatch_functions();
+  return rc;
+}
+
+int trw__py_patch_ready(PyObject *m)
+{
+  (void)m;
+  return PyType_Ready(&PatchedType) < 0 || trw__py_modpatch_ready() < 0 ? -1
+                                                                   : trw__py_symbolic_ready();
+}

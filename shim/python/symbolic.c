@@ -1,0 +1,335 @@
+/*
+ * symbolic.c - symbolic rewriters.  A rewriter of a torch operator
+ * ("squeeze", "aten::layer_norm") is registered with torch.onnx as a custom
+ * symbolic at every opset torch knows, so that it wins whatever opset the
+ * export uses; ctx.origin_func is torch's own symbolic at the export's
+ * opset.  A rewriter of a custom torch.autograd.Function (full path)
+ * replaces the class's `symbolic`; ctx.origin_func is the one it had.
+ * Everything is given back by trw__py_uninstall_symbolics.
+ */
+#include <string.h>
+
+#include "glue.h"
+
+/* C symbolic rewriters are called through this hook (see csymbolic). */
+PyObject *(*trw__py_symbolic_c_call)(trw__rewriter *rw, PyObject *ctx, PyObject *const *args,
+                                     Py_ssize_t nargs, PyObject *kwnames);
+
+typedef struct {
+  PyObject_HEAD
+  trw__rewriter *rw;
+  PyObject *qualname; /* "aten::squeeze" for operators, NULL for Functions */
+  PyObject *origin;   /* Functions: the symbolic the class had (or None) */
+  PyObject *contexts; /* opset -> Context */
+  trw_env env;
+  vectorcallfunc vectorcall;
+} SymFn;
+
+static int export_opset(void)
+{
+  PyObject *mod = PyImport_ImportModule("torch.onnx._globals");
+  PyObject *g = mod ? PyObject_GetAttrString(mod, "GLOBALS") : NULL;
+  PyObject *v = g ? PyObject_GetAttrString(g, "export_onnx_opset_version") : NULL;
+  long opset = v ? PyLong_AsLong(v) : -1;
+  Py_XDECREF(mod);
+  Py_XDECREF(g);
+  Py_XDECREF(v);
+  PyErr_Clear();
+  return opset > 0 ? (int)opset : 0;
+}
+
+/* torch's own symbolic for qualname at opset, or None. */
+static PyObject *torch_symbolic(PyObject *qualname, int opset)
+{
+  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
+  PyObject *group = registry ? PyObject_CallMethod(registry, "get_function_group", "O", qualname) : NULL;
+  PyObject *functions = group && group != Py_None ? PyObject_GetAttrString(group, "_functions") : NULL;
+  PyObject *base = functions ? PyObject_GetAttrString(functions, "_base") : NULL;
+  PyObject *dispatch = reg ? PyObject_GetAttrString(reg, "_dispatch_opset_version") : NULL;
+  PyObject *version = base && dispatch ? PyObject_CallFunction(dispatch, "iO", opset, base) : NULL;
+  PyObject *fn = version && version != Py_None ? PyDict_GetItemWithError(base, version) : NULL;
+  Py_XINCREF(fn);
+  Py_XDECREF(reg);
+  Py_XDECREF(registry);
+  Py_XDECREF(group);
+  Py_XDECREF(functions);
+  Py_XDECREF(base);
+  Py_XDECREF(dispatch);
+  Py_XDECREF(version);
+  PyErr_Clear();
+  if (!fn) {
+    Py_INCREF(Py_None);
+    fn = Py_None;
+  }
+  return fn;
+}
+
+/* The Context for this call: per opset, since origin_func depends on it. */
+static PyObject *context_for(SymFn *s)
+{
+  int opset = export_opset();
+  PyObject *key = PyLong_FromLong(opset);
+  if (!key)
+    return NULL;
+  PyObject *ctx = PyDict_GetItemWithError(s->contexts, key);
+  if (ctx) {
+    Py_DECREF(key);
+    return ctx;
+  }
+  trw_env env = s->env;
+  env.opset = opset ? opset : env.opset;
+  PyObject *origin = s->qualname ? torch_symbolic(s->qualname, env.opset) : s->origin;
+  if (s->qualname && !origin) {
+    Py_DECREF(key);
+    return NULL;
+  }
+  if (!s->qualname)
+    Py_XINCREF(origin);
+  ctx = trw__py_context_new(s->rw, &env, origin);
+  Py_XDECREF(origin);
+  if (ctx && PyDict_SetItem(s->contexts, key, ctx) != 0)
+    Py_CLEAR(ctx);
+  Py_XDECREF(ctx); /* the dict holds it */
+  Py_DECREF(key);
+  return ctx;
+}
+
+static PyObject *symfn_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames)
+{
+  SymFn *s = (SymFn *)self;
+  PyObject *ctx = context_for(s);
+  if (!ctx || trw__py_context_push(ctx) < 0)
+    return NULL;
+  trw__py_hit(s->rw);
+  PyObject *r;
+  if (s->rw->lang == TRW__LANG_PYTHON) {
+    PyObject *fn = PyTuple_GET_ITEM((PyObject *)s->rw->fn, TRW__PY_FN);
+    r = PyObject_Vectorcall(fn, args, nargsf, kwnames);
+  } else if (trw__py_symbolic_c_call) {
+    r = trw__py_symbolic_c_call(s->rw, ctx, args, PyVectorcall_NARGS(nargsf), kwnames);
+  } else {
+    r = trw__py_raise("%s: C symbolic rewriters are not available", s->rw->stable);
+  }
+  trw__py_context_pop();
+  return r;
+}
+
+static void symfn_dealloc(SymFn *s)
+{
+  Py_XDECREF(s->qualname);
+  Py_XDECREF(s->origin);
+  Py_XDECREF(s->contexts);
+  Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *symfn_repr(SymFn *s)
+{
+  return PyUnicode_FromFormat("<torchrw symbolic %s (%s:%d)>", s->rw->stable, s->rw->file,
+                              s->rw->line);
+}
+
+static PyTypeObject SymFnType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.Symbolic",
+    .tp_basicsize = sizeof(SymFn),
+    .tp_dealloc = (destructor)symfn_dealloc,
+    .tp_repr = (reprfunc)symfn_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SymFn, vectorcall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "An ONNX symbolic replaced by a torchrw rewriter.",
+};
+
+static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualname,
+                        PyObject *origin)
+{
+  SymFn *s = PyObject_New(SymFn, &SymFnType);
+  if (!s)
+    return NULL;
+  s->rw = rw;
+  s->qualname = qualname;
+  Py_XINCREF(qualname);
+  s->origin = origin;
+  Py_XINCREF(origin);
+  s->contexts = PyDict_New();
+  s->env = *env;
+  s->vectorcall = symfn_vectorcall;
+  if (!s->contexts) {
+    Py_DECREF(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Installation                                                              */
+
+typedef struct {
+  PyObject *owner; /* a Function class, or NULL for an operator */
+  PyObject *name;  /* the qualified operator name; unused for classes */
+  PyObject *old;   /* the class's own `symbolic`, NULL if none */
+  int opset;
+} Installed;
+
+static Installed *installed;
+static size_t ninstalled, capinstalled;
+
+static int remember(PyObject *owner, PyObject *name, PyObject *old, int opset)
+{
+  if (ninstalled == capinstalled) {
+    size_t cap = capinstalled ? capinstalled * 2 : 64;
+    Installed *grown = PyMem_Realloc(installed, cap * sizeof *grown);
+    if (!grown) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    installed = grown;
+    capinstalled = cap;
+  }
+  Py_XINCREF(owner);
+  Py_XINCREF(name);
+  Py_XINCREF(old);
+  installed[ninstalled++] = (Installed){owner, name, old, opset};
+  return 0;
+}
+
+void trw__py_uninstall_symbolics(void)
+{
+  if (ninstalled == 0)
+    return;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
+  while (ninstalled > 0) {
+    Installed *i = &installed[--ninstalled];
+    PyObject *r = NULL;
+    if (i->owner) {
+      int rc = i->old ? PyObject_SetAttrString(i->owner, "symbolic", i->old)
+                      : PyObject_DelAttrString(i->owner, "symbolic");
+      r = rc == 0 ? Py_None : NULL;
+      Py_XINCREF(r);
+    } else if (registry) {
+      r = PyObject_CallMethod(registry, "unregister", "Oi", i->name, i->opset);
+    }
+    if (!r) {
+      char why[512];
+      trw__py_describe_error(why, sizeof why, 0);
+      trw__log(TRW__LOG_ERROR, "cannot restore torch's symbolic: %s", why);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(i->owner);
+    Py_XDECREF(i->name);
+    Py_XDECREF(i->old);
+  }
+  Py_XDECREF(registry);
+  Py_XDECREF(reg);
+  PyErr_Restore(type, value, tb);
+}
+
+/* "squeeze", "::squeeze" -> "aten::squeeze"; "ns::op" as is; NULL for a
+ * dotted path (an autograd Function). */
+static PyObject *operator_name(const char *name)
+{
+  if (strncmp(name, "::", 2) == 0)
+    return PyUnicode_FromFormat("aten%s", name);
+  if (strstr(name, "::"))
+    return PyUnicode_FromString(name);
+  if (!strchr(name, '.'))
+    return PyUnicode_FromFormat("aten::%s", name);
+  return NULL;
+}
+
+static int is_operator(trw__rewriter *r)
+{
+  if (r->lang == TRW__LANG_PYTHON)
+    return PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_IS_PYTORCH) == Py_True ||
+           strstr(r->name, "::") != NULL;
+  return !strchr(r->name, '.') || strstr(r->name, "::") != NULL;
+}
+
+static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *registry)
+{
+  PyObject *qual = operator_name(r->name);
+  if (!qual) {
+    trw__py_raise("symbolic rewriter %s (%s:%d): '%s' is not an operator name; "
+                  "pass is_pytorch=False for an autograd Function",
+                  r->stable, r->file, r->line, r->name);
+    return -1;
+  }
+  SymFn *s = symfn_new(r, env, qual, NULL);
+  int rc = s ? 0 : -1;
+  /* Every opset torch knows: a custom symbolic wins only at its own. */
+  for (int opset = 7; rc == 0 && opset <= 17; opset++) {
+    PyObject *res = PyObject_CallMethod(registry, "register", "OiOO", qual, opset,
+                                        (PyObject *)s, Py_True);
+    rc = res && remember(NULL, qual, NULL, opset) == 0 ? 0 : -1;
+    Py_XDECREF(res);
+  }
+  Py_XDECREF(s);
+  Py_DECREF(qual);
+  return rc;
+}
+
+static int install_function_class(trw__rewriter *r, const trw_env *env)
+{
+  PyObject *owner = NULL;
+  const char *attr = NULL;
+  char why[512];
+  if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
+    trw__report_not_found(r->stable, why);
+    return 0;
+  }
+  PyObject *cls = PyObject_GetAttrString(owner, attr);
+  Py_DECREF(owner);
+  if (!cls || !PyType_Check(cls)) {
+    PyErr_Clear();
+    trw__report_not_found(r->stable, "not an autograd Function class");
+    Py_XDECREF(cls);
+    return 0;
+  }
+  PyObject *own = PyDict_GetItemString(((PyTypeObject *)cls)->tp_dict, "symbolic");
+  PyObject *origin = PyObject_GetAttrString(cls, "symbolic");
+  if (!origin)
+    PyErr_Clear();
+  SymFn *s = symfn_new(r, env, NULL, origin ? origin : Py_None);
+  PyObject *sm = s ? PyStaticMethod_New((PyObject *)s) : NULL;
+  int rc = sm && remember(cls, NULL, own, 0) == 0 &&
+                   PyObject_SetAttrString(cls, "symbolic", sm) == 0
+               ? 0
+               : -1;
+  Py_XDECREF(sm);
+  Py_XDECREF(s);
+  Py_XDECREF(origin);
+  Py_DECREF(cls);
+  return rc;
+}
+
+int trw__py_install_symbolics(const trw_env *env)
+{
+  trw__py_uninstall_symbolics();
+  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
+  Py_XDECREF(reg);
+  if (!registry)
+    return -1;
+  int rc = 0;
+  size_t n = trw__registry_count();
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    if (r->kind != TRW_KIND_SYMBOLIC || trw__select(TRW_KIND_SYMBOLIC, r->name, env) != r)
+      continue;
+    rc = is_operator(r) ? install_operator(r, env, registry) : install_function_class(r, env);
+  }
+  Py_DECREF(registry);
+  if (rc != 0) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    trw__py_uninstall_symbolics();
+    PyErr_Restore(type, value, tb);
+  }
+  return rc;
+}
+
+int trw__py_symbolic_ready(void) { return PyType_Ready(&SymFnType); }
