@@ -330,6 +330,43 @@ TRW_API int trw_cfg_get_bool(const trw_cfg *cfg, const char *path, int def);
 TRW_API const char *trw_cfg_get_string(const trw_cfg *cfg, const char *path,
                                        const char *def);
 
+/* ------------------------------------------------------------------------ */
+/* Added for built-in rewriters                                              */
+
+/*
+ * Replaces input `index` of the graph node that the tracer recorded for the
+ * operator call whose result is `output` (the node of its first tensor), so
+ * that the exported graph takes `value` there instead of what the call was
+ * given.  `index` is the argument's position in the operator's schema.
+ * `value` is either a tensor computed in the trace, which makes the input
+ * follow the input sizes at run time (converted with aten::Int or
+ * aten::Float when the node expects an int or a float), or a constant (None,
+ * int, double, bool, int list, float list), which also overrides sizes that
+ * torch's tracer had stashed for Python arguments.  The caller is
+ * responsible for `value` agreeing with what the call computed on the
+ * example.  Outside a trace it does nothing and returns 0.
+ *
+ * Returns 0, or
+ *   TRW_EINVAL    a NULL argument, or `output` holds no tensor;
+ *   TRW_ENOTFOUND `output` was not produced by a recorded node;
+ *   TRW_ERANGE    the node has no input `index`;
+ *   TRW_ETYPE     `value` is of a kind that cannot be a graph input;
+ *   TRW_EOP       libtorch refused the edit.
+ * Each failure is recorded with trw_error().
+ */
+TRW_API int trw_trace_set_input(trw_ctx *ctx, trw_value *output, size_t index,
+                                trw_value *value);
+
+/*
+ * Whether input `index` of the graph node recorded for `output` (found as
+ * for trw_trace_set_input) is a constant: 1 when it is, 0 when the graph
+ * computes it (a size the export script took from a traced tensor, say).
+ * Outside a trace every input is constant: 1.  Returns a negative code as
+ * trw_trace_set_input does when the node or the input cannot be found.
+ */
+TRW_API int trw_trace_input_is_constant(trw_ctx *ctx, trw_value *output,
+                                        size_t index);
+
 #ifdef __cplusplus
 }
 #endif
