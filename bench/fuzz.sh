@@ -21,7 +21,7 @@ secs=${1:-30}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${FUZZ_DIR:-$repo/build-fuzz}
 cc=${CC:-clang}
-python=${TORCHRW_PYTHON:-/usr/bin/python3}
+python=${PYTHON:-/usr/bin/python3}
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 

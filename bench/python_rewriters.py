@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = os.environ.get("TORCHRW_PYTHON", "/usr/bin/python3")
+PY = os.environ.get("PYTHON", "/usr/bin/python3")
 
 LIB = textwrap.dedent("""
     import torch

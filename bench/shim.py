@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = os.environ.get("TORCHRW_PYTHON", "/usr/bin/python3")
+PY = os.environ.get("PYTHON", "/usr/bin/python3")
 
 EAGER = r"""
 import sys, time, torch

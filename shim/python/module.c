@@ -7,8 +7,10 @@
  *         ctx = FUNCTION_REWRITER.get_context()
  *         ...
  */
+#include <jansson.h>
 #include <string.h>
 
+#include "../runtime/runtime.h"
 #include "glue.h"
 
 static PyObject *the_module;
@@ -522,7 +524,83 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
   return PyUnicode_FromString(r->stable);
 }
 
+static PyObject *prepare(PyObject *self, PyObject *noargs)
+{
+  (void)self;
+  (void)noargs;
+  char err[8192];
+  if (trw__runtime_prepare(err, sizeof err) != 0) {
+    PyErr_SetString(PyExc_RuntimeError, err);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+/* Every rewriter, and for a backend which one each name selects, as JSON
+ * (for `torchrw list`). */
+static PyObject *list_json(PyObject *self, PyObject *args)
+{
+  (void)self;
+  const char *backend = NULL;
+  int opset = 0;
+  if (!PyArg_ParseTuple(args, "|zi", &backend, &opset))
+    return NULL;
+  static const char *const kinds[] = {"function", "module", "symbolic"};
+  const trw_env *base = trw__runtime_env();
+  trw_env env = *base;
+  if (backend) {
+    env.backend = trw__backend_canonical(backend);
+    if (!env.backend)
+      return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
+                          backend, trw_known_backends());
+  }
+  env.ir = TRW_IR_ONNX;
+  env.opset = opset ? opset : (int)trw_cfg_get_int(env.cfg, "onnx_config.opset_version", 14);
+  json_t *list = json_array();
+  size_t n = trw__registry_count();
+  for (size_t i = 0; i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    json_t *checkers = json_array();
+    for (int c = 0; c < 4 && r->checkers[c]; c++)
+      json_array_append_new(checkers, json_string("C checker"));
+    if (r->lang == TRW__LANG_PYTHON) {
+      PyObject *t = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_CHECKERS);
+      for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(t); c++) {
+        PyObject *repr = PyObject_Repr(PyTuple_GET_ITEM(t, c));
+        const char *u = repr ? PyUnicode_AsUTF8(repr) : NULL;
+        json_array_append_new(checkers, json_string(u ? u : "?"));
+        Py_XDECREF(repr);
+        PyErr_Clear();
+      }
+    }
+    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "kind",
+                             kinds[r->kind], "name", r->name, "backend", r->backend, "ir",
+                             ir_names[r->ir], "stable", r->stable, "file", r->file, "line",
+                             r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
+                             "disabled", r->disabled, "checkers", checkers);
+    if (backend && item) {
+      trw__rewriter *sel = trw__select(r->kind, r->name, &env);
+      json_object_set_new(item, "selected", json_boolean(sel == r));
+    }
+    json_array_append_new(list, item);
+  }
+  PyErr_Clear();
+  json_t *doc = json_pack("{s:s?, s:i, s:o}", "backend", backend, "opset", env.opset,
+                          "rewriters", list);
+  char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+  json_decref(doc);
+  if (!text)
+    return PyErr_NoMemory();
+  PyObject *out = PyUnicode_FromString(text);
+  free(text);
+  return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_prepare", prepare, METH_NOARGS,
+     "Read the environment and load plugins and TORCHRW_PYTHON modules now."},
+    {"_list_json", list_json, METH_VARARGS,
+     "_list_json(backend=None, opset=0): the registry as JSON, for `torchrw list`."},
     {"rewriters", list_rewriters, METH_NOARGS,
      "rewriters(): every registered rewriter as a dict (kind, name, backend, ir, "
      "stable, file, line, lang, disabled, fired)."},

@@ -1,6 +1,7 @@
 /* runtime.c - reads the environment once, and brackets each trace. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,12 @@ static void load_plugins(const char *list)
 {
   if (!list || !*list)
     return;
+  /* Plugins resolve trw_register & co. against this library, which Python
+   * loaded RTLD_LOCAL when it came in as `import torchrw`: make it global. */
+  Dl_info self;
+  if (dladdr((void *)load_plugins, &self) && self.dli_fname &&
+      !dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL))
+    trw__log(TRW__LOG_WARN, "cannot make %s global for plugins: %s", self.dli_fname, dlerror());
   char *copy = trw__strdup(list);
   if (!copy)
     return;
@@ -113,6 +120,17 @@ static void init_once(void)
   char err[8192];
   if (trw__py_import_modules(getenv("TORCHRW_PYTHON"), err, sizeof err) != 0)
     keep(rt.load_fatal, sizeof rt.load_fatal, err);
+}
+
+int trw__runtime_prepare(char *err, size_t errlen)
+{
+  if (!rt.initialized)
+    init_once();
+  if (rt.load_fatal[0] || rt.env_fatal[0]) {
+    trw__fmt(err, errlen, "%s", rt.load_fatal[0] ? rt.load_fatal : rt.env_fatal);
+    return TRW_ECONFIG;
+  }
+  return 0;
 }
 
 int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path,
@@ -227,6 +245,27 @@ void trw__deactivate(void)
     rt.xenv.ir = rt.xir;
     rt.xenv.opset = rt.xopset;
   }
+}
+
+void *trw__trace_stream(void)
+{
+  static int opened;
+  static FILE *stream;
+  if (!opened) {
+    opened = 1;
+    const char *t = getenv("TORCHRW_TRACE");
+    if (t && *t && strcmp(t, "0") != 0) {
+      if (strcmp(t, "1") == 0 || strcmp(t, "stderr") == 0) {
+        stream = stderr;
+      } else {
+        stream = fopen(t, "a");
+        if (!stream)
+          trw__log(TRW__LOG_ERROR, "cannot open TORCHRW_TRACE=%s; tracing to stderr", t);
+        stream = stream ? stream : stderr;
+      }
+    }
+  }
+  return stream;
 }
 
 const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }

@@ -22,6 +22,10 @@ extern "C" {
  */
 int trw__activate(char *err, size_t errlen);
 
+/* Reads the environment, loads plugins and Python rewriter modules (once),
+ * without starting a trace: for listings.  Same returns as activate. */
+int trw__runtime_prepare(char *err, size_t errlen);
+
 /* Ends what trw__activate started: restore, report.  Never fails. */
 void trw__deactivate(void);
 
@@ -52,6 +56,11 @@ int trw__scope_depth(void);
 /* The IR and opset of the export under way (0 when not an ONNX export).
  * Returns 0, or TRW_EPYTHON when Python cannot tell. */
 int trw__py_export_info(trw_ir *ir, int *opset);
+/* "file:line" of the Python code that called the current operator. */
+int trw__py_where(char *buf, size_t len);
+/* The operator trace (TORCHRW_TRACE=1 for stderr, or a file), or NULL
+ * when it is off.  Opened on first use. */
+void *trw__trace_stream(void);
 /* Imports TORCHRW_PYTHON's modules; the first failure's traceback in err. */
 int trw__py_import_modules(const char *list, char *err, size_t errlen);
 /* Applies the Python rewriters (and, if asked, registers the symbolic

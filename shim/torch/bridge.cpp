@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../runtime/runtime.h"
 #include "frame.hpp"
 
 namespace trw {
@@ -66,6 +67,84 @@ std::string result_problem(const c10::FunctionSchema& schema,
       result->iv.toTupleRef().elements().size() != nret)
     return "it must return a tuple of " + std::to_string(nret) + " values";
   return "";
+}
+
+// ---- The operator trace (TORCHRW_TRACE) ----------------------------------
+
+FILE* g_trace = nullptr;
+
+void describe(const c10::IValue& v, std::string& out) {
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    if (!t.defined()) {
+      out += "undefined";
+      return;
+    }
+    out += c10::toString(t.scalar_type());
+    out += "[";
+    for (int64_t i = 0; i < t.dim(); i++) {
+      if (i) out += ",";
+      out += std::to_string(t.sizes()[i]);
+    }
+    out += "]";
+  } else if (v.isInt()) {
+    out += std::to_string(v.toInt());
+  } else if (v.isDouble()) {
+    out += std::to_string(v.toDouble());
+  } else if (v.isBool()) {
+    out += v.toBool() ? "True" : "False";
+  } else if (v.isNone()) {
+    out += "None";
+  } else if (v.isIntList()) {
+    out += "[";
+    auto l = v.toIntList();
+    for (size_t i = 0; i < l.size(); i++) out += (i ? "," : "") + std::to_string(l.get(i));
+    out += "]";
+  } else if (v.isTensorList()) {
+    out += "[";
+    auto l = v.toTensorList();
+    for (size_t i = 0; i < l.size(); i++) {
+      if (i) out += ", ";
+      describe(c10::IValue(l.get(i)), out);
+    }
+    out += "]";
+  } else if (v.isString()) {
+    out += "'" + v.toStringRef() + "'";
+  } else {
+    out += v.tagKind();
+  }
+}
+
+// One line per operator the traced code calls: inputs, caller, rewriter.
+void trace_op(const c10::OperatorHandle& op, const torch::jit::Stack* stack,
+              const trw__rewriter* rw) {
+  const auto& schema = op.schema();
+  size_t n = schema.arguments().size();
+  std::string line = "torchrw trace: " + schema.name();
+  if (!schema.overload_name().empty()) line += "." + schema.overload_name();
+  line += "(";
+  for (size_t i = 0; i < n && n <= stack->size(); i++) {
+    if (i) line += ", ";
+    describe((*stack)[stack->size() - n + i], line);
+  }
+  char where[1024] = "?";
+  trw__py_where(where, sizeof where);
+  line += ") at ";
+  line += where;
+  if (rw) {
+    line += " -> ";
+    line += rw->stable;
+    line += " (" + std::string(rw->file) + ":" + std::to_string(rw->line) + ")";
+  }
+  line += "\n";
+  fwrite(line.data(), 1, line.size(), g_trace);
+  fflush(g_trace);
+}
+
+void trace_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
+                    torch::jit::Stack* stack) {
+  if (torch::jit::tracer::isTracing()) trace_op(op, stack, nullptr);
+  op.redispatchBoxed(ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey), stack);
 }
 
 void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
@@ -128,9 +207,12 @@ class Kernel final : public c10::OperatorKernel {
     auto below = ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey);
     // Operators that run inside another operator's implementation are not
     // recorded (the tracer clears its state around the call): leave them.
-    if (slot_->selected && torch::jit::tracer::isTracing()) {
-      run_rewriter(op, below, stack, slot_);
-      return;
+    if (torch::jit::tracer::isTracing()) {
+      if (g_trace) trace_op(op, stack, slot_->selected);
+      if (slot_->selected) {
+        run_rewriter(op, below, stack, slot_);
+        return;
+      }
     }
     op.redispatchBoxed(below, stack);
   }
@@ -170,9 +252,13 @@ void install() {
   g_impl.reset();
   g_slots.clear();
   if (!g_fallback) {
+    // Operators without a rewriter fall through torchrw's key at no cost,
+    // unless the operator trace is on.
+    g_trace = static_cast<FILE*>(trw__trace_stream());
     g_fallback = std::make_unique<torch::Library>(
         torch::Library::IMPL, "_", kKey, __FILE__, __LINE__);
-    g_fallback->fallback(torch::CppFunction::makeFallthrough());
+    g_fallback->fallback(g_trace ? torch::CppFunction::makeFromBoxedFunction<&trace_fallback>()
+                                 : torch::CppFunction::makeFallthrough());
   }
   g_impl = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", kKey,
                                             __FILE__, __LINE__);

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("TORCHRW_BUILD", ROOT / "build")).resolve()
 PRELOAD = BUILD / "lib" / "libtorchrw.so"
 PLUGINS = BUILD / "tests" / "plugins"
-PYTHON = os.environ.get("TORCHRW_TEST_PYTHON", "/usr/bin/python3")
+PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
 ORT_RUNNER = ROOT / "tests" / "ort" / "run.js"
 
 # Variables a test did not ask for must not leak in from the caller.

@@ -10,7 +10,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
 lib=$build/lib/libtorchrw.so
-py=${TORCHRW_TEST_PYTHON:-/usr/bin/python3}
+py=${PYTHON:-/usr/bin/python3}
 passed=0 failed=0
 
 [ -f "$lib" ] || { echo "host: $lib is missing; build first"; exit 2; }

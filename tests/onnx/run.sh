@@ -13,7 +13,7 @@ build=${1:?usage: $0 BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 trw="$build/tools/torchrw"
-python=${TORCHRW_PYTHON:-/usr/bin/python3}
+python=${PYTHON:-/usr/bin/python3}
 
 if [ ! -x "$trw" ]; then
   echo "run.sh: $trw is missing; build the torchrw target first" >&2

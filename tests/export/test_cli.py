@@ -1,0 +1,119 @@
+"""The torchrw command's run, list and --trace (issue 5)."""
+import json
+import os
+import subprocess
+import textwrap
+
+from conftest import BUILD, PLUGINS
+
+TORCHRW = BUILD / "tools" / "torchrw"
+
+EXPORT = """
+import torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        y = x.repeat(3)
+        return torch.neg(y)
+torch.onnx.export(M(), (torch.arange(4.0),), "model.onnx", opset_version=11)
+print("exported")
+"""
+
+
+def torchrw(tmp_path, *args, script=EXPORT):
+    (tmp_path / "export.py").write_text(textwrap.dedent(script))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHRW_")}
+    env.pop("LD_PRELOAD", None)
+    return subprocess.run([str(TORCHRW), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_preloads_sets_variables_and_summarises(tmp_path):
+    p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--plugin", str(PLUGINS / "ops_plugin.so"),
+                "--report", "r.json", "--", "/usr/bin/python3", "export.py")
+    assert p.returncode == 0, p.stderr
+    assert "exported" in p.stdout
+    err = p.stderr
+    assert "finished in" in err and "exit status 0 (backend tensorrt)" in err
+    assert "fired      torch.Tensor.repeat@tensorrt x1  (rewriters/repeat.c:" in err
+    assert "fired      aten::neg@tensorrt x1" in err
+    assert "wrote      model.onnx" in err and "wrote      r.json" not in err
+    assert json.loads((tmp_path / "r.json").read_text())["traces"][0]["ir"] == "onnx"
+
+
+def test_run_exit_status_is_the_commands(tmp_path):
+    p = torchrw(tmp_path, "run", "--backend", "ncnn", "--", "sh", "-c", "exit 7")
+    assert p.returncode == 7
+    assert "exit status 7" in p.stderr and "no trace ran" in p.stderr
+
+
+def test_run_makes_torchrw_importable_and_reports_not_found(tmp_path):
+    (tmp_path / "rw.py").write_text(textwrap.dedent("""
+        from torchrw import FUNCTION_REWRITER
+        @FUNCTION_REWRITER.register_rewriter("missing.module.func")
+        def f(x):
+            return x
+    """))
+    script = "import torchrw\n" + EXPORT
+    p = torchrw(tmp_path, "run", "--backend", "openvino", "--python", "rw.py", "--",
+                "/usr/bin/python3", "export.py", script=script)
+    assert p.returncode == 0, p.stderr
+    assert "not found  missing.module.func@default" in p.stderr
+    assert "no rewriter fired" in p.stderr
+
+
+def test_run_rejects_unknown_options_and_missing_command(tmp_path):
+    p = torchrw(tmp_path, "run", "--bogus")
+    assert p.returncode == 2 and "accepted: --backend" in p.stderr
+    p = torchrw(tmp_path, "run", "--backend", "tensorrt")
+    assert p.returncode == 2 and "no command given" in p.stderr
+    p = torchrw(tmp_path, "run", "--help")
+    assert p.returncode == 0 and "--trace" in p.stdout
+
+
+def test_trace_logs_operators_with_shapes_callers_and_rewriters(tmp_path):
+    p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--trace=ops.log", "--",
+                "/usr/bin/python3", "export.py")
+    assert p.returncode == 0, p.stderr
+    log = (tmp_path / "ops.log").read_text().splitlines()
+    repeat = [l for l in log if "aten::repeat(" in l][0]
+    assert "Float[4], [3]) at " in repeat and "export.py:5" in repeat
+    assert repeat.endswith("-> torch.Tensor.repeat@tensorrt (rewriters/repeat.c:37)") or \
+        "-> torch.Tensor.repeat@tensorrt (rewriters/repeat.c:" in repeat
+    neg = [l for l in log if "aten::neg(" in l][0]
+    assert "Float[12]) at " in neg and "export.py:6" in neg and "->" not in neg
+
+
+def test_list_shows_builtins_plugins_python_and_selection(tmp_path):
+    (tmp_path / "rw.py").write_text(textwrap.dedent("""
+        from torchrw import FUNCTION_REWRITER
+        @FUNCTION_REWRITER.register_rewriter("torch.topk", backend="tensorrt")
+        def topk(*a, **k):
+            return FUNCTION_REWRITER.get_context().origin_func(*a, **k)
+    """))
+    env_py = str(tmp_path)
+    p = subprocess.run([str(TORCHRW), "list", "--backend", "tensorrt", "--json", "--plugin",
+                        str(PLUGINS / "ops_plugin.so"), "--python", str(tmp_path / "rw.py")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": env_py})
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    by = {r["stable"]: r for r in doc["rewriters"]}
+    assert by["torch.Tensor.repeat@tensorrt"]["selected"] is True
+    assert by["torch.Tensor.repeat@tensorrt"]["file"] == "rewriters/repeat.c"
+    assert by["aten::neg@tensorrt"]["file"].endswith("tests/plugins/ops_plugin.c")
+    assert by["torch.topk@tensorrt"]["lang"] == "python"  # replaced the built-in
+    assert by["torch.topk@tensorrt"]["selected"] is True
+    text = subprocess.run([str(TORCHRW), "list", "--backend", "ncnn"], capture_output=True,
+                          text=True, timeout=300)
+    assert text.returncode == 0
+    repeat = [l for l in text.stdout.splitlines() if "torch.Tensor.repeat" in l][0]
+    assert not repeat.startswith("*")  # tensorrt's, not selected for ncnn
+
+
+def test_list_switched_off_and_bad_options(tmp_path):
+    p = subprocess.run([str(TORCHRW), "list", "--backend", "tensorrt", "--disable",
+                        "torch.Tensor.repeat@tensorrt"], capture_output=True, text=True, timeout=300)
+    line = [l for l in p.stdout.splitlines() if "torch.Tensor.repeat" in l][0]
+    assert line.startswith("off")
+    p = subprocess.run([str(TORCHRW), "list", "--frobnicate"], capture_output=True, text=True)
+    assert p.returncode == 2 and "accepted: --backend" in p.stderr

@@ -1,0 +1,288 @@
+/*
+ * cmd_run.c - `torchrw run [options] -- CMD ...`: runs CMD with libtorchrw.so
+ * preloaded and the TORCHRW_* variables set, then summarises what was
+ * rewritten.  The exit status is CMD's.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "runenv.h"
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: torchrw run [OPTIONS] -- CMD [ARGS...]\n\n"
+          "Runs CMD (an unchanged export script, e.g. python3 export.py) with\n"
+          "libtorchrw.so preloaded, then prints what was rewritten.\n\n"
+          "options (each sets the TORCHRW_ variable named):\n"
+          "  --backend B     TORCHRW_BACKEND: tensorrt, onnxruntime, ncnn, openvino, ...\n"
+          "  --config F      TORCHRW_CONFIG: deployment config (JSON)\n"
+          "  --plugin P      TORCHRW_PLUGINS: a C plugin .so (repeatable)\n"
+          "  --python M      TORCHRW_PYTHON: a Python rewriter module or .py (repeatable)\n"
+          "  --disable N     TORCHRW_DISABLE: switch a rewriter off by name (repeatable)\n"
+          "  --report R      TORCHRW_REPORT: also keep the JSON report in R\n"
+          "  --log L         TORCHRW_LOG: error, warn, info, debug\n"
+          "  --trace[=FILE]  TORCHRW_TRACE: log every operator the trace calls\n\n"
+          "The build's Python directory is put on PYTHONPATH, so CMD can import\n"
+          "torchrw.  The summary goes to stderr; the exit status is CMD's.\n");
+}
+
+/* ---- files written ------------------------------------------------------ */
+
+/* The regular files under the working directory (3 levels, no hidden or
+ * cache directories) with their modification times, before and after. */
+typedef struct {
+  char *path;
+  struct timespec mtime;
+  long long size;
+} file_seen;
+
+typedef struct {
+  file_seen *v;
+  size_t n, cap;
+} file_list;
+
+static void scan(const char *dir, const char *shown, int depth, file_list *out)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL && out->n < 20000) {
+    if (e->d_name[0] == '.' || strcmp(e->d_name, "__pycache__") == 0 ||
+        strcmp(e->d_name, "node_modules") == 0)
+      continue;
+    char path[PATH_MAX], rel[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    snprintf(rel, sizeof rel, "%s%s%s", shown, *shown ? "/" : "", e->d_name);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+      continue;
+    if (S_ISDIR(st.st_mode) && depth < 3) {
+      scan(path, rel, depth + 1, out);
+    } else if (S_ISREG(st.st_mode)) {
+      if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 256;
+        file_seen *grown = realloc(out->v, cap * sizeof *grown);
+        if (!grown)
+          break;
+        out->v = grown;
+        out->cap = cap;
+      }
+      out->v[out->n++] = (file_seen){strdup(rel), st.st_mtim, (long long)st.st_size};
+    }
+  }
+  closedir(d);
+}
+
+static void free_list(file_list *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i].path);
+  free(l->v);
+}
+
+/* Prints the files that are new or changed; skip is a path to leave out. */
+static void print_written(const file_list *before, const file_list *after, const char *skip)
+{
+  for (size_t i = 0; i < after->n; i++) {
+    const file_seen *f = &after->v[i];
+    int changed = 1;
+    for (size_t j = 0; j < before->n && changed; j++)
+      if (strcmp(before->v[j].path, f->path) == 0)
+        changed = before->v[j].mtime.tv_sec != f->mtime.tv_sec ||
+                  before->v[j].mtime.tv_nsec != f->mtime.tv_nsec || before->v[j].size != f->size;
+    if (!changed || !f->path || (skip && strcmp(f->path, skip) == 0))
+      continue;
+    char size[32];
+    fprintf(stderr, "torchrw:   wrote      %s (%s)\n", f->path,
+            trw__cmd_bytes((unsigned long long)f->size, size, sizeof size));
+  }
+}
+
+/* ---- the report ----------------------------------------------------------- */
+
+static void summarise(const char *report)
+{
+  json_error_t je;
+  json_t *doc = json_load_file(report, 0, &je);
+  json_t *traces = json_object_get(doc, "traces");
+  if (!json_is_array(traces) || json_array_size(traces) == 0) {
+    fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
+    json_decref(doc);
+    return;
+  }
+  /* Counts per rewriter over all traces, in first-seen order. */
+  json_t *fired = json_object(), *order = json_array(), *missing = json_object();
+  size_t i;
+  json_t *t;
+  json_array_foreach(traces, i, t)
+  {
+    size_t j;
+    json_t *f;
+    json_array_foreach(json_object_get(t, "fired"), j, f)
+    {
+      const char *name = json_string_value(json_object_get(f, "name"));
+      if (!name)
+        continue;
+      json_t *seen = json_object_get(fired, name);
+      json_int_t n = json_integer_value(json_object_get(f, "count"));
+      if (seen) {
+        json_object_set_new(seen, "count",
+                            json_integer(json_integer_value(json_object_get(seen, "count")) + n));
+      } else {
+        json_object_set_new(fired, name, json_deep_copy(f));
+        json_array_append_new(order, json_string(name));
+      }
+    }
+    json_object_update(missing, json_object_get(t, "not_found"));
+  }
+  fprintf(stderr, "torchrw:   %zu trace%s\n", json_array_size(traces),
+          json_array_size(traces) == 1 ? "" : "s");
+  json_t *name;
+  json_array_foreach(order, i, name)
+  {
+    json_t *f = json_object_get(fired, json_string_value(name));
+    fprintf(stderr, "torchrw:   fired      %s x%lld  (%s:%lld)\n", json_string_value(name),
+            (long long)json_integer_value(json_object_get(f, "count")),
+            json_string_value(json_object_get(f, "file")),
+            (long long)json_integer_value(json_object_get(f, "line")));
+  }
+  if (json_array_size(order) == 0)
+    fprintf(stderr, "torchrw:   no rewriter fired\n");
+  const char *key;
+  json_t *why;
+  json_object_foreach(missing, key, why)
+      fprintf(stderr, "torchrw:   not found  %s (%s)\n", key, json_string_value(why));
+  json_decref(fired);
+  json_decref(order);
+  json_decref(missing);
+  json_decref(doc);
+}
+
+/* ---- run ---------------------------------------------------------------- */
+
+int trw__cmd_run(int argc, char **argv)
+{
+  trw__runopts o = {0};
+  int i = 1;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    }
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      trw__runopts_free(&o);
+      return TRW__EXIT_OK;
+    }
+    int took = trw__runopts_take("run", &o, argc, argv, &i);
+    if (took < 0) {
+      trw__runopts_free(&o);
+      return TRW__EXIT_BAD;
+    }
+    if (took == 0) {
+      if (argv[i][0] != '-')
+        break; /* CMD without "--" */
+      fprintf(stderr, "torchrw run: unknown option '%s' (accepted: --backend --config "
+                      "--plugin --python --disable --report --log --trace --help)\n", argv[i]);
+      trw__runopts_free(&o);
+      return TRW__EXIT_BAD;
+    }
+  }
+  if (i >= argc) {
+    fprintf(stderr, "torchrw run: no command given (torchrw run [OPTIONS] -- CMD ...)\n");
+    trw__runopts_free(&o);
+    return TRW__EXIT_BAD;
+  }
+  char libdir[PATH_MAX];
+  if (trw__libdir(libdir, sizeof libdir) != 0) {
+    trw__runopts_free(&o);
+    return TRW__EXIT_BAD;
+  }
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/libtorchrw.so", libdir);
+  trw__env_prepend("LD_PRELOAD", path, ':');
+  snprintf(path, sizeof path, "%s/../python", libdir);
+  char real[PATH_MAX];
+  trw__env_prepend("PYTHONPATH", realpath(path, real) ? real : path, ':');
+
+  /* Without --report the summary reads a private report, removed after. */
+  char tmp_report[] = "/tmp/torchrw-report-XXXXXX";
+  int own_report = !o.report;
+  if (own_report) {
+    int fd = mkstemp(tmp_report);
+    if (fd < 0) {
+      fprintf(stderr, "torchrw run: cannot create a temporary report: %s\n", strerror(errno));
+      trw__runopts_free(&o);
+      return TRW__EXIT_BAD;
+    }
+    close(fd);
+    unlink(tmp_report); /* the runtime creates it; none means no trace ran */
+    o.report = tmp_report;
+  }
+  trw__runopts_export(&o);
+  const char *backend = getenv("TORCHRW_BACKEND");
+  if (!backend || !*backend)
+    fprintf(stderr, "torchrw run: no backend (--backend or TORCHRW_BACKEND): nothing will "
+                    "be rewritten\n");
+
+  char cwd[PATH_MAX];
+  file_list before = {0}, after = {0};
+  int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+  if (have_cwd)
+    scan(cwd, "", 0, &before);
+  struct timespec start, end;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "torchrw run: fork failed: %s\n", strerror(errno));
+    trw__runopts_free(&o);
+    return TRW__EXIT_BAD;
+  }
+  if (pid == 0) {
+    execvp(argv[i], argv + i);
+    fprintf(stderr, "torchrw run: cannot run %s: %s\n", argv[i], strerror(errno));
+    _exit(127);
+  }
+  /* The child gets the terminal's signals; the parent waits for it. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  double secs = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+  fprintf(stderr, "torchrw: %s finished in %.2f s, exit status %d%s%s%s\n", argv[i], secs, code,
+          backend && *backend ? " (backend " : "", backend && *backend ? backend : "",
+          backend && *backend ? ")" : "");
+  if (access(o.report, R_OK) == 0)
+    summarise(o.report);
+  else if (backend && *backend)
+    fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
+  if (have_cwd) {
+    scan(cwd, "", 0, &after);
+    print_written(&before, &after, own_report ? NULL : o.report);
+  }
+  free_list(&before);
+  free_list(&after);
+  if (own_report)
+    unlink(tmp_report);
+  trw__runopts_free(&o);
+  return code;
+}
