@@ -331,6 +331,158 @@ TRW_API const char *trw_cfg_get_string(const trw_cfg *cfg, const char *path,
                                        const char *def);
 
 /* ------------------------------------------------------------------------ */
+/* Symbolic rewriters: the ONNX mapping of an operator or autograd Function  */
+
+typedef struct trw_graph trw_graph; /* the ONNX graph being built (torch's g) */
+typedef struct trw_sym trw_sym;     /* a value in it (a torch._C.Value) */
+
+/*
+ * A symbolic rewriter.  in[] are the operator's inputs as torch passes them
+ * to symbolics (tensor inputs and constants; a missing optional input is
+ * None, see trw_sym_is_none).  It stores the output in *result (for several
+ * outputs, a tuple from trw_g_tuple) and returns 0, or a negative code
+ * after trw_error(); the export then fails with that message.
+ */
+typedef int (*trw_symbolic_fn)(trw_ctx *ctx, trw_graph *g, size_t nin,
+                               trw_sym *const in[], trw_sym **result);
+
+/*
+ * TRW_SYMBOLIC_REWRITER("squeeze", NULL, squeeze_static);
+ * name is a torch operator ("squeeze", "aten::squeeze", "::squeeze") or
+ * the full path of a torch.autograd.Function subclass ("pkg.ops.MyOp").
+ */
+#define TRW_SYMBOLIC_REWRITER(name, backend, fn)                               \
+  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ONNX, fn, NULL)    \
+  struct trw__swallow_semicolon
+#define TRW_SYMBOLIC_REWRITER_EX(name, backend, fn, ...)                       \
+  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ONNX, fn,          \
+                   __VA_ARGS__)                                                \
+  struct trw__swallow_semicolon
+
+typedef enum trw_attr_kind {
+  TRW_ATTR_I,  /* int64 */
+  TRW_ATTR_F,  /* float */
+  TRW_ATTR_S,  /* string */
+  TRW_ATTR_IS, /* int64[] */
+  TRW_ATTR_FS, /* float[] */
+  TRW_ATTR_T   /* tensor */
+} trw_attr_kind;
+
+/* A node attribute.  Build them with the TRW_ATTR_* macros below. */
+typedef struct trw_attr {
+  const char *name;
+  trw_attr_kind kind;
+  int64_t i;
+  double f;
+  const char *s;
+  const int64_t *ints;
+  const double *floats;
+  size_t n;             /* length of ints/floats; elements of a tensor */
+  const void *data;     /* tensor: n elements of dtype, row-major */
+  trw_dtype dtype;      /* tensor */
+  const int64_t *dims;  /* tensor shape (NULL with ndims 0: a scalar) */
+  size_t ndims;
+} trw_attr;
+
+#define TRW_ATTR_INT(nm, v) ((trw_attr){.name = (nm), .kind = TRW_ATTR_I, .i = (v)})
+#define TRW_ATTR_FLOAT(nm, v) ((trw_attr){.name = (nm), .kind = TRW_ATTR_F, .f = (v)})
+#define TRW_ATTR_STRING(nm, v) ((trw_attr){.name = (nm), .kind = TRW_ATTR_S, .s = (v)})
+#define TRW_ATTR_INTS(nm, v, len)                                              \
+  ((trw_attr){.name = (nm), .kind = TRW_ATTR_IS, .ints = (v), .n = (len)})
+#define TRW_ATTR_FLOATS(nm, v, len)                                            \
+  ((trw_attr){.name = (nm), .kind = TRW_ATTR_FS, .floats = (v), .n = (len)})
+#define TRW_ATTR_TENSOR(nm, ptr, dt, shape, rank, count)                        \
+  ((trw_attr){.name = (nm), .kind = TRW_ATTR_T, .data = (ptr), .dtype = (dt), \
+              .dims = (shape), .ndims = (rank), .n = (count)})
+
+/*
+ * Adds a node to g and returns its output (owned by the call), or NULL
+ * after recording the error in ctx.  op is "Squeeze" (standard ONNX) or
+ * "domain::Op" for a custom domain ("trw::TopKStatic", "com.example::X").
+ * A NULL entry in in[] is an omitted optional input.  trw_g_op_n returns
+ * nout outputs in out[] (0, or a negative code).
+ */
+TRW_API trw_sym *trw_g_op(trw_ctx *ctx, trw_graph *g, const char *op,
+                          size_t nin, trw_sym *const in[],
+                          const trw_attr *attrs, size_t nattrs);
+TRW_API int trw_g_op_n(trw_ctx *ctx, trw_graph *g, const char *op, size_t nin,
+                       trw_sym *const in[], const trw_attr *attrs,
+                       size_t nattrs, size_t nout, trw_sym *out[]);
+
+/* Constant nodes: an int64 1-D tensor, a float scalar, any tensor. */
+TRW_API trw_sym *trw_g_const_ints(trw_ctx *ctx, trw_graph *g,
+                                  const int64_t *v, size_t n);
+TRW_API trw_sym *trw_g_const_float(trw_ctx *ctx, trw_graph *g, double v);
+TRW_API trw_sym *trw_g_constant(trw_ctx *ctx, trw_graph *g, const void *data,
+                                trw_dtype dtype, const int64_t *dims,
+                                size_t ndims);
+/* Several values as one result (operators with several outputs). */
+TRW_API trw_sym *trw_g_tuple(trw_ctx *ctx, trw_graph *g, size_t n,
+                             trw_sym *const items[]);
+
+/* Nonzero for an omitted input (None) or NULL. */
+TRW_API int trw_sym_is_none(const trw_sym *v);
+/* The value of a constant input, as torch's _get_const reads it: 0, or
+ * TRW_ETYPE when the input is not a constant of that kind. */
+TRW_API int trw_sym_const_int(const trw_sym *v, int64_t *out);
+TRW_API int trw_sym_const_double(const trw_sym *v, double *out);
+TRW_API int trw_sym_const_ints(const trw_sym *v, int64_t *buf, size_t cap,
+                               size_t *n);
+/* Rank of a tensor value, -1 when unknown. */
+TRW_API int trw_sym_rank(const trw_sym *v);
+/* Static size of dimension i: 0, TRW_ENOTFOUND when it is dynamic or
+ * unknown, TRW_ERANGE when i is out of range. */
+TRW_API int trw_sym_size(const trw_sym *v, int i, int64_t *out);
+TRW_API trw_dtype trw_sym_dtype(const trw_sym *v);
+
+/* Calls the symbolic the rewriter replaces (torch's own for operators, the
+ * Function's previous `symbolic` for Functions).  TRW_ENOTFOUND when there
+ * is none. */
+TRW_API int trw_call_original_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin,
+                                       trw_sym *const in[], trw_sym **result);
+
+/* ------------------------------------------------------------------------ */
+/* Module rewriters: the forward of every instance of an nn.Module class     */
+
+typedef struct trw_module trw_module; /* the instance being called */
+
+/*
+ * A module rewriter runs instead of forward for every instance of the class
+ * (and subclasses, the nearest registered class winning) while a model is
+ * traced.  args are forward's positional arguments; *result its output.
+ */
+typedef int (*trw_module_fn)(trw_ctx *ctx, trw_module *m, size_t nargs,
+                             trw_value *const args[], trw_value **result);
+
+/* TRW_MODULE_REWRITER("torchvision.ops.misc.FrozenBatchNorm2d", "tensorrt", fn); */
+#define TRW_MODULE_REWRITER(class_path, backend, fn)                           \
+  TRW_REWRITER_DEF(TRW_KIND_MODULE, class_path, backend, TRW_IR_ANY, fn, NULL) \
+  struct trw__swallow_semicolon
+
+/* A parameter or buffer by (dotted) name: "weight", "conv1.bias".  0, or
+ * TRW_ENOTFOUND, or TRW_ETYPE when it is not a tensor. */
+TRW_API int trw_module_tensor(trw_ctx *ctx, trw_module *m, const char *name,
+                              trw_value **out);
+/* Plain attributes ("eps", "stride", "mode").  0, TRW_ENOTFOUND or
+ * TRW_ETYPE.  Strings are owned by the call. */
+TRW_API int trw_module_int(trw_ctx *ctx, trw_module *m, const char *name,
+                           int64_t *out);
+TRW_API int trw_module_double(trw_ctx *ctx, trw_module *m, const char *name,
+                              double *out);
+TRW_API int trw_module_bool(trw_ctx *ctx, trw_module *m, const char *name,
+                            int *out);
+TRW_API int trw_module_string(trw_ctx *ctx, trw_module *m, const char *name,
+                              const char **out);
+/* Calls the submodule at a dotted name ("head.conv") with args. */
+TRW_API int trw_module_call(trw_ctx *ctx, trw_module *m, const char *name,
+                            size_t nargs, trw_value *const args[],
+                            trw_value **result);
+/* Calls the forward the rewriter replaces. */
+TRW_API int trw_call_original_forward(trw_ctx *ctx, trw_module *m,
+                                      size_t nargs, trw_value *const args[],
+                                      trw_value **result);
+
+/* ------------------------------------------------------------------------ */
 /* Added for built-in rewriters                                              */
 
 /*
@@ -339,10 +491,11 @@ TRW_API const char *trw_cfg_get_string(const trw_cfg *cfg, const char *path,
  * that the exported graph takes `value` there instead of what the call was
  * given.  `index` is the argument's position in the operator's schema.
  * `value` is either a tensor computed in the trace, which makes the input
- * follow the input sizes at run time (converted with aten::Int or
- * aten::Float when the node expects an int or a float), or a constant (None,
- * int, double, bool, int list, float list), which also overrides sizes that
- * torch's tracer had stashed for Python arguments.  The caller is
+ * follow the input sizes at run time (converted with aten::Int, aten::Float
+ * or aten::ScalarImplicit when the node expects an int, a float or a
+ * Scalar), or a constant (None, int, double, bool, int list, float list),
+ * which also overrides sizes that torch's tracer had stashed for Python
+ * arguments.  The caller is
  * responsible for `value` agreeing with what the call computed on the
  * example.  Outside a trace it does nothing and returns 0.
  *

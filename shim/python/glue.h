@@ -107,6 +107,13 @@ void trw__py_uninstall_symbolics(void);
 int trw__py_patch_ready(PyObject *module);
 int trw__py_modpatch_ready(void);
 int trw__py_symbolic_ready(void);
+int trw__py_csymbolic_ready(void);
+
+/* How symbolic.c calls a C symbolic rewriter (csymbolic.c sets it). */
+typedef PyObject *(*trw__py_symbolic_c_fn)(trw__rewriter *rw, PyObject *ctx,
+                                            const trw_env *env, PyObject *const *args,
+                                            Py_ssize_t nargs, PyObject *kwnames);
+extern trw__py_symbolic_c_fn trw__py_symbolic_c_call;
 
 /* ------------------------------------------------------------------------ */
 /* scope.c                                                                   */

@@ -11,9 +11,7 @@
 
 #include "glue.h"
 
-/* C symbolic rewriters are called through this hook (see csymbolic). */
-PyObject *(*trw__py_symbolic_c_call)(trw__rewriter *rw, PyObject *ctx, PyObject *const *args,
-                                     Py_ssize_t nargs, PyObject *kwnames);
+trw__py_symbolic_c_fn trw__py_symbolic_c_call;
 
 typedef struct {
   PyObject_HEAD
@@ -65,10 +63,13 @@ static PyObject *torch_symbolic(PyObject *qualname, int opset)
   return fn;
 }
 
-/* The Context for this call: per opset, since origin_func depends on it. */
-static PyObject *context_for(SymFn *s)
+/* The Context for this call: per opset, since origin_func depends on it.
+ * *env_out receives the call's environment. */
+static PyObject *context_for(SymFn *s, trw_env *env_out)
 {
   int opset = export_opset();
+  *env_out = s->env;
+  env_out->opset = opset ? opset : s->env.opset;
   PyObject *key = PyLong_FromLong(opset);
   if (!key)
     return NULL;
@@ -99,7 +100,8 @@ static PyObject *symfn_vectorcall(PyObject *self, PyObject *const *args, size_t 
                                   PyObject *kwnames)
 {
   SymFn *s = (SymFn *)self;
-  PyObject *ctx = context_for(s);
+  trw_env env;
+  PyObject *ctx = context_for(s, &env);
   if (!ctx || trw__py_context_push(ctx) < 0)
     return NULL;
   trw__py_hit(s->rw);
@@ -108,7 +110,7 @@ static PyObject *symfn_vectorcall(PyObject *self, PyObject *const *args, size_t 
     PyObject *fn = PyTuple_GET_ITEM((PyObject *)s->rw->fn, TRW__PY_FN);
     r = PyObject_Vectorcall(fn, args, nargsf, kwnames);
   } else if (trw__py_symbolic_c_call) {
-    r = trw__py_symbolic_c_call(s->rw, ctx, args, PyVectorcall_NARGS(nargsf), kwnames);
+    r = trw__py_symbolic_c_call(s->rw, ctx, &env, args, PyVectorcall_NARGS(nargsf), kwnames);
   } else {
     r = trw__py_raise("%s: C symbolic rewriters are not available", s->rw->stable);
   }
@@ -332,4 +334,7 @@ int trw__py_install_symbolics(const trw_env *env)
   return rc;
 }
 
-int trw__py_symbolic_ready(void) { return PyType_Ready(&SymFnType); }
+int trw__py_symbolic_ready(void)
+{
+  return PyType_Ready(&SymFnType) < 0 ? -1 : trw__py_csymbolic_ready();
+}

@@ -153,7 +153,7 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
   const auto& schema = op.schema();
   size_t nargs = schema.arguments().size();
 
-  Frame frame{op, below, {}};
+  Frame frame{op, below, {}, nullptr, nullptr};
   std::vector<trw_value*> args;
   args.reserve(nargs);
   for (size_t i = 0; i < nargs; i++) {

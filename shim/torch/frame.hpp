@@ -24,10 +24,14 @@ constexpr c10::DispatchKey kKey = c10::DispatchKey::TESTING_ONLY_GenericMode;
 // the call fails instead of overflowing the stack.
 constexpr int kMaxDepth = 64;
 
+// One rewriter call: an operator's (op and below set) or a module's
+// (module and the forward it replaces, both PyObject *).
 struct Frame {
-  c10::OperatorHandle op;
+  c10::optional<c10::OperatorHandle> op;
   c10::DispatchKeySet below;  // keys under torchrw's, for the original
   std::deque<trw_value> arena;  // deque: handles stay put as it grows
+  void* module = nullptr;
+  void* forward = nullptr;
 };
 
 inline Frame* frame_of(trw_ctx* ctx) {

@@ -193,15 +193,19 @@ int trw_call_original(trw_ctx* ctx, size_t nargs, trw_value* const args[],
   trw::Frame* f = frame_of(ctx);
   if (!f || (nargs && !args))
     return trw_error(ctx, TRW_EINVAL, "trw_call_original needs a context");
+  if (!f->op)
+    return trw_error(ctx, TRW_EINVAL,
+                     "trw_call_original is for operator rewriters; a module "
+                     "rewriter calls trw_call_original_forward");
   try {
     auto stack = trw::stack_of(nargs, args);
-    if (!trw::bind(f->op.schema(), stack))
+    if (!trw::bind(f->op->schema(), stack))
       return trw_error(ctx, TRW_ETYPE,
                        "the original %s does not accept these %zu arguments "
                        "(schema: %s)",
                        trw_ctx_op(ctx), nargs,
-                       c10::toString(f->op.schema()).c_str());
-    return trw::guarded_call(ctx, trw_ctx_op(ctx), f->op, &f->below, stack,
+                       c10::toString(f->op->schema()).c_str());
+    return trw::guarded_call(ctx, trw_ctx_op(ctx), *f->op, &f->below, stack,
                              result);
   } catch (const std::exception& e) {
     return trw_error(ctx, TRW_EOP, "%s: %s", trw_ctx_op(ctx), e.what());

@@ -86,6 +86,8 @@ extern "C" int trw_trace_set_input(trw_ctx* ctx, trw_value* output,
         t = graph->insert(c10::aten::Int, {t});
       else if (kind == c10::TypeKind::FloatType)
         t = graph->insert(c10::aten::Float, {t});
+      else if (kind == c10::TypeKind::NumberType)
+        t = graph->insert(c10::aten::ScalarImplicit, {t});
       replacement = t;
     } else if (constant_kind(value->iv)) {
       replacement = graph->insertConstant(value->iv);

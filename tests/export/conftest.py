@@ -85,7 +85,7 @@ def ort_run(model_path, inputs):
     assert proc.returncode == 0, f"ONNX Runtime failed: {proc.stderr}"
     outs = json.loads(proc.stdout)["outputs"]
     result = []
-    for spec in outs.values():
+    for spec in outs:
         arr = np.array(spec["data"], dtype=np.float64 if spec["dtype"] not in
                        ("int64", "int32", "bool", "uint8") else np.int64)
         result.append(arr.reshape(spec["dims"]))

@@ -1,7 +1,9 @@
 // Runs one ONNX file in ONNX Runtime for the export tests.
 //
 // stdin:  {"model": "path.onnx", "inputs": {"name": {"dtype": "float32", "dims": [..], "data": [..]}}}
-// stdout: {"outputs": {"name": {"dtype": .., "dims": [..], "data": [..]}}}
+// stdout: {"outputs": [{"name": .., "dtype": .., "dims": [..], "data": [..]}, ...]}
+//         in the graph's output order (a list: JavaScript objects put
+//         integer-like keys such as torch's "12" first).
 // On failure it prints one line naming the model and the error to stderr and exits 1.
 'use strict';
 const ort = require('onnxruntime-node');
@@ -32,8 +34,7 @@ async function main() {
     const feeds = {};
     for (const [name, spec] of Object.entries(req.inputs)) feeds[name] = toTensor(spec);
     const results = await session.run(feeds);
-    const outputs = {};
-    for (const name of session.outputNames) outputs[name] = fromTensor(results[name]);
+    const outputs = session.outputNames.map((name) => ({ name, ...fromTensor(results[name]) }));
     process.stdout.write(JSON.stringify({ outputs }));
   } catch (e) {
     process.stderr.write(`ort-run: ${req.model}: ${e.message}\n`);

@@ -1,0 +1,122 @@
+"""Symbolic rewriters written in C (issue 4): the built-in squeeze, and the
+C API exercised by tests/plugins/sym_plugin.c."""
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import PLUGINS, ort_run, run_script
+
+SYM_PLUGIN = PLUGINS / "sym_plugin.so"
+
+SQUEEZE = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        return x.squeeze() * 2, x.squeeze(0), x.squeeze(1), x.squeeze(-2)
+x = torch.randn(1, 3, 1, 2, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=OPSET, input_names=["x"])
+np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
+"""
+
+
+def squeeze_axes(model):
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t).tolist()
+              for n in model.graph.node if n.op_type == "Constant"}
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Squeeze":
+            continue
+        attr = [list(a.ints) for a in n.attribute if a.name == "axes"]
+        out.append(attr[0] if attr else consts.get(n.input[1]) if len(n.input) > 1 else None)
+    return out
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_builtin_squeeze_has_static_axes(tmp_path, opset):
+    run = run_script(tmp_path, SQUEEZE.replace("OPSET", str(opset)), backend="tensorrt").check()
+    model = run.model()
+    # squeeze() -> [0, 2]; squeeze(0) -> [0]; squeeze(1) is the identity
+    # (size 3); squeeze(-2) -> [2].
+    assert squeeze_axes(model) == [[0, 2], [0], [2]]
+    for n in model.graph.node:
+        if n.op_type == "Squeeze":
+            assert (len(n.input) == 2) == (opset >= 13)
+    io = np.load(run.path("io.npz"))
+    outs = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    for i, o in enumerate(outs):
+        np.testing.assert_allclose(o, io[f"o{i}"], rtol=1e-6)
+
+
+def test_builtin_squeeze_can_be_switched_off(tmp_path):
+    run = run_script(tmp_path, SQUEEZE.replace("OPSET", "11"), backend="tensorrt",
+                     TORCHRW_DISABLE="squeeze@default").check()
+    # torch's own: squeeze() becomes a Squeeze without axes.
+    assert squeeze_axes(run.model()) == [None, [0], [2]]
+
+
+def test_constant_inputs_attributes_and_two_outputs(tmp_path):
+    code = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        v, i = torch.topk(x, 3, dim=1)
+        return torch.nn.functional.leaky_relu(x, 0.1), v, i
+x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"])
+np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
+"""
+    run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_PLUGINS=SYM_PLUGIN).check()
+    leaky = [n for n in run.model().graph.node if n.op_type == "LeakyRelu"][0]
+    assert abs(leaky.attribute[0].f - 0.2) < 1e-6
+    io = np.load(run.path("io.npz"))
+    y, v, i = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(y, np.where(io["x"] > 0, io["x"], 0.2 * io["x"]), rtol=1e-6)
+    np.testing.assert_allclose(v, io["o1"], rtol=1e-6)
+    np.testing.assert_array_equal(i, io["o2"])
+
+
+def test_custom_domain_and_every_attribute_kind(tmp_path):
+    code = """
+import torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x)
+torch.onnx.export(M(), (torch.randn(5, 4),), "model.onnx", opset_version=12,
+                  custom_opsets={"trw.test": 1})
+"""
+    run = run_script(tmp_path, code, backend="ncnn", TORCHRW_PLUGINS=SYM_PLUGIN).check()
+    model = run.model()
+    (probe,) = [n for n in model.graph.node if n.op_type == "Probe"]
+    assert probe.domain == "trw.test"
+    attrs = {a.name: a for a in probe.attribute}
+    assert attrs["opset"].i == 12
+    assert abs(attrs["scale"].f - 0.25) < 1e-9
+    assert attrs["backend"].s == b"ncnn"
+    assert list(attrs["seen"].ints) == [2, 5, 1]  # rank, size 0, TRW_DTYPE_FLOAT32
+    assert [round(f, 3) for f in attrs["weights"].floats] == [0.5, 1.5]
+    assert numpy_helper.to_array(attrs["table"].t).tolist() == [[1, 2], [3, 4]]
+
+
+def test_function_symbolic_in_c_calls_the_original(tmp_path):
+    code = """
+import torch, sys
+sys.path.insert(0, HERE)
+from userpkg.models import Clamped
+torch.onnx.export(Clamped(), (torch.randn(4),), "model.onnx", opset_version=11)
+""".replace("HERE", repr(str(PLUGINS.parents[2] / "tests" / "export")))
+    run = run_script(tmp_path, code, backend="openvino", TORCHRW_PLUGINS=SYM_PLUGIN).check()
+    assert run.ops()[-2:] == ["Clip", "Neg"]
+
+
+def test_symbolic_error_names_rewriter(tmp_path):
+    code = """
+import torch
+try:
+    torch.onnx.export(torch.nn.ELU(), (torch.randn(3),), "model.onnx")
+except RuntimeError as e:
+    print("ERROR", e)
+"""
+    run = run_script(tmp_path, code, backend="openvino", TORCHRW_PLUGINS=SYM_PLUGIN).check()
+    assert "elu@openvino (tests/plugins/sym_plugin.c:" in run.stdout
+    assert "elu is not supported by this test plugin" in run.stdout
