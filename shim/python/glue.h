@@ -95,6 +95,10 @@ int trw__py_patch_functions(const trw_env *env);
 void trw__py_unpatch_functions(void);
 
 int trw__py_patch_modules(const trw_env *env);
+/* Runs C module rewriter rw for module(*args) (pymodule.cpp): the result,
+ * or NULL with RuntimeError naming the rewriter. */
+PyObject *trw__py_module_call_c(trw__rewriter *rw, const trw_env *env, PyObject *module,
+                                PyObject *forward, PyObject *const *args, Py_ssize_t nargs);
 void trw__py_unpatch_modules(void);
 
 /* Registers the selected symbolic rewriters (Python and C) with torch.onnx

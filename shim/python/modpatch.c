@@ -4,7 +4,8 @@
  * nearest registered class winning) is replaced by a callable that builds
  * Wrapper(module, cfg, **kwargs) once per instance and runs the wrapper
  * instead.  When the wrapper calls the module it wraps, the module's own
- * forward runs.
+ * forward runs.  A module rewriter written in C runs in place of forward
+ * (shim/torch/pymodule.cpp).
  */
 #include <string.h>
 
@@ -15,6 +16,7 @@ typedef struct {
   trw__rewriter *rw;
   PyObject *ctx;
   PyObject *origin; /* the class's forward before the patch */
+  trw_env env;
   vectorcallfunc vectorcall;
 } ModForward;
 
@@ -119,6 +121,14 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
     Py_DECREF(key);
     return PyObject_Vectorcall(f->origin, args, nargsf, kwnames);
   }
+  if (f->rw->lang == TRW__LANG_C) {
+    Py_DECREF(key);
+    /* C module rewriters take positional arguments only. */
+    if (kwnames && PyTuple_GET_SIZE(kwnames))
+      return PyObject_Vectorcall(f->origin, args, nargsf, kwnames);
+    trw__py_hit(f->rw);
+    return trw__py_module_call_c(f->rw, &f->env, module, f->origin, args + 1, nargs - 1);
+  }
   if (trw__py_context_push(f->ctx) < 0) {
     Py_DECREF(key);
     return NULL;
@@ -222,6 +232,7 @@ static int patch_class(Target *t, PyObject *cls, const trw_env *env, PyObject *f
   }
   f->rw = t->rw;
   f->origin = origin;
+  f->env = *env;
   f->vectorcall = modforward_vectorcall;
   f->ctx = trw__py_context_new(t->rw, env, origin);
   int rc = f->ctx ? trw__py_setattr_logged(cls, forward_name, (PyObject *)f) : -1;
@@ -237,8 +248,7 @@ int trw__py_patch_modules(const trw_env *env)
   int rc = targets && forward_name ? 0 : -1;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_MODULE || r->lang != TRW__LANG_PYTHON ||
-        trw__select(TRW_KIND_MODULE, r->name, env) != r)
+    if (r->kind != TRW_KIND_MODULE || trw__select(TRW_KIND_MODULE, r->name, env) != r)
       continue;
     PyObject *owner = NULL;
     const char *attr = NULL;
