@@ -120,6 +120,34 @@ typedef PyObject *(*trw__py_symbolic_c_fn)(trw__rewriter *rw, PyObject *ctx,
 extern trw__py_symbolic_c_fn trw__py_symbolic_c_call;
 
 /* ------------------------------------------------------------------------ */
+/* Built-in rewriters of Python functions, written in C against the CPython
+ * API (rewriters/ncnn_python.c): torch calls some functions, Tensor.size
+ * among them, without the dispatcher while tracing.  The constructor only
+ * queues the registration; the torchrw module makes it when it is created,
+ * before plugins and user modules, so that they can replace it. */
+
+typedef struct trw__py_builtin {
+  const char *name, *backend;
+  PyCFunction fn; /* METH_FASTCALL | METH_KEYWORDS */
+  const char *file;
+  int line;
+  struct trw__py_builtin *next;
+} trw__py_builtin;
+
+void trw__py_queue_builtin(trw__py_builtin *b);
+/* Registers the queued built-ins; 0, or -1 with an exception set. */
+int trw__py_register_builtins(PyObject *module);
+
+#define TRW__PY_BUILTIN(name_, backend_, fn_)                                   \
+  __attribute__((constructor)) static void TRW__CAT(trw__pyreg_, __LINE__)(void) \
+  {                                                                            \
+    static trw__py_builtin b = {name_, backend_, (PyCFunction)(void (*)(void))fn_, \
+                                __FILE__, __LINE__, NULL};                     \
+    trw__py_queue_builtin(&b);                                                 \
+  }                                                                            \
+  struct trw__swallow_semicolon
+
+/* ------------------------------------------------------------------------ */
 /* scope.c                                                                   */
 
 int trw__py_scope_ready(PyObject *module);

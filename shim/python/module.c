@@ -642,6 +642,56 @@ static int add_ir(PyObject *m)
   return ns && PyModule_AddObject(m, "IR", ns) == 0 ? 0 : -1;
 }
 
+static trw__py_builtin *pending;
+
+void trw__py_queue_builtin(trw__py_builtin *b)
+{
+  b->next = pending;
+  pending = b;
+}
+
+int trw__py_register_builtins(PyObject *m)
+{
+  /* Queued newest first; register in file order. */
+  trw__py_builtin *order = NULL;
+  while (pending) {
+    trw__py_builtin *b = pending;
+    pending = b->next;
+    b->next = order;
+    order = b;
+  }
+  for (trw__py_builtin *b = order; b; b = b->next) {
+    PyMethodDef *def = PyMem_Calloc(1, sizeof *def); /* lives with the function */
+    if (!def) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    def->ml_name = b->name;
+    def->ml_meth = b->fn;
+    def->ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    def->ml_doc = "A torchrw built-in rewriter.";
+    PyObject *fn = PyCFunction_NewEx(def, NULL, m);
+    PyObject *empty = PyTuple_New(0);
+    PyObject *payload = fn && empty ? PyTuple_Pack(TRW__PY_NFIELDS, fn, Py_None, empty,
+                                                   Py_False, Py_None)
+                                    : NULL;
+    Py_XDECREF(fn);
+    Py_XDECREF(empty);
+    if (!payload)
+      return -1;
+    trw_rewriter_def rd = {TRW_KIND_FUNCTION, b->name, b->backend, TRW_IR_ANY, {NULL},
+                           payload, b->file, b->line};
+    char err[1024];
+    if (trw__register(&rd, TRW__LANG_PYTHON, release_payload, python_checkers, err,
+                      sizeof err) != 0) {
+      Py_DECREF(payload);
+      PyErr_Format(PyExc_RuntimeError, "torchrw: %s", err);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static PyObject *create_module(void)
 {
   if (PyType_Ready(&DecoratorType) < 0 || PyType_Ready(&RegistryType) < 0)
@@ -655,7 +705,7 @@ static PyObject *create_module(void)
       PyModule_AddStringConstant(m, "__version__", "0.1") < 0 ||
       PyModule_AddStringConstant(m, "known_backends", trw_known_backends()) < 0 ||
       trw__py_context_ready(m) < 0 || trw__py_patch_ready(m) < 0 ||
-      trw__py_scope_ready(m) < 0) {
+      trw__py_scope_ready(m) < 0 || trw__py_register_builtins(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }

@@ -272,6 +272,11 @@ static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, cons
     } else if (raw && PyObject_TypeCheck(raw, &PyStaticMethod_Type)) {
       origin = PyObject_GetAttr(owner, attr);
       wrap_with = (PyObject *)&PyStaticMethod_Type;
+    } else if (raw && Py_TYPE(raw)->tp_descr_set && !PyCallable_Check(raw)) {
+      /* A property (Tensor.shape): the rewriter is the getter, called
+       * with the instance; origin_func(self) reads the original. */
+      origin = PyObject_GetAttrString(raw, "__get__");
+      wrap_with = (PyObject *)&PyProperty_Type;
     } else {
       origin = PyObject_GetAttr(owner, attr);
     }

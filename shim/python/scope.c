@@ -13,7 +13,7 @@
 
 int trw__py_import_modules(const char *list, char *err, size_t errlen)
 {
-  if (!list || !*list)
+  if (!Py_IsInitialized())
     return 0;
   PyGILState_STATE gil = PyGILState_Ensure();
   int rc = 0;
@@ -24,6 +24,10 @@ int trw__py_import_modules(const char *list, char *err, size_t errlen)
     return TRW_EPYTHON;
   }
   Py_DECREF(m);
+  if (!list || !*list) {
+    PyGILState_Release(gil);
+    return 0;
+  }
   char *copy = trw__strdup(list);
   char *save = NULL;
   for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; rc == 0 && tok;

@@ -116,8 +116,12 @@ static void init_once(void)
              backend, cfg_path, cfg_backend, backend);
 
   trw__registry_disable(getenv("TORCHRW_DISABLE"));
-  load_plugins(getenv("TORCHRW_PLUGINS"));
+  /* The torchrw module first (its built-ins), then plugins, then user
+   * modules: later registrations replace earlier ones. */
   char err[8192];
+  if (trw__py_import_modules(NULL, err, sizeof err) != 0)
+    keep(rt.load_fatal, sizeof rt.load_fatal, err);
+  load_plugins(getenv("TORCHRW_PLUGINS"));
   if (trw__py_import_modules(getenv("TORCHRW_PYTHON"), err, sizeof err) != 0)
     keep(rt.load_fatal, sizeof rt.load_fatal, err);
 }
