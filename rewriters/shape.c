@@ -1,0 +1,227 @@
+/*
+ * shape.c - roll, cat, flatten, expand and chunk.
+ *
+ * default, roll: torch 1.13's symbolic slices at -shift and 0..-shift,
+ * which is wrong for |shift| >= the size (roll(x, 7) of 5 elements gives
+ * x back) and fails for roll without dims (the flattened tensor).  The
+ * rewrite takes the shift modulo the example's size and builds the same
+ * two slices and a Concat (negative starts, so the size may still change
+ * at run time); without dims it flattens, rolls and reshapes back.
+ *
+ * tensorrt, cat: TensorRT's Concat refuses bool and uint8 tensors when
+ * shapes are dynamic (mmdeploy).  The rewrite casts them to int32, concats
+ * and casts back.
+ *
+ * ncnn, flatten: torch exports a flatten that is not ONNX's (N, -1)
+ * Flatten as Shape, Slice, Concat and Reshape, and ncnn cannot compute
+ * shapes.  The rewrite reshapes with a constant shape: 0 (keep) for the
+ * batch axis, the example's sizes, and -1 for the flattened axes.
+ *
+ * ncnn, expand: a size computed from the input (x.size(0), ...) puts the
+ * batch axis into a shape computation ncnn cannot run, and ncnn has no
+ * batch axis anyway.  When the batch entry keeps the input's batch size,
+ * the rewrite exports the sizes as the constant list of the example with
+ * -1 (keep) for the batch.
+ *
+ * ncnn, chunk: torch exports chunk as Split with sizes computed from Shape.
+ * The rewrite slices the example's static chunk sizes (ceil(size /
+ * chunks), the last one shorter) with constant bounds.
+ */
+#include "rw_util.h"
+
+#define MAX_RANK 8
+#define MAX_LIST 64
+
+/* ------------------------------------------------------------------------ */
+/* roll                                                                      */
+
+/* x rolled by shift along dim (whose example size is size). */
+static int roll_one(trw_ctx *ctx, trw_value *x, int dim, int64_t size,
+                    int64_t shift, trw_value **out)
+{
+  int64_t s = size > 0 ? ((shift % size) + size) % size : 0;
+  if (s == 0) {
+    *out = x;
+    return 0;
+  }
+  trw_value *tail = NULL, *head = NULL;
+  RW_CALL(tail, "aten::slice.Tensor", x, RW_I(dim), RW_I(-s), RW_I(INT64_MAX),
+          RW_I(1));
+  RW_CALL(head, "aten::slice.Tensor", x, RW_I(dim), RW_I(0), RW_I(-s), RW_I(1));
+  trw_value *parts[2] = {tail, head};
+  RW_CALL(*out, "aten::cat", trw_tensors(ctx, parts, 2), RW_I(dim));
+  return 0;
+}
+
+static int roll_slices(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                       trw_value **result)
+{
+  const trw_tensor *x = nargs == 3 ? trw_value_tensor(args[0]) : NULL;
+  int64_t shifts[MAX_RANK], dims[MAX_RANK];
+  size_t nshifts = 0, ndims = 0;
+  int rank = x ? trw_tensor_dim(x) : -1;
+  if (rank < 1 || trw_get_ints(args[1], shifts, MAX_RANK, &nshifts) != 0 ||
+      trw_get_ints(args[2], dims, MAX_RANK, &ndims) != 0 || nshifts == 0)
+    return trw_call_original(ctx, nargs, args, result);
+
+  if (ndims == 0) {
+    /* roll of the flattened tensor, shaped back like the input. */
+    int64_t numel = 1, size;
+    for (int i = 0; i < rank; i++) {
+      if (trw_tensor_size(x, i, &size) != 0)
+        return trw_call_original(ctx, nargs, args, result);
+      numel *= size;
+    }
+    if (nshifts != 1)
+      return trw_call_original(ctx, nargs, args, result);
+    trw_value *flat = NULL, *rolled = NULL;
+    RW_CALL(flat, "aten::reshape", args[0], RW_INTS(-1));
+    RW_CHECK(roll_one(ctx, flat, 0, numel, shifts[0], &rolled));
+    RW_CALL(*result, "aten::reshape_as", rolled, args[0]);
+    return 0;
+  }
+  if (ndims != nshifts)
+    return trw_call_original(ctx, nargs, args, result);
+  trw_value *y = args[0];
+  for (size_t i = 0; i < ndims; i++) {
+    int d = rw_dim(dims[i], rank);
+    int64_t size;
+    if (d < 0 || trw_tensor_size(x, d, &size) != 0)
+      return trw_call_original(ctx, nargs, args, result);
+    RW_CHECK(roll_one(ctx, y, d, size, shifts[i], &y));
+  }
+  if (y == args[0]) /* every shift was a multiple of its size */
+    RW_CALL(y, "aten::clone", args[0], RW_NONE);
+  *result = y;
+  return 0;
+}
+
+TRW_FUNCTION_REWRITER("torch.roll", "default", roll_slices);
+
+/* ------------------------------------------------------------------------ */
+/* cat of bool and uint8 for TensorRT                                        */
+
+static int cat_through_int32(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                             trw_value **result)
+{
+  size_t n = 0;
+  if (nargs != 2 || trw_len(args[0], &n) != 0 || n == 0 || n > MAX_LIST)
+    return trw_call_original(ctx, nargs, args, result);
+  trw_value *items[MAX_LIST];
+  trw_dtype dtype = TRW_DTYPE_UNKNOWN;
+  for (size_t i = 0; i < n; i++) {
+    items[i] = trw_item(ctx, args[0], i);
+    const trw_tensor *t = trw_value_tensor(items[i]);
+    if (!t)
+      return trw_call_original(ctx, nargs, args, result);
+    if (i == 0)
+      dtype = trw_tensor_dtype(t);
+    if (trw_tensor_dtype(t) != dtype)
+      return trw_call_original(ctx, nargs, args, result);
+  }
+  if (dtype != TRW_DTYPE_BOOL && dtype != TRW_DTYPE_UINT8)
+    return trw_call_original(ctx, nargs, args, result);
+
+  for (size_t i = 0; i < n; i++)
+    RW_CHECK(rw_cast(ctx, items[i], TRW_DTYPE_INT32, &items[i]));
+  trw_value *cat_args[2] = {trw_tensors(ctx, items, n), args[1]}, *joined = NULL;
+  RW_CHECK(trw_call_original(ctx, 2, cat_args, &joined));
+  return rw_cast(ctx, joined, dtype, result);
+}
+
+TRW_FUNCTION_REWRITER("torch.cat", "tensorrt", cat_through_int32);
+
+/* ------------------------------------------------------------------------ */
+/* flatten, expand and chunk for ncnn                                        */
+
+static int flatten_constant_shape(trw_ctx *ctx, size_t nargs,
+                                  trw_value *const args[], trw_value **result)
+{
+  const trw_tensor *x = nargs == 3 ? trw_value_tensor(args[0]) : NULL;
+  int rank = x ? trw_tensor_dim(x) : -1;
+  int64_t start, end;
+  if (rank < 2 || rank > MAX_RANK || trw_get_int(args[1], &start) != 0 ||
+      trw_get_int(args[2], &end) != 0)
+    return trw_call_original(ctx, nargs, args, result);
+  int s = rw_dim(start, rank), e = rw_dim(end, rank);
+  /* Flatten from the batch axis, nothing to flatten, or ONNX's own
+   * Flatten(axis=1): torch's export is fine. */
+  if (s <= 0 || e < 0 || e <= s || (s == 1 && e == rank - 1))
+    return trw_call_original(ctx, nargs, args, result);
+
+  int64_t shape[MAX_RANK], exported[MAX_RANK];
+  size_t n = 0;
+  int64_t group = 1;
+  for (int i = 0; i < rank; i++) {
+    int64_t size;
+    if (trw_tensor_size(x, i, &size) != 0)
+      return trw_call_original(ctx, nargs, args, result);
+    if (i > s && i <= e) {
+      group *= size;
+      continue;
+    }
+    if (i == s) {
+      group = size;
+      shape[n] = -1;
+      exported[n++] = -1;
+      continue;
+    }
+    shape[n] = size;
+    exported[n++] = i == 0 ? 0 : size;
+  }
+  /* The traced call gets the real sizes, so that torch's shape inference
+   * sees the example; the graph gets 0 for the batch and -1. */
+  for (size_t i = 0; i < n; i++)
+    if (shape[i] == -1)
+      shape[i] = group;
+  RW_CALL(*result, "aten::reshape", args[0], trw_ints(ctx, shape, n));
+  return trw_trace_set_input(ctx, *result, 1, trw_ints(ctx, exported, n));
+}
+
+TRW_FUNCTION_REWRITER("torch.flatten", "ncnn", flatten_constant_shape);
+
+static int expand_keep_batch(trw_ctx *ctx, size_t nargs,
+                             trw_value *const args[], trw_value **result)
+{
+  const trw_tensor *x = nargs == 3 ? trw_value_tensor(args[0]) : NULL;
+  int rank = x ? trw_tensor_dim(x) : -1;
+  int64_t sizes[MAX_RANK], batch;
+  size_t n = 0;
+  if (rank < 3 || trw_get_ints(args[1], sizes, MAX_RANK, &n) != 0 ||
+      n != (size_t)rank || trw_tensor_size(x, 0, &batch) != 0 ||
+      (sizes[0] != -1 && sizes[0] != batch))
+    return trw_call_original(ctx, nargs, args, result);
+  RW_CHECK(trw_call_original(ctx, nargs, args, result));
+  sizes[0] = -1;
+  return trw_trace_set_input(ctx, *result, 1, trw_ints(ctx, sizes, n));
+}
+
+TRW_FUNCTION_REWRITER("torch.Tensor.expand", "ncnn", expand_keep_batch);
+
+static int chunk_static_slices(trw_ctx *ctx, size_t nargs,
+                               trw_value *const args[], trw_value **result)
+{
+  const trw_tensor *x = nargs == 3 ? trw_value_tensor(args[0]) : NULL;
+  int rank = x ? trw_tensor_dim(x) : -1;
+  int64_t chunks, d, size;
+  if (rank < 1 || trw_get_int(args[1], &chunks) != 0 || chunks < 1 ||
+      trw_get_int(args[2], &d) != 0 || rw_dim(d, rank) < 0 ||
+      trw_tensor_size(x, rw_dim(d, rank), &size) != 0 || size < 1)
+    return trw_call_original(ctx, nargs, args, result);
+  int dim = rw_dim(d, rank);
+  int64_t step = (size + chunks - 1) / chunks;
+  size_t n = (size_t)((size + step - 1) / step);
+  if (n > MAX_LIST)
+    return trw_call_original(ctx, nargs, args, result);
+  trw_value *parts[MAX_LIST];
+  for (size_t i = 0; i < n; i++) {
+    int64_t begin = (int64_t)i * step;
+    int64_t end = begin + step < size ? begin + step : size;
+    RW_CALL(parts[i], "aten::slice.Tensor", args[0], RW_I(dim), RW_I(begin),
+            RW_I(end), RW_I(1));
+  }
+  *result = trw_tensors(ctx, parts, n);
+  return *result ? 0 : trw_error(ctx, TRW_ENOMEM, "out of memory");
+}
+
+TRW_FUNCTION_REWRITER("torch.chunk", "ncnn", chunk_static_slices);
