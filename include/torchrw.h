@@ -352,10 +352,10 @@ typedef int (*trw_symbolic_fn)(trw_ctx *ctx, trw_graph *g, size_t nin,
  * the full path of a torch.autograd.Function subclass ("pkg.ops.MyOp").
  */
 #define TRW_SYMBOLIC_REWRITER(name, backend, fn)                               \
-  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ONNX, fn, NULL)    \
+  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ANY, fn, NULL)     \
   struct trw__swallow_semicolon
 #define TRW_SYMBOLIC_REWRITER_EX(name, backend, fn, ...)                       \
-  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ONNX, fn,          \
+  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ANY, fn,           \
                    __VA_ARGS__)                                                \
   struct trw__swallow_semicolon
 
