@@ -1,0 +1,74 @@
+"""torchvision detection models exported under the preloaded library with
+every built-in rewriter active (issue 4): the files run in ONNX Runtime and
+give PyTorch's boxes, scores and labels.
+
+weights=None keeps the tests offline; the parameters of the mobilenet
+models are perturbed with a fixed seed so that scores differ between
+anchors (with torchvision's own initialisation they tie, and the order of
+tied detections is arbitrary).
+"""
+import numpy as np
+import pytest
+
+from conftest import ort_run, run_script
+
+EXPORT = """
+import json, numpy as np, torch, torchvision
+name = NAME
+kw = {"retinanet_resnet50_fpn": dict(score_thresh=0.0, detections_per_img=50),
+      "ssdlite320_mobilenet_v3_large": dict(score_thresh=0.0, detections_per_img=50),
+      "fasterrcnn_mobilenet_v3_large_320_fpn": dict(box_score_thresh=0.0,
+                                                    box_detections_per_img=50)}[name]
+torch.manual_seed(0)
+model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, **kw)
+model.eval()
+# retinanet's own initialisation already gives distinct scores (and noise
+# saturates its sigmoids); the others need it.
+noise = 0.0 if name == "retinanet_resnet50_fpn" else 0.05
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * noise)
+torch.manual_seed(1)
+image = torch.rand(3, 320, 320)
+torch.onnx.export(model, ([image],), "model.onnx", opset_version=11, input_names=["image"])
+with torch.no_grad():
+    out = model([image])[0]
+np.savez("io.npz", image=image.numpy(), **{k: v.numpy() for k, v in out.items()})
+print("KEYS", json.dumps(list(out.keys())))
+"""
+
+MODELS = ["retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large",
+          "fasterrcnn_mobilenet_v3_large_320_fpn"]
+
+
+def canonical(boxes, scores, labels, floor):
+    """Detections scoring above floor, in a canonical order (ties in score
+    are ordered by label and box, as the two runtimes may differ there)."""
+    keep = scores > floor
+    rows = np.concatenate([-np.round(scores[keep, None], 4), labels[keep, None],
+                           np.round(boxes[keep], 1)], axis=1)
+    order = np.lexsort(rows.T[::-1])
+    return boxes[keep][order], scores[keep][order], labels[keep][order]
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime"])
+@pytest.mark.parametrize("name", MODELS)
+def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend):
+    run = run_script(tmp_path, EXPORT.replace("NAME", repr(name)), backend=backend,
+                     TORCHRW_REPORT=tmp_path / "report.json").check()
+    keys = [l for l in run.stdout.splitlines() if l.startswith("KEYS")][0]
+    order = __import__("json").loads(keys[5:])
+    io = np.load(run.path("io.npz"))
+    outs = dict(zip(order, ort_run(run.path("model.onnx"), {"image": io["image"]})))
+    ref = {k: io[k] for k in order}
+    assert len(ref["scores"]) == 50
+    # The 50th score may be shared by detections that did not make the cut:
+    # compare those strictly above it.
+    floor = ref["scores"].min() + 1e-6
+    got = canonical(outs["boxes"], outs["scores"], outs["labels"], floor)
+    want = canonical(ref["boxes"], ref["scores"], ref["labels"], floor)
+    assert len(want[0]) >= 10
+    assert len(got[0]) == len(want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-3, atol=0.05)
