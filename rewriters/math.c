@@ -68,7 +68,7 @@ static int atan2_quadrants(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return 0;
 }
 
-TRW_FUNCTION_REWRITER("torch.atan2", "default", atan2_quadrants);
+TRW_FUNCTION_REWRITER_EX("torch.atan2", "default", TRW_IR_ONNX, atan2_quadrants, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* any                                                                       */
@@ -102,7 +102,7 @@ static int any_nonzero(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return 0;
 }
 
-TRW_FUNCTION_REWRITER("torch.any", "default", any_nonzero);
+TRW_FUNCTION_REWRITER_EX("torch.any", "default", TRW_IR_ONNX, any_nonzero, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* remainder and fmod without Mod                                            */

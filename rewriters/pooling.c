@@ -69,5 +69,5 @@ static int adaptive_avg_pool2d_static(trw_ctx *ctx, size_t nargs,
   return adaptive_axis(ctx, rows, rank - 1, w, os[1], result);
 }
 
-TRW_FUNCTION_REWRITER("aten::adaptive_avg_pool2d", "default",
-                      adaptive_avg_pool2d_static);
+TRW_FUNCTION_REWRITER_EX("aten::adaptive_avg_pool2d", "default", TRW_IR_ONNX,
+                         adaptive_avg_pool2d_static, NULL);

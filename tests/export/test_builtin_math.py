@@ -130,3 +130,17 @@ def test_other_backends_keep_mod(tmp_path):
 def test_disable_brings_mod_back(tmp_path, name):
     run = run_script(tmp_path, MOD, backend="tensorrt", TORCHRW_DISABLE=name).check()
     assert "Mod" in run.ops()
+
+
+def test_default_rewriters_leave_torchscript_traces_alone(tmp_path):
+    code = """
+import torch
+class M(torch.nn.Module):
+    def forward(self, y, x):
+        return torch.atan2(y, x), torch.any(x)
+t = torch.jit.trace(M(), (torch.randn(3), torch.randn(3)))
+print(sorted({n.kind() for n in t.graph.nodes()}))
+"""
+    run = run_script(tmp_path, code, backend="torchscript").check()
+    assert "aten::atan2" in run.stdout and "aten::any" in run.stdout
+    assert "aten::atan'" not in run.stdout
