@@ -3,7 +3,9 @@ side in one run, alternating the two sides, and reported as median ratios.
 
     /usr/bin/python3 bench/shim.py [--build build] [--rounds 7]
 
-1. inert: /bin/true and `python3 -c pass` with and without LD_PRELOAD.
+1. inert: /bin/true and `python3 -c pass` with and without LD_PRELOAD;
+   and, as the floor any preloaded library pays, /bin/true with an empty
+   shared library preloaded.
 2. eager: a loop of small operators that have rewriters (x.repeat on 1-D
    tensors), in a process whose shim is active and has traced once, against
    the same loop without the shim.  Target 1.00.
@@ -13,6 +15,7 @@ side in one run, alternating the two sides, and reported as median ratios.
 """
 import argparse
 import os
+import tempfile
 import statistics
 import subprocess
 import sys
@@ -106,6 +109,16 @@ def main():
     lib = Path(args.build).resolve() / "lib" / "libtorchrw.so"
     r = args.rounds
     rows = []
+
+    # The floor: what preloading any (empty) shared library costs.
+    empty = Path(tempfile.mkdtemp()) / "libempty.so"
+    src = empty.with_suffix(".c")
+    src.write_text("int trw_bench_empty;\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(empty), str(src)], check=True)
+    base = env_with(False, lib)
+    a, b, ratio = paired(r, lambda: wall(["/bin/true"], dict(base, LD_PRELOAD=str(empty)), 200),
+                         lambda: wall(["/bin/true"], base, 200))
+    rows.append(("floor: /bin/true, an empty .so preloaded", a, b, ratio, "ms"))
 
     for name, cmd, runs in (("/bin/true", ["/bin/true"], 200),
                             ("python3 -c pass", [PY, "-c", "pass"], 20)):

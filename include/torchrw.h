@@ -303,10 +303,12 @@ TRW_API trw_value *trw_item(trw_ctx *ctx, const trw_value *v, size_t i);
 TRW_API const trw_tensor *trw_value_tensor(const trw_value *v);
 /* Number of dimensions; -1 for an undefined tensor. */
 TRW_API int trw_tensor_dim(const trw_tensor *t);
-/* Size of dimension i (negative i counts from the end) as seen now.  In a
- * trace this is the example's size and is recorded as a constant; call
- * "aten::size.int" through trw_call for a size that follows the input.
- * Returns 0, or TRW_ERANGE. */
+/* Size of dimension i (negative i counts from the end) of the example
+ * being traced: a constant in the exported graph.  For a size that follows
+ * the input at run time, compute it in the trace (aten::_shape_as_tensor
+ * then aten::select.int give a 0-dim tensor) and, where an operator takes
+ * an int, hand it over with trw_trace_set_input (below): an int read from
+ * aten::size.int is recorded as a constant.  Returns 0, or TRW_ERANGE. */
 TRW_API int trw_tensor_size(const trw_tensor *t, int i, int64_t *out);
 TRW_API trw_dtype trw_tensor_dtype(const trw_tensor *t);
 TRW_API const char *trw_dtype_name(trw_dtype d);

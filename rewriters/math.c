@@ -20,7 +20,15 @@
  * remainder(a, b) = a - floor(a / b) * b (the sign of b); for integers
  * remainder is fmod plus b where fmod is nonzero and its sign differs
  * from b's.  Integer division in ONNX truncates, as fmod needs.
+ *
+ * tensorrt, floor division of integers (//, floor_divide, div with
+ * rounding_mode="floor"): torch fixes up the truncating Div with a Mod.
+ * The rewrite subtracts one from the truncated quotient where the
+ * remainder is nonzero and its sign differs from the divisor's (torchvision
+ * computes anchor strides and class indices this way).
  */
+#include <string.h>
+
 #include "rw_util.h"
 
 static const double PI = 3.14159265358979323846;
@@ -208,3 +216,45 @@ static int remainder_without_mod(trw_ctx *ctx, size_t nargs,
 }
 
 TRW_FUNCTION_REWRITER("torch.remainder", "tensorrt", remainder_without_mod);
+
+/* ------------------------------------------------------------------------ */
+/* Integer floor division without Mod                                        */
+
+static int floor_div_ints(trw_ctx *ctx, trw_value *a, trw_value *b, trw_dtype dtype,
+                          trw_value **result)
+{
+  trw_value *q = NULL, *prod = NULL, *r = NULL, *r_nonzero = NULL, *r_neg = NULL;
+  trw_value *b_neg = NULL, *signs_differ = NULL, *fix = NULL, *fix_n = NULL;
+  RW_CALL(q, "aten::div.Tensor_mode", a, b, trw_string(ctx, "trunc"));
+  RW_CALL(prod, "aten::mul.Tensor", q, b);
+  RW_CALL(r, "aten::sub.Tensor", a, prod, RW_I(1));
+  RW_CALL(r_nonzero, "aten::ne.Scalar", r, RW_I(0));
+  RW_CALL(r_neg, "aten::lt.Scalar", r, RW_I(0));
+  RW_CALL(b_neg, "aten::lt.Scalar", b, RW_I(0));
+  RW_CALL(signs_differ, "aten::ne.Tensor", r_neg, b_neg);
+  RW_CALL(fix, "aten::logical_and", r_nonzero, signs_differ);
+  RW_CHECK(rw_cast(ctx, fix, dtype, &fix_n));
+  RW_CALL(*result, "aten::sub.Tensor", q, fix_n, RW_I(1));
+  return 0;
+}
+
+/* floor_divide(a, b) and div(a, b, rounding_mode="floor") on integers. */
+static int floor_divide_without_mod(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                                    trw_value **result)
+{
+  trw_dtype dtype;
+  trw_value *b = NULL;
+  const char *mode = NULL;
+  if (nargs == 3 && (trw_get_string(args[2], &mode) != 0 || strcmp(mode, "floor") != 0))
+    return trw_call_original(ctx, nargs, args, result);
+  if (nargs != 2 && nargs != 3)
+    return trw_call_original(ctx, nargs, args, result);
+  RW_CHECK(mod_operands(ctx, args, &dtype, &b));
+  if (!b || rw_is_float(dtype))
+    return trw_call_original(ctx, nargs, args, result);
+  return floor_div_ints(ctx, args[0], b, dtype, result);
+}
+
+TRW_FUNCTION_REWRITER("torch.floor_divide", "tensorrt", floor_divide_without_mod);
+TRW_FUNCTION_REWRITER("aten::div.Tensor_mode", "tensorrt", floor_divide_without_mod);
+TRW_FUNCTION_REWRITER("aten::div.Scalar_mode", "tensorrt", floor_divide_without_mod);

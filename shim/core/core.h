@@ -80,6 +80,8 @@ typedef struct trw__rewriter {
   void (*release)(void *fn); /* called when the entry is replaced */
   /* Checkers in another language (Python); 0 means "does not apply". */
   int (*check_extra)(const struct trw__rewriter *r, const trw_env *env);
+  /* Identity of those checkers, part of the key (0 for none). */
+  uintptr_t extra_key;
   char *file;
   int line;
   char *op;      /* C function rewriters of an operator: "aten::repeat" */
@@ -98,14 +100,17 @@ struct trw_env {
   const trw_cfg *cfg;
 };
 
-/* Registers a rewriter (see trw_register); lang, release and check_extra
- * are for the Python glue.  On failure err says why (site named); release
- * is then not called: the caller keeps what it passed. */
+/* Registers a rewriter (see trw_register); lang, release, check_extra and
+ * extra_key (the identity of those checkers, 0 for none) are for the
+ * Python glue.  The key is (kind, name, backend, IR, checkers): rewriters
+ * of one name that differ in their checkers live side by side.  On
+ * failure err says why (site named); release is then not called: the
+ * caller keeps what it passed. */
 int trw__register(const trw_rewriter_def *def, trw__lang lang,
                   void (*release)(void *),
                   int (*check_extra)(const struct trw__rewriter *,
                                      const trw_env *),
-                  char *err, size_t errlen);
+                  uintptr_t extra_key, char *err, size_t errlen);
 
 /* Number of registrations refused so far and the messages, for activation
  * to report: constructors cannot see their own return value. */
@@ -124,9 +129,11 @@ trw__rewriter *trw__registry_at(size_t i);
 
 /*
  * The rewriter of kind/name that applies in env: one whose backend is
- * env->backend, whose IR matches and whose checkers all pass (an IR-specific
- * one beats an IR_ANY one); else the default one under the same rules;
- * else NULL.  Disabled rewriters are never selected.
+ * env->backend, whose IR matches and whose checkers all pass; else the
+ * default one under the same rules; else NULL.  Among those that apply, an
+ * IR-specific one beats an IR_ANY one, then one with checkers beats one
+ * without, then the later registration wins.  Disabled rewriters are never
+ * selected.
  */
 trw__rewriter *trw__select(trw_kind kind, const char *name,
                            const trw_env *env);

@@ -59,20 +59,26 @@ static int refuse(int code, char *err, size_t errlen, const char *fmt, ...)
 
 static int same_key(const trw__rewriter *a, const trw__rewriter *b)
 {
-  return a->kind == b->kind && a->ir == b->ir &&
+  return a->kind == b->kind && a->ir == b->ir && a->extra_key == b->extra_key &&
+         memcmp(a->checkers, b->checkers, sizeof a->checkers) == 0 &&
          strcmp(a->name, b->name) == 0 && strcmp(a->backend, b->backend) == 0;
+}
+
+static int has_checkers(const trw__rewriter *r)
+{
+  return r->checkers[0] != NULL || r->extra_key != 0;
 }
 
 int trw_register(const trw_rewriter_def *def)
 {
-  return trw__register(def, TRW__LANG_C, NULL, NULL, NULL, 0);
+  return trw__register(def, TRW__LANG_C, NULL, NULL, 0, NULL, 0);
 }
 
 int trw__register(const trw_rewriter_def *def, trw__lang lang,
                   void (*release)(void *),
                   int (*check_extra)(const struct trw__rewriter *,
                                      const trw_env *),
-                  char *err, size_t errlen)
+                  uintptr_t extra_key, char *err, size_t errlen)
 {
   if (!def || !def->fn || !def->file)
     return refuse(TRW_EINVAL, err, errlen,
@@ -118,6 +124,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
   r->fn = def->fn;
   r->release = release;
   r->check_extra = check_extra;
+  r->extra_key = extra_key;
   r->line = line;
   r->name = trw__strdup(def->name);
   r->backend = trw__strdup(backend);
@@ -222,18 +229,23 @@ static int applies(const trw__rewriter *r, const trw_env *env)
   return !r->check_extra || r->check_extra(r, env);
 }
 
-/* Best of the entries for backend: IR-specific beats IR_ANY. */
+/* Best of the entries for backend: IR-specific, then with checkers, then
+ * registered later. */
 static trw__rewriter *best_for(trw_kind kind, const char *name,
                                const char *backend, const trw_env *env)
 {
   trw__rewriter *best = NULL;
+  int best_score = -1;
   for (size_t i = 0; i < nentries; i++) {
     trw__rewriter *r = entries[i];
     if (r->kind != kind || strcmp(r->backend, backend) != 0 ||
         strcmp(r->name, name) != 0 || !applies(r, env))
       continue;
-    if (!best || (best->ir == TRW_IR_ANY && r->ir != TRW_IR_ANY))
+    int score = (r->ir != TRW_IR_ANY) * 2 + has_checkers(r);
+    if (score >= best_score) {
       best = r;
+      best_score = score;
+    }
   }
   return best;
 }

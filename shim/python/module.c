@@ -237,9 +237,14 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   }
   trw_rewriter_def def = {d->kind, PyUnicode_AsUTF8(d->name), backend, d->ir,
                           {NULL}, payload, d->file, d->line};
+  /* The checkers' identities are part of the key: the same name with other
+   * checkers is another rewriter. */
+  uintptr_t extra_key = 0;
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->checkers); i++)
+    extra_key = extra_key * 1000003u ^ (uintptr_t)PyTuple_GET_ITEM(d->checkers, i);
   char err[1024];
   int rc = trw__register(&def, TRW__LANG_PYTHON, release_payload, python_checkers,
-                         err, sizeof err);
+                         extra_key, err, sizeof err);
   Py_XDECREF(keep);
   if (rc != 0) {
     Py_DECREF(payload);
@@ -682,7 +687,7 @@ int trw__py_register_builtins(PyObject *m)
     trw_rewriter_def rd = {TRW_KIND_FUNCTION, b->name, b->backend, TRW_IR_ANY, {NULL},
                            payload, b->file, b->line};
     char err[1024];
-    if (trw__register(&rd, TRW__LANG_PYTHON, release_payload, python_checkers, err,
+    if (trw__register(&rd, TRW__LANG_PYTHON, release_payload, python_checkers, 0, err,
                       sizeof err) != 0) {
       Py_DECREF(payload);
       PyErr_Format(PyExc_RuntimeError, "torchrw: %s", err);

@@ -144,3 +144,31 @@ print(sorted({n.kind() for n in t.graph.nodes()}))
     run = run_script(tmp_path, code, backend="torchscript").check()
     assert "aten::atan2" in run.stdout and "aten::any" in run.stdout
     assert "aten::atan'" not in run.stdout
+
+
+FLOOR_DIV = """
+import numpy as np
+import torch
+
+class M(torch.nn.Module):
+    def forward(self, a, b):
+        return (a // b, torch.div(a, b, rounding_mode="floor"), torch.floor_divide(a, 3),
+                torch.div(a, -4, rounding_mode="floor"),
+                torch.div(a.float(), 3.0, rounding_mode="floor"))
+
+a = torch.tensor([-7, -6, -1, 0, 1, 5, 6, 7, 100, -100])
+b = torch.tensor([2, -2, 3, -3, 2, -5, 4, -4, 7, 9])
+torch.onnx.export(M(), (a, b), "model.onnx", opset_version=11, input_names=["a", "b"])
+np.savez("io.npz", a=a.numpy(), b=b.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(a, b))})
+"""
+
+
+def test_tensorrt_integer_floor_division_has_no_mod_node(tmp_path):
+    run = run_script(tmp_path, FLOOR_DIV, backend="tensorrt").check()
+    assert "Mod" not in run.ops()
+    io = np.load(run.path("io.npz"))
+    outs = ort_run(run.path("model.onnx"), {"a": io["a"], "b": io["b"]})
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out, io[f"o{i}"])
+    plain = run_script(tmp_path, FLOOR_DIV, backend="onnxruntime").check()
+    assert "Mod" in plain.ops()

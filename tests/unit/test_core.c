@@ -74,7 +74,7 @@ START_TEST(registration_validates)
 {
   trw_rewriter_def d = def_of("torch.Tensor.repeat", "tensorrtt", TRW_IR_ANY, dummy_fn, 1);
   char err[512] = "";
-  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, NULL, NULL, err, sizeof err), TRW_EBACKEND);
+  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, NULL, NULL, 0, err, sizeof err), TRW_EBACKEND);
   ck_assert_ptr_nonnull(strstr(err, "tensorrtt"));
   ck_assert_ptr_nonnull(strstr(err, "onnxruntime")); /* lists the known ones */
   ck_assert_ptr_nonnull(strstr(err, "test.c:1"));
@@ -153,6 +153,26 @@ START_TEST(ir_specific_beats_any)
   ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 2);
   e.ir = TRW_IR_TORCHSCRIPT;
   ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.topk", &e)->line, 1);
+}
+END_TEST
+
+START_TEST(checkers_are_part_of_the_key)
+{
+  trw_rewriter_def plain = def_of("torch.layer_norm", NULL, TRW_IR_ANY, dummy_fn, 1);
+  trw_rewriter_def new_opset = def_of("torch.layer_norm", NULL, TRW_IR_ANY, dummy_fn, 2);
+  new_opset.checkers[0] = needs_opset13;
+  trw_rewriter_def again = def_of("torch.layer_norm", NULL, TRW_IR_ANY, other_fn, 3);
+  again.checkers[0] = needs_opset13;
+  ck_assert_int_eq(trw_register(&new_opset), 0);
+  ck_assert_int_eq(trw_register(&plain), 0);
+  ck_assert_uint_eq(trw__registry_count(), 2); /* other checkers: another key */
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e)->line, 1);
+  e.opset = 13; /* both apply: the one with checkers is more specific */
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e)->line, 2);
+  ck_assert_int_eq(trw_register(&again), 0); /* same checkers: replaces line 2 */
+  ck_assert_uint_eq(trw__registry_count(), 2);
+  ck_assert_int_eq(trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e)->line, 3);
 }
 END_TEST
 
@@ -280,6 +300,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, selection_prefers_backend_then_default);
   tcase_add_test(tc, selection_filters_ir_and_checkers);
   tcase_add_test(tc, ir_specific_beats_any);
+  tcase_add_test(tc, checkers_are_part_of_the_key);
   tcase_add_test(tc, disable_by_stable_or_bare_name);
   tcase_add_test(tc, registration_refused_while_active);
   tcase_add_test(tc, config_dotted_paths);
