@@ -7,10 +7,12 @@ models are perturbed with a fixed seed so that scores differ between
 anchors (with torchvision's own initialisation they tie, and the order of
 tied detections is arbitrary).
 """
+import subprocess
+
 import numpy as np
 import pytest
 
-from conftest import ort_run, run_script
+from conftest import BUILD, ort_run, run_script
 
 EXPORT = """
 import json, numpy as np, torch, torchvision
@@ -72,3 +74,20 @@ def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(got[2], want[2])
     np.testing.assert_allclose(got[0], want[0], rtol=1e-3, atol=0.05)
+    # The graph against the backend's capability table (data/backends).
+    check = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
+                            "--backend", backend], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    if backend == "tensorrt":
+        assert "Mod" not in run.ops()
+
+
+def test_without_torchrw_tensorrt_cannot_take_the_graph(tmp_path):
+    # The same export without the library: TensorRT's table rejects its
+    # run-time TopK K, which the tensorrt rewriters make constant.
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    run = run_script(tmp_path, EXPORT.replace("NAME", repr(name)), preload=False).check()
+    check = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
+                            "--backend", "tensorrt"], capture_output=True, text=True)
+    assert check.returncode == 1
+    assert "TopK: input 1" in check.stdout and "must be a constant" in check.stdout
