@@ -40,6 +40,10 @@ enum {
   TRW__PY_NFIELDS = 5
 };
 
+/* tp_descr_get for torchrw's callables that stand in for functions: bound
+ * to the instance like a function, so that a replaced method gets self. */
+PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type);
+
 /* Raises RuntimeError("torchrw: <message>"); returns NULL. */
 PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
 

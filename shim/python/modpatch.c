@@ -155,16 +155,6 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
   return r;
 }
 
-static PyObject *modforward_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-  (void)type;
-  if (!obj || obj == Py_None) {
-    Py_INCREF(self);
-    return self;
-  }
-  return PyMethod_New(self, obj);
-}
-
 static void modforward_dealloc(ModForward *f)
 {
   Py_XDECREF(f->ctx);
@@ -178,7 +168,7 @@ static PyTypeObject ModForwardType = {
     .tp_dealloc = (destructor)modforward_dealloc,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(ModForward, vectorcall),
-    .tp_descr_get = modforward_get,
+    .tp_descr_get = trw__py_bind_method,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_doc = "The forward of a module class whose instances a torchrw wrapper replaces.",
 };

@@ -26,6 +26,16 @@ PyObject *trw__py_raise(const char *fmt, ...)
   return NULL;
 }
 
+PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type)
+{
+  (void)type;
+  if (!obj || obj == Py_None) {
+    Py_INCREF(self);
+    return self;
+  }
+  return PyMethod_New(self, obj);
+}
+
 void trw__py_describe_error(char *buf, size_t len, int with_traceback)
 {
   PyObject *type, *value, *tb;

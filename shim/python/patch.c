@@ -32,17 +32,6 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
   return r;
 }
 
-/* Bound like a function, so that a patched method receives self. */
-static PyObject *patched_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-  (void)type;
-  if (!obj || obj == Py_None) {
-    Py_INCREF(self);
-    return self;
-  }
-  return PyMethod_New(self, obj);
-}
-
 static void patched_dealloc(Patched *p)
 {
   Py_XDECREF(p->fn);
@@ -63,7 +52,7 @@ static PyTypeObject PatchedType = {
     .tp_repr = (reprfunc)patched_repr,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(Patched, vectorcall),
-    .tp_descr_get = patched_get,
+    .tp_descr_get = trw__py_bind_method,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_doc = "A function or method replaced by a torchrw rewriter for a trace.",
 };

@@ -135,16 +135,6 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
   return r;
 }
 
-static PyObject *hook_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-  (void)type;
-  if (!obj || obj == Py_None) {
-    Py_INCREF(self);
-    return self;
-  }
-  return PyMethod_New(self, obj);
-}
-
 static void hook_dealloc(TraceHook *h)
 {
   Py_XDECREF(h->original);
@@ -157,7 +147,7 @@ static PyTypeObject TraceHookType = {
     .tp_dealloc = (destructor)hook_dealloc,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(TraceHook, vectorcall),
-    .tp_descr_get = hook_get,
+    .tp_descr_get = trw__py_bind_method,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_doc = "A torch trace entry point that turns torchrw on around the trace.",
 };
