@@ -12,12 +12,14 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <limits.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime_api.h"
 
@@ -62,10 +64,42 @@ static void read_env(void)
   }
 }
 
+/*
+ * In a Python interpreter with TORCHRW_BACKEND set, appends the build's
+ * python directory (../python beside this library, which holds the torchrw
+ * extension) to PYTHONPATH, so that an export script or a rewriter module
+ * can `import torchrw` before the first trace.  Python reads PYTHONPATH
+ * after constructors have run.  Other processes are left alone.
+ */
+static void offer_python_module(void)
+{
+  if (!dlsym(RTLD_DEFAULT, "Py_Initialize"))
+    return;
+  Dl_info info;
+  if (!dladdr((void *)offer_python_module, &info) || !info.dli_fname)
+    return;
+  const char *slash = strrchr(info.dli_fname, '/');
+  char rel[4096], dir[PATH_MAX];
+  snprintf(rel, sizeof rel, "%.*s/../python", slash ? (int)(slash - info.dli_fname) : 1,
+           slash ? info.dli_fname : ".");
+  if (!realpath(rel, dir) || access(dir, R_OK | X_OK) != 0)
+    return;
+  const char *old = getenv("PYTHONPATH");
+  if (old && strstr(old, dir))
+    return;
+  char value[8192];
+  int n = old && *old ? snprintf(value, sizeof value, "%s:%s", old, dir)
+                      : snprintf(value, sizeof value, "%s", dir);
+  if (n > 0 && (size_t)n < sizeof value)
+    setenv("PYTHONPATH", value, 1);
+}
+
 __attribute__((constructor)) static void preload_init(void)
 {
   /* Tiny on purpose: every process on the system may run this. */
   read_env();
+  if (configured == 1)
+    offer_python_module();
 }
 
 /* A child must not inherit a lock held by a thread that does not exist in

@@ -46,7 +46,7 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
                            const char *ir, int opset, char *err, size_t errlen);
 void trw__runtime_pop_mode(void);
 
-/* scope.cpp: the per-thread bracket around traces.  enter activates on the
+/* shim/torch/scope.cpp: the per-thread bracket around traces.  enter activates on the
  * outermost trace; returns 0 or an error code with err filled. */
 int trw__scope_enter(char *err, size_t errlen);
 void trw__scope_leave(void);

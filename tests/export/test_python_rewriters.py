@@ -544,3 +544,23 @@ print("AFTER", ops())
     run = run_script(tmp_path, script, preload=False).check()
     assert lines(run, "INSIDE") == ["['Abs']"]
     assert "Squeeze" in lines(run, "AFTER")[0] and "Abs" not in lines(run, "AFTER")[0]
+
+
+def test_import_torchrw_in_the_export_script_of_a_preloaded_process(tmp_path):
+    # No PYTHONPATH: the preloaded library offers its Python module to
+    # Python processes when TORCHRW_BACKEND is set.
+    script = """
+import io, os, torch, onnx
+import torchrw
+from torchrw import FUNCTION_REWRITER
+
+@FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt")
+def relu6(x, inplace=False):
+    return torch.clamp(x, 0, 6)
+
+buf = io.BytesIO()
+torch.onnx.export(torch.nn.ReLU(), (torch.randn(3),), buf, opset_version=11)
+print("OPS", [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node])
+"""
+    run = run_script(tmp_path, script, backend="tensorrt", PYTHONPATH="").check()
+    assert "'Clip'" in lines(run, "OPS")[0] and "Relu" not in lines(run, "OPS")[0]

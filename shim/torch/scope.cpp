@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "../preload/runtime_api.h"
-#include "runtime.h"
+#include "../runtime/runtime.h"
 
 namespace {
 
