@@ -84,7 +84,7 @@ def main():
     ratios = [x / y for x, y in zip(rw, hand)]
     print(f"{'benchmark':58} {'with':>10} {'without':>10} {'ratio':>7}")
     print(f"{'python rewriter: 300 rewritten calls vs hand-written':58} "
-          f"{statistics.median(rw) * 1e3:9.2f}m {statistics.median(hand) * 1e3:9.2f}m "
+          f"{statistics.median(rw) * 1e3:7.2f} ms {statistics.median(hand) * 1e3:7.2f} ms "
           f"{statistics.median(ratios):7.3f}")
 
 

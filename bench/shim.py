@@ -138,7 +138,7 @@ def main():
 
     print(f"{'benchmark':58} {'with':>10} {'without':>10} {'ratio':>7}")
     for label, a, b, ratio, unit in rows:
-        print(f"{label:58} {a * 1e3:9.2f}{unit[0]} {b * 1e3:9.2f}{unit[0]} {ratio:7.3f}")
+        print(f"{label:58} {a * 1e3:7.2f} {unit} {b * 1e3:7.2f} {unit} {ratio:7.3f}")
 
 
 if __name__ == "__main__":
