@@ -169,7 +169,6 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
   ctx.op = slot->op.c_str();
   ctx.frame = &frame;
 
-  __atomic_add_fetch(&rw->hits, 1, __ATOMIC_RELAXED);
   trw_value* result = nullptr;
   int rc;
   if (depth() >= kMaxDepth) {
@@ -188,6 +187,8 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
     if (!problem.empty())
       rc = trw_error(&ctx, TRW_ETYPE, "%s", problem.c_str());
   }
+  if (rc != 0 || frame.calls > 0 || frame.originals != 1)
+    __atomic_add_fetch(&rw->hits, 1, __ATOMIC_RELAXED);
   if (rc != 0) {
     char msg[2048];
     trw__ctx_failure(&ctx, rc, msg, sizeof msg);

@@ -32,6 +32,10 @@ struct Frame {
   std::deque<trw_value> arena;  // deque: handles stay put as it grows
   void* module = nullptr;
   void* forward = nullptr;
+  // What the rewriter did: a call that only ran the original (no other
+  // operator, no graph edit) passed through and is not counted as fired.
+  int calls = 0;
+  int originals = 0;
 };
 
 inline Frame* frame_of(trw_ctx* ctx) {

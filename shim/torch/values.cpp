@@ -168,6 +168,7 @@ int trw_call(trw_ctx* ctx, const char* op, size_t nargs,
   if (trw::depth() >= trw::kMaxDepth)
     return trw_error(ctx, TRW_ERECURSION, "rewriters nested more than %d deep",
                      trw::kMaxDepth);
+  frame_of(ctx)->calls++;
   std::string qual(op);
   if (qual.find("::") == std::string::npos) qual = "aten::" + qual;
   try {
@@ -197,6 +198,7 @@ int trw_call_original(trw_ctx* ctx, size_t nargs, trw_value* const args[],
     return trw_error(ctx, TRW_EINVAL,
                      "trw_call_original is for operator rewriters; a module "
                      "rewriter calls trw_call_original_forward");
+  f->originals++;
   try {
     auto stack = trw::stack_of(nargs, args);
     if (!trw::bind(f->op->schema(), stack))

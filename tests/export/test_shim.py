@@ -134,8 +134,9 @@ def test_operators_called_by_a_rewriter_are_rewritten_too(tmp_path):
     # neg -> mul.Scalar (rewritten: original mul, then abs (rewritten))
     assert "Neg" not in ops and "Mul" in ops and "Abs" in ops, ops
     fired = {f["name"]: f["count"] for f in json.loads(report.read_text())["traces"][0]["fired"]}
-    assert fired == {"aten::neg@tensorrt": 1, "aten::mul.Scalar@tensorrt": 1,
-                     "torch.abs@tensorrt": 1}
+    # abs's rewriter only ran the original for this 2-D input: it passed
+    # through and does not count as fired.
+    assert fired == {"aten::neg@tensorrt": 1, "aten::mul.Scalar@tensorrt": 1}
     io = np.load(run.path("io.npz"))
     a, b = ort_run(run.path("model.onnx"), {"x": io["x"]})
     np.testing.assert_allclose(a, np.abs(io["x"]), rtol=1e-6)
