@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "../runtime/runtime.h"
 #include "glue.h"
 
 typedef struct {
@@ -116,8 +117,9 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
   if (!key)
     return NULL;
   PyObject *r = NULL;
-  /* The wrapper calls the module it wraps: run the module's own forward. */
-  if (!wrappers || PyDict_Contains(inside, key) == 1) {
+  /* Not tracing on this thread, or the wrapper calls the module it wraps:
+   * run the module's own forward. */
+  if (!wrappers || trw__scope_depth() == 0 || PyDict_Contains(inside, key) == 1) {
     Py_DECREF(key);
     return PyObject_Vectorcall(f->origin, args, nargsf, kwnames);
   }

@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "../runtime/runtime.h"
 #include "glue.h"
 
 /* ------------------------------------------------------------------------ */
@@ -14,8 +15,9 @@
 
 typedef struct {
   PyObject_HEAD
-  PyObject *fn;  /* the rewriter */
-  PyObject *ctx; /* its Context */
+  PyObject *fn;     /* the rewriter */
+  PyObject *ctx;    /* its Context */
+  PyObject *origin; /* what it replaces, for threads that are not tracing */
   trw__rewriter *rw;
   vectorcallfunc vectorcall;
 } Patched;
@@ -24,6 +26,8 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
                                     PyObject *kwnames)
 {
   Patched *p = (Patched *)self;
+  if (trw__scope_depth() == 0)
+    return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;
   trw__py_hit(p->rw);
@@ -36,6 +40,7 @@ static void patched_dealloc(Patched *p)
 {
   Py_XDECREF(p->fn);
   Py_XDECREF(p->ctx);
+  Py_XDECREF(p->origin);
   Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
@@ -57,11 +62,13 @@ static PyTypeObject PatchedType = {
     .tp_doc = "A function or method replaced by a torchrw rewriter for a trace.",
 };
 
-static PyObject *patched_new(trw__rewriter *r, PyObject *ctx)
+static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
 {
   Patched *p = PyObject_New(Patched, &PatchedType);
   if (!p)
     return NULL;
+  p->origin = origin;
+  Py_INCREF(origin);
   p->fn = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_FN);
   Py_INCREF(p->fn);
   p->ctx = ctx;
@@ -275,7 +282,7 @@ static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, cons
   if (!origin)
     goto done;
   ctx = trw__py_context_new(r, env, origin);
-  replacement = ctx ? patched_new(r, ctx) : NULL;
+  replacement = ctx ? patched_new(r, ctx, origin) : NULL;
   if (replacement && wrap_with) {
     PyObject *w = PyObject_CallOneArg(wrap_with, replacement);
     Py_SETREF(replacement, w);

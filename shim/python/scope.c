@@ -82,9 +82,19 @@ int trw__py_import_modules(const char *list, char *err, size_t errlen)
   return rc;
 }
 
+/* Threads tracing at once share one set of patches (they are attributes
+ * of classes and modules): the first to start applies them, the last to
+ * end removes them, and each replacement rewrites only on a thread that is
+ * tracing (trw__scope_depth).  The GIL guards the count. */
+static int py_users;
+
 int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
+  if (py_users++ > 0) {
+    PyGILState_Release(gil);
+    return 0;
+  }
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   int rc = 0;
@@ -97,6 +107,7 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
     trw__fmt(err, errlen, "torchrw: cannot apply the Python rewriters: %s", why);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
+    py_users = 0;
     rc = TRW_EPYTHON;
   }
   PyErr_Restore(type, value, tb);
@@ -107,8 +118,10 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
 void trw__py_end(void)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
-  trw__py_unpatch_modules();
-  trw__py_unpatch_functions();
+  if (py_users > 0 && --py_users == 0) {
+    trw__py_unpatch_modules();
+    trw__py_unpatch_functions();
+  }
   PyGILState_Release(gil);
 }
 

@@ -564,3 +564,37 @@ print("OPS", [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.nod
 """
     run = run_script(tmp_path, script, backend="tensorrt", PYTHONPATH="").check()
     assert "'Clip'" in lines(run, "OPS")[0] and "Relu" not in lines(run, "OPS")[0]
+
+
+def test_patches_rewrite_only_on_threads_that_trace(tmp_path):
+    rw = rewriters(tmp_path, TARGETS)
+    script = """
+import threading, torch
+import userpkg.ops as ops
+started, eager_done = threading.Event(), threading.Event()
+results = {}
+
+class Waits(torch.nn.Module):
+    def forward(self, x):
+        started.set()
+        eager_done.wait(30)
+        return ops.decode(x)
+
+def trace():
+    traced = torch.jit.trace(Waits(), (torch.ones(1),))
+    results["traced"] = float(traced(torch.ones(1)))
+
+t = threading.Thread(target=trace)
+t.start()
+started.wait(30)
+# The trace on the other thread has patched userpkg.ops.decode by now.
+results["patched_meanwhile"] = ops.decode.__class__.__name__
+results["eager"] = float(ops.decode(torch.ones(1)))
+eager_done.set()
+t.join()
+print("RESULTS", results["patched_meanwhile"], results["eager"], results["traced"])
+print("RESTORED", ops.decode.__class__.__name__)
+"""
+    run = export(tmp_path, script, "tensorrt", rw).check()
+    assert lines(run, "RESULTS") == ["PatchedFunction 2.0 20.0"]
+    assert lines(run, "RESTORED") == ["function"]
