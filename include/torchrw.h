@@ -132,6 +132,7 @@ typedef struct trw_rewriter_def {
   void *fn;                   /* trw_function_fn for functions */
   const char *file;
   int line;
+  const char *checker_names; /* "opset_below_17" as written; for listings */
 } trw_rewriter_def;
 
 /*
@@ -166,7 +167,8 @@ TRW_API const char *trw_known_backends(void);
   {                                                                            \
     static const trw_rewriter_def def = {kind_,      name_,    backend_,       \
                                          ir_,        {__VA_ARGS__},            \
-                                         (void *)fn_, __FILE__, __LINE__};      \
+                                         (void *)fn_, __FILE__, __LINE__,       \
+                                         #__VA_ARGS__};                         \
     (void)trw_register(&def);                                                  \
   }
 

@@ -172,9 +172,10 @@ int trw__cmd_list(int argc, char **argv)
            json_string_value(json_object_get(r, "lang")),
            json_string_value(json_object_get(r, "file")),
            (long long)json_integer_value(json_object_get(r, "line")));
-    if (json_array_size(checkers))
-      printf("  [%zu checker%s]", json_array_size(checkers),
-             json_array_size(checkers) == 1 ? "" : "s");
+    size_t c;
+    json_t *name;
+    json_array_foreach(checkers, c, name)
+        printf("%s%s", c ? ", " : "  if ", json_string_value(name));
     printf("\n");
   }
   printf("\n%zu rewriters\n", json_array_size(list));

@@ -85,6 +85,7 @@ typedef struct trw__rewriter {
   char *file;
   int line;
   char *op;      /* C function rewriters of an operator: "aten::repeat" */
+  char *checker_names; /* C checkers as written at registration, or NULL */
   char *stable;  /* "torch.Tensor.repeat@tensorrt" */
   int disabled;  /* named in TORCHRW_DISABLE */
   uint64_t hits; /* calls in the current trace */

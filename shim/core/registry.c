@@ -31,6 +31,7 @@ static void free_entry(trw__rewriter *r)
   free(r->backend);
   free(r->file);
   free(r->op);
+  free(r->checker_names);
   free(r->stable);
   free(r);
 }
@@ -130,6 +131,8 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
   r->backend = trw__strdup(backend);
   r->file = trw__strdup(site);
   r->op = op[0] ? trw__strdup(op) : NULL;
+  if (def->checkers[0] && def->checker_names && strcmp(def->checker_names, "NULL") != 0)
+    r->checker_names = trw__strdup(def->checker_names);
   size_t slen = strlen(def->name) + strlen(backend) + 2;
   r->stable = malloc(slen);
   if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op)) {

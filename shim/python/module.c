@@ -246,7 +246,7 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
     return NULL;
   }
   trw_rewriter_def def = {d->kind, PyUnicode_AsUTF8(d->name), backend, d->ir,
-                          {NULL}, payload, d->file, d->line};
+                          {NULL}, payload, d->file, d->line, NULL};
   /* The checkers' identities are part of the key: the same name with other
    * checkers is another rewriter. */
   uintptr_t extra_key = 0;
@@ -576,8 +576,15 @@ static PyObject *list_json(PyObject *self, PyObject *args)
   for (size_t i = 0; i < n; i++) {
     trw__rewriter *r = trw__registry_at(i);
     json_t *checkers = json_array();
-    for (int c = 0; c < 4 && r->checkers[c]; c++)
-      json_array_append_new(checkers, json_string("C checker"));
+    /* C checkers by the names written at registration ("a, b"). */
+    const char *names = r->checker_names;
+    for (int c = 0; c < 4 && r->checkers[c]; c++) {
+      const char *comma = names ? strchr(names, ',') : NULL;
+      size_t len = names ? (comma ? (size_t)(comma - names) : strlen(names)) : 0;
+      json_array_append_new(checkers, names ? json_stringn(names, len) : json_string("C checker"));
+      for (names = comma ? comma + 1 : NULL; names && *names == ' ';)
+        names++;
+    }
     if (r->lang == TRW__LANG_PYTHON) {
       PyObject *t = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_CHECKERS);
       for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(t); c++) {
@@ -695,7 +702,7 @@ int trw__py_register_builtins(PyObject *m)
     if (!payload)
       return -1;
     trw_rewriter_def rd = {TRW_KIND_FUNCTION, b->name, b->backend, TRW_IR_ANY, {NULL},
-                           payload, b->file, b->line};
+                           payload, b->file, b->line, NULL};
     char err[1024];
     if (trw__register(&rd, TRW__LANG_PYTHON, release_payload, python_checkers, 0, err,
                       sizeof err) != 0) {

@@ -103,6 +103,7 @@ def test_list_shows_builtins_plugins_python_and_selection(tmp_path):
     assert by["aten::neg@tensorrt"]["file"].endswith("tests/plugins/ops_plugin.c")
     assert by["torch.topk@tensorrt"]["lang"] == "python"  # replaced the built-in
     assert by["torch.topk@tensorrt"]["selected"] is True
+    assert by["torch.layer_norm@default"]["checkers"] == ["below_opset_17"]
     text = subprocess.run([str(TORCHRW), "list", "--backend", "ncnn"], capture_output=True,
                           text=True, timeout=300)
     assert text.returncode == 0

@@ -25,7 +25,7 @@ static trw_rewriter_def def_of(const char *name, const char *backend, trw_ir ir,
                                void *fn, int line)
 {
   trw_rewriter_def d = {TRW_KIND_FUNCTION, name, backend, ir, {NULL}, fn,
-                        "test.c", line};
+                        "test.c", line, NULL};
   return d;
 }
 
