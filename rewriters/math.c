@@ -143,9 +143,10 @@ static int mod_operands(trw_ctx *ctx, trw_value *const args[], trw_dtype *dtype,
   return trw_call(ctx, "aten::scalar_tensor", 2, st_args, divisor);
 }
 
-/* fmod(a, b) = a - trunc(a / b) * b, and the quotient it used. */
+/* fmod(a, b) = a - trunc(a / b) * b in *out, and the quotient it used in
+ * *quotient when that is not NULL. */
 static int fmod_parts(trw_ctx *ctx, trw_value *a, trw_value *b, trw_dtype dtype,
-                      trw_value **out)
+                      trw_value **out, trw_value **quotient)
 {
   trw_value *q = NULL, *prod = NULL;
   if (rw_is_float(dtype)) {
@@ -162,7 +163,24 @@ static int fmod_parts(trw_ctx *ctx, trw_value *a, trw_value *b, trw_dtype dtype,
   }
   RW_CALL(prod, "aten::mul.Tensor", q, b);
   RW_CALL(*out, "aten::sub.Tensor", a, prod, RW_I(1));
+  if (quotient)
+    *quotient = q;
   return 0;
+}
+
+/* 1 (in dtype) where the truncated remainder r is nonzero and its sign
+ * differs from b's: where floor division and truncation part ways. */
+static int floor_fix(trw_ctx *ctx, trw_value *r, trw_value *b, trw_dtype dtype,
+                     trw_value **fix_n)
+{
+  trw_value *r_nonzero = NULL, *r_neg = NULL, *b_neg = NULL, *signs_differ = NULL;
+  trw_value *fix = NULL;
+  RW_CALL(r_nonzero, "aten::ne.Scalar", r, RW_I(0));
+  RW_CALL(r_neg, "aten::lt.Scalar", r, RW_I(0));
+  RW_CALL(b_neg, "aten::lt.Scalar", b, RW_I(0));
+  RW_CALL(signs_differ, "aten::ne.Tensor", r_neg, b_neg);
+  RW_CALL(fix, "aten::logical_and", r_nonzero, signs_differ);
+  return rw_cast(ctx, fix, dtype, fix_n);
 }
 
 static int fmod_without_mod(trw_ctx *ctx, size_t nargs, trw_value *const args[],
@@ -175,7 +193,7 @@ static int fmod_without_mod(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   RW_CHECK(mod_operands(ctx, args, &dtype, &b));
   if (!b)
     return trw_call_original(ctx, nargs, args, result);
-  return fmod_parts(ctx, args[0], b, dtype, result);
+  return fmod_parts(ctx, args[0], b, dtype, result, NULL);
 }
 
 TRW_FUNCTION_REWRITER("torch.fmod", "tensorrt", fmod_without_mod);
@@ -201,15 +219,9 @@ static int remainder_without_mod(trw_ctx *ctx, size_t nargs,
   }
 
   /* Integers: r = fmod(a, b), plus b where r != 0 and (r < 0) != (b < 0). */
-  trw_value *r = NULL, *r_nonzero = NULL, *r_neg = NULL, *b_neg = NULL;
-  trw_value *signs_differ = NULL, *fix = NULL, *fix_n = NULL, *add = NULL;
-  RW_CHECK(fmod_parts(ctx, args[0], b, dtype, &r));
-  RW_CALL(r_nonzero, "aten::ne.Scalar", r, RW_I(0));
-  RW_CALL(r_neg, "aten::lt.Scalar", r, RW_I(0));
-  RW_CALL(b_neg, "aten::lt.Scalar", b, RW_I(0));
-  RW_CALL(signs_differ, "aten::ne.Tensor", r_neg, b_neg);
-  RW_CALL(fix, "aten::logical_and", r_nonzero, signs_differ);
-  RW_CHECK(rw_cast(ctx, fix, dtype, &fix_n));
+  trw_value *r = NULL, *fix_n = NULL, *add = NULL;
+  RW_CHECK(fmod_parts(ctx, args[0], b, dtype, &r, NULL));
+  RW_CHECK(floor_fix(ctx, r, b, dtype, &fix_n));
   RW_CALL(add, "aten::mul.Tensor", fix_n, b);
   RW_CALL(*result, "aten::add.Tensor", r, add, RW_I(1));
   return 0;
@@ -223,17 +235,10 @@ TRW_FUNCTION_REWRITER("torch.remainder", "tensorrt", remainder_without_mod);
 static int floor_div_ints(trw_ctx *ctx, trw_value *a, trw_value *b, trw_dtype dtype,
                           trw_value **result)
 {
-  trw_value *q = NULL, *prod = NULL, *r = NULL, *r_nonzero = NULL, *r_neg = NULL;
-  trw_value *b_neg = NULL, *signs_differ = NULL, *fix = NULL, *fix_n = NULL;
-  RW_CALL(q, "aten::div.Tensor_mode", a, b, trw_string(ctx, "trunc"));
-  RW_CALL(prod, "aten::mul.Tensor", q, b);
-  RW_CALL(r, "aten::sub.Tensor", a, prod, RW_I(1));
-  RW_CALL(r_nonzero, "aten::ne.Scalar", r, RW_I(0));
-  RW_CALL(r_neg, "aten::lt.Scalar", r, RW_I(0));
-  RW_CALL(b_neg, "aten::lt.Scalar", b, RW_I(0));
-  RW_CALL(signs_differ, "aten::ne.Tensor", r_neg, b_neg);
-  RW_CALL(fix, "aten::logical_and", r_nonzero, signs_differ);
-  RW_CHECK(rw_cast(ctx, fix, dtype, &fix_n));
+  /* floor(a / b) = trunc(a / b) - 1 where the remainder's sign is off. */
+  trw_value *q = NULL, *r = NULL, *fix_n = NULL;
+  RW_CHECK(fmod_parts(ctx, a, b, dtype, &r, &q));
+  RW_CHECK(floor_fix(ctx, r, b, dtype, &fix_n));
   RW_CALL(*result, "aten::sub.Tensor", q, fix_n, RW_I(1));
   return 0;
 }
