@@ -184,13 +184,12 @@ void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);
 /* ------------------------------------------------------------------------ */
 /* Report                                                                    */
 
-/* Starts a trace's report (the trace's IR and opset). */
+/* Starts a trace's report (the trace's IR and opset).  The record stays
+ * open after the trace for the symbolics that run then, until the next
+ * trw__report_begin or trw__report_flush. */
 void trw__report_begin(const trw_env *env);
 /* Notes a name that a rewriter targets but that does not exist. */
 void trw__report_not_found(const char *stable, const char *why);
-/* Ends the trace.  Its record stays open for the symbolics that run after
- * it, until the next trw__report_begin or trw__report_flush. */
-void trw__report_end(void);
 /*
  * Closes the last trace's record: one info line per rewriter that fired,
  * JSON written to TORCHRW_REPORT when set (the whole process's traces so

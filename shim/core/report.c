@@ -52,13 +52,6 @@ static void write_report(void)
   json_decref(doc);
 }
 
-void trw__report_end(void)
-{
-  /* Symbolics run after the trace, while the export goes on: the counts
-   * are complete at the next trace, the end of a RewriterContext block or
-   * the end of the process (trw__report_flush). */
-}
-
 void trw__report_flush(void)
 {
   if (!current)

@@ -86,6 +86,13 @@ int trw__py_context_ready(PyObject *module);
 int trw__py_resolve(const char *name, PyObject **owner, const char **attr,
                     char *why, size_t whylen);
 
+/* Resolves rewriter r's dotted name; when it does not resolve, reports r
+ * as not found (info level and the report) and returns -1, no exception
+ * set.  trw__py_target_class also requires a class (new reference); what
+ * is the not-found reason otherwise. */
+int trw__py_target(trw__rewriter *r, PyObject **owner, const char **attr);
+PyObject *trw__py_target_class(trw__rewriter *r, const char *what);
+
 /* Sets owner.attr = value and logs what the owner had (its own value, not
  * an inherited one) for trw__py_unpatch_functions.  0, or -1 with an
  * exception set. */

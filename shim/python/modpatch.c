@@ -242,21 +242,9 @@ int trw__py_patch_modules(const trw_env *env)
     trw__rewriter *r = trw__registry_at(i);
     if (r->kind != TRW_KIND_MODULE || trw__select(TRW_KIND_MODULE, r->name, env) != r)
       continue;
-    PyObject *owner = NULL;
-    const char *attr = NULL;
-    char why[512];
-    if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
-      trw__report_not_found(r->stable, why);
+    PyObject *cls = trw__py_target_class(r, "not a class");
+    if (!cls)
       continue;
-    }
-    PyObject *cls = PyObject_GetAttrString(owner, attr);
-    Py_DECREF(owner);
-    if (!cls || !PyType_Check(cls)) {
-      PyErr_Clear();
-      trw__report_not_found(r->stable, "not a class");
-      Py_XDECREF(cls);
-      continue;
-    }
     targets[nt++] = (Target){r, cls};
   }
   if (rc == 0 && nt > 0) {

@@ -154,6 +154,31 @@ int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char 
   return 0;
 }
 
+int trw__py_target(trw__rewriter *r, PyObject **owner, const char **attr)
+{
+  char why[512];
+  if (trw__py_resolve(r->name, owner, attr, why, sizeof why) == 0)
+    return 0;
+  trw__report_not_found(r->stable, why);
+  return -1;
+}
+
+PyObject *trw__py_target_class(trw__rewriter *r, const char *what)
+{
+  PyObject *owner = NULL;
+  const char *attr = NULL;
+  if (trw__py_target(r, &owner, &attr) != 0)
+    return NULL;
+  PyObject *cls = PyObject_GetAttrString(owner, attr);
+  Py_DECREF(owner);
+  if (cls && PyType_Check(cls))
+    return cls;
+  PyErr_Clear();
+  Py_XDECREF(cls);
+  trw__report_not_found(r->stable, what);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Patch records                                                             */
 
@@ -355,11 +380,8 @@ int trw__py_patch_functions(const trw_env *env)
       continue;
     PyObject *owner = NULL;
     const char *attr = NULL;
-    char why[512];
-    if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
-      trw__report_not_found(r->stable, why);
+    if (trw__py_target(r, &owner, &attr) != 0)
       continue;
-    }
     PyObject *origin = NULL;
     rc = patch_one(r, env, owner, attr, &origin);
     if (rc == 0 && PyModule_Check(owner)) {

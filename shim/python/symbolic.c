@@ -276,21 +276,9 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
 
 static int install_function_class(trw__rewriter *r, const trw_env *env)
 {
-  PyObject *owner = NULL;
-  const char *attr = NULL;
-  char why[512];
-  if (trw__py_resolve(r->name, &owner, &attr, why, sizeof why) != 0) {
-    trw__report_not_found(r->stable, why);
+  PyObject *cls = trw__py_target_class(r, "not an autograd Function class");
+  if (!cls)
     return 0;
-  }
-  PyObject *cls = PyObject_GetAttrString(owner, attr);
-  Py_DECREF(owner);
-  if (!cls || !PyType_Check(cls)) {
-    PyErr_Clear();
-    trw__report_not_found(r->stable, "not an autograd Function class");
-    Py_XDECREF(cls);
-    return 0;
-  }
   PyObject *own = PyDict_GetItemString(((PyTypeObject *)cls)->tp_dict, "symbolic");
   PyObject *origin = PyObject_GetAttrString(cls, "symbolic");
   if (!origin)

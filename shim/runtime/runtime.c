@@ -231,10 +231,8 @@ int trw__activate(char *err, size_t errlen)
     if (rc != 0)
       trw__bridge_end();
   }
-  if (rc != 0) {
-    trw__report_end();
+  if (rc != 0)
     trw__registry_set_active(0);
-  }
   return rc;
 }
 
@@ -242,8 +240,9 @@ void trw__deactivate(void)
 {
   trw__py_end();
   trw__bridge_end();
+  /* The trace's report record stays open for the symbolics that run after
+   * it; trw__report_flush closes it. */
   trw__registry_set_active(0);
-  trw__report_end();
   if (rt.explicit_mode) {
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
