@@ -125,7 +125,9 @@ int trw__cmd_list(int argc, char **argv)
     return TRW__EXIT_BAD;
   }
   snprintf(path, sizeof path, "%s/../python", libdir);
-  trw__env_prepend("PYTHONPATH", realpath(path, real) ? real : path, ':');
+  /* The build tree's torchrw package; an installed torchrw has its own. */
+  if (realpath(path, real))
+    trw__env_prepend("PYTHONPATH", real, ':');
   const char *backend = o.backend;
   o.backend = NULL; /* the listing's backend is an argument, not the trace's */
   trw__runopts_export(&o);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -172,6 +173,84 @@ static void summarise(const char *report)
   json_decref(doc);
 }
 
+/* ---- no trace: was there a torch at all? --------------------------------- */
+
+/* The Python interpreter CMD runs: argv[0] itself when its name starts with
+ * "python", else the interpreter of a script's "#!" line; NULL otherwise. */
+static const char *python_of(char *const argv[], char *buf, size_t len)
+{
+  const char *base = strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (strncmp(base, "python", 6) == 0)
+    return argv[0];
+  char path[PATH_MAX];
+  const char *file = argv[0];
+  if (!strchr(file, '/')) { /* on PATH */
+    const char *p = getenv("PATH");
+    file = NULL;
+    for (const char *dir = p; dir && *dir && !file;) {
+      size_t n = strcspn(dir, ":");
+      snprintf(path, sizeof path, "%.*s/%s", (int)n, dir, argv[0]);
+      if (access(path, X_OK) == 0)
+        file = path;
+      dir += n + (dir[n] == ':');
+    }
+  }
+  FILE *f = file ? fopen(file, "r") : NULL;
+  char line[512] = "";
+  if (!f)
+    return NULL;
+  if (!fgets(line, sizeof line, f))
+    line[0] = '\0';
+  fclose(f);
+  if (strncmp(line, "#!", 2) != 0 || !strstr(line, "python"))
+    return NULL;
+  line[strcspn(line, "\r\n")] = '\0';
+  char *interp = line + 2 + strspn(line + 2, " \t");
+  /* "#!/usr/bin/env python3": the second word is the interpreter. */
+  if (strncmp(interp, "/usr/bin/env ", 13) == 0)
+    interp += 13 + strspn(interp + 13, " \t");
+  interp[strcspn(interp, " \t")] = '\0';
+  snprintf(buf, len, "%s", interp);
+  return buf;
+}
+
+/* 1 when python cannot import torch, 0 when it can or cannot be asked. */
+static int lacks_torch(const char *python)
+{
+  pid_t pid = fork();
+  if (pid < 0)
+    return 0;
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    unsetenv("LD_PRELOAD");
+    execlp(python, python, "-c",
+           "import importlib.util, sys; sys.exit(3 if importlib.util.find_spec('torch') is None else 0)",
+           (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 3;
+}
+
+/* Says why nothing was traced when the command's Python has no torch. */
+static void explain_no_trace(char *const argv[])
+{
+  char buf[PATH_MAX];
+  const char *python = python_of(argv, buf, sizeof buf);
+  if (python && lacks_torch(python))
+    fprintf(stderr,
+            "torchrw:   %s has no torch (import torch fails there), so nothing was "
+            "exported; run the script with an interpreter that has torch, e.g. %s\n",
+            python, trw__python_exe());
+}
+
 /* ---- run ---------------------------------------------------------------- */
 
 int trw__cmd_run(int argc, char **argv)
@@ -217,7 +296,9 @@ int trw__cmd_run(int argc, char **argv)
   trw__env_prepend("LD_PRELOAD", path, ':');
   snprintf(path, sizeof path, "%s/../python", libdir);
   char real[PATH_MAX];
-  trw__env_prepend("PYTHONPATH", realpath(path, real) ? real : path, ':');
+  /* The build tree's torchrw package; an installed torchrw has its own. */
+  if (realpath(path, real))
+    trw__env_prepend("PYTHONPATH", real, ':');
 
   /* Without --report the summary reads a private report, removed after. */
   char tmp_report[] = "/tmp/torchrw-report-XXXXXX";
@@ -271,10 +352,12 @@ int trw__cmd_run(int argc, char **argv)
   fprintf(stderr, "torchrw: %s finished in %.2f s, exit status %d%s%s%s\n", argv[i], secs, code,
           backend && *backend ? " (backend " : "", backend && *backend ? backend : "",
           backend && *backend ? ")" : "");
-  if (access(o.report, R_OK) == 0)
+  if (access(o.report, R_OK) == 0) {
     summarise(o.report);
-  else if (backend && *backend)
+  } else if (backend && *backend) {
     fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
+    explain_no_trace(argv + i);
+  }
   if (have_cwd) {
     scan(cwd, "", 0, &after);
     print_written(&before, &after, own_report ? NULL : o.report);

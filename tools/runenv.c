@@ -136,5 +136,5 @@ void trw__env_prepend(const char *name, const char *dir, char sep)
 const char *trw__python_exe(void)
 {
   const char *p = getenv("PYTHON");
-  return p && *p ? p : "/usr/bin/python3";
+  return p && *p ? p : TORCHRW_DEFAULT_PYTHON;
 }

@@ -8,7 +8,10 @@
 
 struct trw_cfg {
   json_t *root;
+  uint64_t serial;
 };
+
+uint64_t trw__cfg_serial(const trw_cfg *cfg) { return cfg ? cfg->serial : 0; }
 
 int trw__cfg_parse(const char *buf, size_t len, const char *origin,
                    trw_cfg **out, char *err, size_t errlen)
@@ -39,7 +42,9 @@ int trw__cfg_parse(const char *buf, size_t len, const char *origin,
     trw__fmt(err, errlen, "%s: out of memory", origin ? origin : "config");
     return TRW_ENOMEM;
   }
+  static uint64_t serials;
   cfg->root = root;
+  cfg->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   *out = cfg;
   return 0;
 }

@@ -4,6 +4,16 @@
 
 #include "core.h"
 
+static __thread int tracing;
+
+int trw__tracing_depth(void) { return tracing; }
+void trw__tracing_enter(void) { tracing++; }
+void trw__tracing_leave(void)
+{
+  if (tracing > 0)
+    tracing--;
+}
+
 const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx)
 {
   return ctx && ctx->env ? ctx->env->cfg : NULL;

@@ -48,6 +48,10 @@ char *trw__strdup(const char *s); /* NULL on NULL or ENOMEM */
 /* ------------------------------------------------------------------------ */
 /* Backends and names                                                        */
 
+/* "default" (TRW_IR_ANY), "onnx", "torchscript": the names the Python API
+ * uses. */
+const char *trw__ir_name(trw_ir ir);
+
 /* Index of a known backend spelling, or -1.  NULL and "" mean "default". */
 int trw__backend_index(const char *backend);
 /* The canonical spelling of backend ("default" for NULL), or NULL. */
@@ -161,6 +165,9 @@ int trw__cfg_parse(const char *buf, size_t len, const char *origin,
 /* Reads and parses a file; TRW_EIO when it cannot be read (err names it). */
 int trw__cfg_load(const char *path, trw_cfg **out, char *err, size_t errlen);
 void trw__cfg_free(trw_cfg *cfg);
+/* A number no other config parsed in this process has (0 for NULL): tells
+ * a new config from an old one at the same address. */
+uint64_t trw__cfg_serial(const trw_cfg *cfg);
 /* The JSON value at path (a json_t *), or NULL; for the Python glue. */
 void *trw__cfg_lookup(const trw_cfg *cfg, const char *path);
 void *trw__cfg_root(const trw_cfg *cfg);
@@ -177,6 +184,13 @@ struct trw_ctx {
   int err_code;
   char err[1024];
 };
+
+/* How deep this thread is in traces (0: not tracing).  The runtime's
+ * scope enters and leaves; Python patches rewrite only on a thread that is
+ * tracing. */
+int trw__tracing_depth(void);
+void trw__tracing_enter(void);
+void trw__tracing_leave(void);
 
 /* The message to raise when a rewriter failed with code. */
 void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);

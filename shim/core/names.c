@@ -18,6 +18,12 @@ const char *trw_known_backends(void)
          "torchscript, coreml, rknn, ascend, tvm";
 }
 
+const char *trw__ir_name(trw_ir ir)
+{
+  static const char *const names[] = {"default", "onnx", "torchscript"};
+  return (unsigned)ir < sizeof names / sizeof names[0] ? names[ir] : "?";
+}
+
 int trw__backend_index(const char *backend)
 {
   if (!backend || !*backend)

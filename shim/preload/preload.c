@@ -4,15 +4,24 @@
  * It links neither libtorch nor libpython (preloading it into /bin/true
  * must cost nothing).  It interposes torch::jit::tracer::trace, the C++
  * function that torch.onnx.export and torch.jit.trace reach through the
- * PLT of libtorch_python.so, and hands each trace to the runtime, which
- * turns rewriting on around it.  The runtime (libtorchrw_runtime.so, beside this
- * file) is loaded at the first trace, when libtorch is certainly present.
+ * PLT of libtorch_python.so (shim/adapter/trace_entry.h), and hands each
+ * trace to the runtime, which turns rewriting on around it.
+ *
+ * One preloaded library serves every torch.  The runtime is built per
+ * torch series and sits beside this file as libtorchrw_runtime-torch<X.Y>.so;
+ * at the first trace, when libtorch is certainly present, the shim asks
+ * Python which torch the process has and loads that runtime.  When there
+ * is none, every export fails with a RuntimeError that names the torch
+ * found, the runtimes there are and the command that builds the missing
+ * one.
  *
  * With TORCHRW_BACKEND unset the interposer only forwards the call.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,24 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../adapter/versions.h"
+#include "build_hint.h" /* generated: TRW_BUILD_HINT, with %s for the interpreter */
 #include "runtime_api.h"
-
-/*
- * std::pair<std::shared_ptr<TracingState>, Stack> torch::jit::tracer::trace(
- *     Stack inputs, const std::function<Stack(Stack)>& traced_fn,
- *     std::function<std::string(const Variable&)> var_name_lookup_fn,
- *     bool strict, bool force_outplace, Module* self,
- *     const std::vector<std::string>& argument_names);
- *
- * In the x86-64 and AArch64 C++ ABIs the result is returned through a
- * hidden pointer and the by-value parameters are passed by invisible
- * reference, so every parameter is a pointer or a scalar and a C function
- * with this shape forwards them untouched.
- */
-#define TRACE_SYMBOL                                                           \
-  "_ZN5torch3jit6tracer5traceESt6vectorIN3c106IValueESaIS4_EERKSt8functionIF" \
-  "S6_S6_EES7_IFNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEERKN2at6" \
-  "TensorEEEbbPNS0_6ModuleERKS2_ISH_SaISH_EE"
 
 typedef trw__trace_fn trace_fn;
 
@@ -46,7 +40,7 @@ typedef trw__trace_fn trace_fn;
 
 EXPORT void *trw_trace(void *result, void *inputs, void *traced_fn,
                        void *lookup_fn, bool strict, bool force_outplace,
-                       void *self, void *argument_names) __asm__(TRACE_SYMBOL);
+                       void *self, void *argument_names) __asm__(TRW__TRACE_SYMBOL);
 
 /* Set once by the constructor or the first interposed call. */
 static int configured = -1; /* -1 unknown, 0 inert, 1 TORCHRW_BACKEND set */
@@ -54,7 +48,9 @@ static int configured = -1; /* -1 unknown, 0 inert, 1 TORCHRW_BACKEND set */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static trace_fn original_trace;
 static const trw__runtime_api *runtime;
-static int runtime_failed;
+static int runtime_tried;
+/* Why no runtime could be loaded: every export raises this. */
+static char failure[4096];
 
 static void read_env(void)
 {
@@ -64,10 +60,23 @@ static void read_env(void)
   }
 }
 
+/* The directory this library was loaded from, into buf; 0 or -1. */
+static int own_dir(char *buf, size_t len)
+{
+  Dl_info info;
+  if (!dladdr((void *)own_dir, &info) || !info.dli_fname)
+    return -1;
+  const char *slash = strrchr(info.dli_fname, '/');
+  if (!slash)
+    return snprintf(buf, len, ".") < (int)len ? 0 : -1;
+  int n = snprintf(buf, len, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
+  return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
 /*
  * In a Python interpreter with TORCHRW_BACKEND set, appends the build's
  * python directory (../python beside this library, which holds the torchrw
- * extension) to PYTHONPATH, so that an export script or a rewriter module
+ * package) to PYTHONPATH, so that an export script or a rewriter module
  * can `import torchrw` before the first trace.  Python reads PYTHONPATH
  * after constructors have run.  Other processes are left alone.
  */
@@ -75,13 +84,10 @@ static void offer_python_module(void)
 {
   if (!dlsym(RTLD_DEFAULT, "Py_Initialize"))
     return;
-  Dl_info info;
-  if (!dladdr((void *)offer_python_module, &info) || !info.dli_fname)
+  char here[PATH_MAX], rel[PATH_MAX + 16], dir[PATH_MAX];
+  if (own_dir(here, sizeof here) != 0)
     return;
-  const char *slash = strrchr(info.dli_fname, '/');
-  char rel[4096], dir[PATH_MAX];
-  snprintf(rel, sizeof rel, "%.*s/../python", slash ? (int)(slash - info.dli_fname) : 1,
-           slash ? info.dli_fname : ".");
+  snprintf(rel, sizeof rel, "%s/../python", here);
   if (!realpath(rel, dir) || access(dir, R_OK | X_OK) != 0)
     return;
   const char *old = getenv("PYTHONPATH");
@@ -134,49 +140,164 @@ static int find_cb(struct dl_phdr_info *info, size_t size, void *data)
  */
 static trace_fn resolve_original(void)
 {
-  struct find_lib f = {.needle = "libtorch_cpu.so", .path = ""};
+  struct find_lib f = {.needle = TRW__TRACE_LIBRARY, .path = ""};
   void *sym = NULL;
   if (dl_iterate_phdr(find_cb, &f) && f.path[0]) {
     void *h = dlopen(f.path, RTLD_LAZY | RTLD_NOLOAD);
     if (h) {
-      sym = dlsym(h, TRACE_SYMBOL);
+      sym = dlsym(h, TRW__TRACE_SYMBOL);
       dlclose(h);
     }
   }
   if (!sym)
-    sym = dlsym(RTLD_NEXT, TRACE_SYMBOL);
+    sym = dlsym(RTLD_NEXT, TRW__TRACE_SYMBOL);
   if (sym == (void *)trw_trace)
     sym = NULL;
   return (trace_fn)sym;
 }
 
-static const trw__runtime_api *load_runtime(void)
+/* ---- Which torch ----------------------------------------------------------- */
+
+/*
+ * torch.__version__ and sys.executable, asked of the interpreter in the
+ * process through the CPython API it exports (this library links no
+ * libpython).  The caller of the trace holds the GIL; take it all the same.
+ * Returns 0, or -1 when the process has no Python or no torch.
+ */
+static int python_torch(char *version, size_t vlen, char *exe, size_t elen)
 {
-  Dl_info info;
-  if (!dladdr((void *)trw_trace, &info) || !info.dli_fname) {
-    fprintf(stderr, "torchrw: error: cannot locate libtorchrw.so itself; "
-                    "rewriting is off\n");
+  typedef void *obj;
+  int (*initialized)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+  int (*ensure)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+  void (*release)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+  obj (*get_module)(obj) = (obj(*)(obj))dlsym(RTLD_DEFAULT, "PyImport_GetModule");
+  obj (*from_string)(const char *) =
+      (obj(*)(const char *))dlsym(RTLD_DEFAULT, "PyUnicode_FromString");
+  obj (*getattr)(obj, const char *) =
+      (obj(*)(obj, const char *))dlsym(RTLD_DEFAULT, "PyObject_GetAttrString");
+  obj (*to_str)(obj) = (obj(*)(obj))dlsym(RTLD_DEFAULT, "PyObject_Str");
+  const char *(*utf8)(obj) = (const char *(*)(obj))dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8");
+  obj (*sys_get)(const char *) = (obj(*)(const char *))dlsym(RTLD_DEFAULT, "PySys_GetObject");
+  void (*decref)(obj) = (void (*)(obj))dlsym(RTLD_DEFAULT, "Py_DecRef");
+  void (*clear)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "PyErr_Clear");
+  if (!initialized || !ensure || !release || !get_module || !from_string || !getattr ||
+      !to_str || !utf8 || !sys_get || !decref || !clear || !initialized())
+    return -1;
+  int gil = ensure();
+  int rc = -1;
+  obj name = from_string("torch");
+  obj torch = name ? get_module(name) : NULL;
+  obj v = torch ? getattr(torch, "__version__") : NULL;
+  obj s = v ? to_str(v) : NULL;
+  const char *text = s ? utf8(s) : NULL;
+  if (text) {
+    snprintf(version, vlen, "%s", text);
+    rc = 0;
+  }
+  obj e = sys_get("executable"); /* borrowed */
+  const char *etext = e ? utf8(e) : NULL;
+  snprintf(exe, elen, "%s", etext && *etext ? etext : "python3");
+  if (s)
+    decref(s);
+  if (v)
+    decref(v);
+  if (torch)
+    decref(torch);
+  if (name)
+    decref(name);
+  clear();
+  release(gil);
+  return rc;
+}
+
+/* "1.13, 2.14": the series of the runtimes in dir. */
+static void available(const char *dir, char *out, size_t len)
+{
+  out[0] = '\0';
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  size_t used = 0, plen = strlen(TRW__RUNTIME_PREFIX), slen = strlen(TRW__RUNTIME_SUFFIX);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t n = strlen(e->d_name);
+    if (n <= plen + slen || strncmp(e->d_name, TRW__RUNTIME_PREFIX, plen) != 0 ||
+        strcmp(e->d_name + n - slen, TRW__RUNTIME_SUFFIX) != 0)
+      continue;
+    int w = snprintf(out + used, len - used, "%s%.*s", used ? ", " : "", (int)(n - plen - slen),
+                     e->d_name + plen);
+    if (w < 0 || (size_t)w >= len - used)
+      break;
+    used += (size_t)w;
+  }
+  closedir(d);
+}
+
+/* ---- Loading the runtime ------------------------------------------------- */
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(failure, sizeof failure, fmt, ap);
+  va_end(ap);
+}
+
+/* The runtime for torch `version` (from Python), or NULL with failure set. */
+static const trw__runtime_api *load_runtime(const char *version, const char *exe)
+{
+  char dir[PATH_MAX];
+  if (own_dir(dir, sizeof dir) != 0) {
+    fail("torchrw: cannot locate libtorchrw.so itself; rewriting is off");
     return NULL;
   }
-  char path[4096];
-  const char *slash = strrchr(info.dli_fname, '/');
-  int dirlen = slash ? (int)(slash - info.dli_fname) : 1;
-  snprintf(path, sizeof path, "%.*s/%s", dirlen, slash ? info.dli_fname : ".",
-           TRW__RUNTIME_SONAME);
+  unsigned major, minor;
+  if (sscanf(version, "%u.%u", &major, &minor) != 2) {
+    fail("torchrw: cannot tell which torch this is (torch.__version__ is '%s')", version);
+    return NULL;
+  }
+  char path[PATH_MAX + 64], have[512], hint[1024];
+  snprintf(path, sizeof path, "%s/%s%u.%u%s", dir, TRW__RUNTIME_PREFIX, major, minor,
+           TRW__RUNTIME_SUFFIX);
+  if (access(path, R_OK) != 0) {
+    available(dir, have, sizeof have);
+    snprintf(hint, sizeof hint, TRW_BUILD_HINT, exe);
+    unsigned omaj, omin, nmaj, nmin;
+    int unknown = sscanf(TRW_TORCH_OLDEST "." TRW_TORCH_NEWEST, "%u.%u.%u.%u", &omaj, &omin,
+                         &nmaj, &nmin) == 4 &&
+                  (major < omaj || (major == omaj && minor < omin) || major > nmaj ||
+                   (major == nmaj && minor > nmin));
+    if (unknown)
+      fail("torchrw: no runtime for torch %s (the torch of %s) in %s, and torchrw knows "
+           "torch " TRW_TORCH_OLDEST " to " TRW_TORCH_NEWEST " only: its torch adapter "
+           "(shim/adapter) needs this torch's facts first; built there: %s%s",
+           version, exe, dir, have[0] ? "torch " : "", have[0] ? have : "none");
+    else
+      fail("torchrw: no runtime for torch %s (the torch of %s) in %s; built there: %s%s. "
+           "Build it: %s",
+           version, exe, dir, have[0] ? "torch " : "", have[0] ? have : "none", hint);
+    return NULL;
+  }
   /* GLOBAL, so that C plugins resolve trw_register against it. */
   void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
   if (!h) {
-    fprintf(stderr, "torchrw: error: cannot load the runtime %s: %s; "
-                    "rewriting is off\n",
-            path, dlerror());
+    fail("torchrw: cannot load the runtime %s: %s", path, dlerror());
     return NULL;
   }
   trw__runtime_api_fn get = (trw__runtime_api_fn)dlsym(h, TRW__RUNTIME_SYMBOL);
   const trw__runtime_api *api = get ? get() : NULL;
   if (!api || api->version != TRW__RUNTIME_API_VERSION) {
-    fprintf(stderr, "torchrw: error: %s is not a matching torchrw runtime; "
-                    "rewriting is off\n",
-            path);
+    fail("torchrw: %s is not a runtime of this torchrw (libtorchrw.so and the runtime come "
+         "from different builds); rebuild torchrw", path);
+    return NULL;
+  }
+  unsigned rmajor, rminor;
+  if (!api->torch_version || sscanf(api->torch_version, "%u.%u", &rmajor, &rminor) != 2 ||
+      rmajor != major || rminor != minor) {
+    fail("torchrw: %s was built for torch %s, but this process has torch %s; rebuild it: "
+         "%s", path, api->torch_version ? api->torch_version : "?", version,
+         (snprintf(hint, sizeof hint, TRW_BUILD_HINT, exe), hint));
     return NULL;
   }
   return api;
@@ -184,6 +305,13 @@ static const trw__runtime_api *load_runtime(void)
 
 static void init_once(void)
 {
+  /* Python first, outside the lock: a thread holding the GIL may be
+   * waiting for the lock. */
+  char version[128] = "", exe[PATH_MAX] = "";
+  read_env();
+  int have_torch = configured == 1 && !runtime_tried
+                       ? python_torch(version, sizeof version, exe, sizeof exe) == 0
+                       : 0;
   pthread_mutex_lock(&init_lock);
   if (!original_trace) {
     static int atfork_done;
@@ -193,19 +321,44 @@ static void init_once(void)
     }
     original_trace = resolve_original();
   }
-  read_env();
-  if (configured == 1 && !runtime && !runtime_failed) {
-    runtime = load_runtime();
-    runtime_failed = runtime == NULL;
+  if (configured == 1 && !runtime_tried && (have_torch || !version[0])) {
+    runtime_tried = 1;
+    if (have_torch)
+      runtime = load_runtime(version, exe);
+    else
+      fail("torchrw: this process traces with libtorch but has no Python torch module; "
+           "torchrw rewrites exports run from Python");
   }
   pthread_mutex_unlock(&init_lock);
+}
+
+/* Fails this export with the reason no runtime could be loaded. */
+static void raise_failure(void)
+{
+  static trw__raise_fn raise_fn;
+  static int warned;
+  if (!raise_fn) {
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    if (own_dir(dir, sizeof dir) == 0) {
+      snprintf(path, sizeof path, "%s/%s", dir, TRW__RAISE_SONAME);
+      void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+      raise_fn = h ? (trw__raise_fn)dlsym(h, TRW__RAISE_SYMBOL) : NULL;
+    }
+  }
+  if (raise_fn)
+    raise_fn(failure); /* throws */
+  if (!warned) {
+    warned = 1;
+    fprintf(stderr, "%s\ntorchrw: (cannot fail the export: %s is missing; exporting "
+                    "without rewriting)\n", failure, TRW__RAISE_SONAME);
+  }
 }
 
 void *trw_trace(void *result, void *inputs, void *traced_fn, void *lookup_fn,
                 bool strict, bool force_outplace, void *self,
                 void *argument_names)
 {
-  if (!original_trace || (configured == 1 && !runtime && !runtime_failed))
+  if (!original_trace || (configured == 1 && !runtime_tried))
     init_once();
   if (!original_trace) {
     /* Cannot happen with a libtorch we know: the caller resolved this very
@@ -214,6 +367,8 @@ void *trw_trace(void *result, void *inputs, void *traced_fn, void *lookup_fn,
                     "libtorch_cpu; remove libtorchrw.so from LD_PRELOAD\n");
     return result;
   }
+  if (configured == 1 && !runtime && failure[0])
+    raise_failure();
   if (configured != 1 || !runtime)
     return original_trace(result, inputs, traced_fn, lookup_fn, strict,
                           force_outplace, self, argument_names);

@@ -1,24 +1,35 @@
 /*
  * runtime_api.h - what the preloaded shim asks of the runtime it loads.
  * Internal: shared by shim/preload and shim/runtime only.
+ *
+ * A runtime is built per torch series and named after it,
+ * libtorchrw_runtime-torch2.14.so, so that runtimes for several torches
+ * sit side by side beside libtorchrw.so; the shim loads the one for the
+ * torch in the process.
  */
 #ifndef TRW_RUNTIME_API_H
 #define TRW_RUNTIME_API_H
 
-#define TRW__RUNTIME_SONAME "libtorchrw_runtime.so"
+#define TRW__RUNTIME_PREFIX "libtorchrw_runtime-torch"
+#define TRW__RUNTIME_SUFFIX ".so"
 #define TRW__RUNTIME_SYMBOL "trw__runtime_api_get"
-#define TRW__RUNTIME_API_VERSION 2
+#define TRW__RUNTIME_API_VERSION 3
+
+/* The library that raises the shim's errors as C++ exceptions (Python
+ * RuntimeError for the caller) when no runtime can be loaded; loaded only
+ * then. */
+#define TRW__RAISE_SONAME "libtorchrw_raise.so"
+#define TRW__RAISE_SYMBOL "trw__raise"
+typedef void (*trw__raise_fn)(const char *message);
 
 #include <stdbool.h>
 
-/* torch::jit::tracer::trace as C sees it (see shim/preload/preload.c). */
-typedef void *(*trw__trace_fn)(void *result, void *inputs, void *traced_fn,
-                               void *lookup_fn, bool strict,
-                               bool force_outplace, void *self,
-                               void *argument_names);
+#include "../adapter/trace_entry.h"
 
 typedef struct trw__runtime_api {
   int version;
+  /* The torch the runtime was built for ("2.14.1+cu130"). */
+  const char *torch_version;
   /*
    * Runs original(...) with rewriting on for the outermost trace of this
    * thread, and off again when it returns or throws.  Throws a C++

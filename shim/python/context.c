@@ -5,7 +5,6 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "../runtime/runtime.h"
 #include "glue.h"
 
 #include <structmember.h>
@@ -148,21 +147,20 @@ static PyTypeObject ContextType = {
     .tp_doc = "What a rewriter knows: cfg, origin_func, backend, ir, opset, name.",
 };
 
-static const char *const ir_names[] = {"default", "onnx", "torchscript"};
 
 /* One Config per deployment config: rewriters that keep state on ctx.cfg
  * see it. */
 static PyObject *cached_cfg;
-static uint64_t cached_cfg_generation = ~(uint64_t)0;
+static uint64_t cached_cfg_serial = ~(uint64_t)0;
 
 PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *origin)
 {
-  if (!cached_cfg || cached_cfg_generation != trw__runtime_cfg_generation()) {
+  if (!cached_cfg || cached_cfg_serial != trw__cfg_serial(env->cfg)) {
     PyObject *cfg = trw__py_config(env->cfg);
     if (!cfg)
       return NULL;
     Py_XSETREF(cached_cfg, cfg);
-    cached_cfg_generation = trw__runtime_cfg_generation();
+    cached_cfg_serial = trw__cfg_serial(env->cfg);
   }
   Context *c = PyObject_New(Context, &ContextType);
   if (!c)
@@ -172,7 +170,7 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *or
   c->origin_func = origin ? origin : Py_None;
   Py_INCREF(c->origin_func);
   c->backend = PyUnicode_FromString(trw_env_backend(env));
-  c->ir = PyUnicode_FromString(ir_names[env->ir]);
+  c->ir = PyUnicode_FromString(trw__ir_name(env->ir));
   c->opset = env->opset;
   c->name = PyUnicode_FromString(r->stable);
   c->target = PyUnicode_FromString(r->name);

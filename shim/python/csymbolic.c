@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "../adapter/adapter.h"
 #include "glue.h"
 
 /* Handles live in blocks owned by the graph of one call. */
@@ -66,7 +67,7 @@ static int py_failed(trw_ctx *ctx, const char *what)
 
 static PyObject *helper_attr(const char *name)
 {
-  PyObject *m = PyImport_ImportModule("torch.onnx.symbolic_helper");
+  PyObject *m = PyImport_ImportModule(trw__adapter_get()->symbolic_helper);
   PyObject *f = m ? PyObject_GetAttrString(m, name) : NULL;
   Py_XDECREF(m);
   return f;

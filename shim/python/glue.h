@@ -7,7 +7,12 @@
  *   patch.c     function rewriters: patching dotted paths and aliases
  *   modpatch.c  module rewriters: wrapping instances of nn.Module classes
  *   symbolic.c  symbolic rewriters: torch.onnx registrations, Function.symbolic
- *   scope.c     what activation asks of Python; RewriterContext
+ *   apply.c     what activation asks of Python: rewriter modules, begin/end
+ *   where.c     the Python line that called an operator
+ *   pymodule.cpp  C module rewriters: Python arguments as trw_values
+ *
+ * The glue sits on the core and the torch bridge; the runtime (above it)
+ * adds RewriterContext to the module through trw__py_add_module_part.
  */
 #ifndef TRW_GLUE_H
 #define TRW_GLUE_H
@@ -23,6 +28,12 @@ extern "C" {
 
 /* ------------------------------------------------------------------------ */
 /* module.c                                                                  */
+
+/* A part of the module that a layer above the glue adds (the runtime's
+ * RewriterContext and listings): queued from a constructor, called with
+ * the new module; 0 or -1 with an exception set. */
+typedef int (*trw__py_module_part)(PyObject *module);
+void trw__py_add_module_part(trw__py_module_part part);
 
 /* The torchrw module, created on first use and kept in sys.modules so that
  * `import torchrw` finds the same one.  New reference, or NULL with an
@@ -159,9 +170,21 @@ int trw__py_register_builtins(PyObject *module);
   struct trw__swallow_semicolon
 
 /* ------------------------------------------------------------------------ */
-/* scope.c                                                                   */
+/* apply.c: what activation asks of Python                                   */
 
-int trw__py_scope_ready(PyObject *module);
+/* Imports TORCHRW_PYTHON's modules (a comma-separated list of modules or
+ * .py files; NULL creates the torchrw module only); the first failure's
+ * traceback in err.  Takes the GIL. */
+int trw__py_import_modules(const char *list, char *err, size_t errlen);
+/* Applies the Python rewriters (and, if asked, registers the symbolic
+ * rewriters with torch.onnx) for a trace; trw__py_end gives everything
+ * back.  Take the GIL. */
+int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen);
+void trw__py_end(void);
+
+/* where.c: "file:line" of the Python code that called the current
+ * operator (the innermost frame outside torch).  Takes the GIL. */
+int trw__py_where(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "../runtime/runtime.h"
+#include "../adapter/adapter.h"
 #include "glue.h"
 
 static PyObject *the_module;
@@ -137,7 +137,6 @@ static void caller_site(char *file, size_t len, int *line)
 /* ------------------------------------------------------------------------ */
 /* Checkers                                                                  */
 
-static const char *const ir_names[] = {"default", "onnx", "torchscript"};
 
 /* Python checkers see a dict: backend, ir, opset, torch (version). */
 static int python_checkers(const trw__rewriter *r, const trw_env *env)
@@ -150,7 +149,7 @@ static int python_checkers(const trw__rewriter *r, const trw_env *env)
   char version[32];
   trw__fmt(version, sizeof version, "%d.%d", env->torch_major, env->torch_minor);
   PyObject *d = Py_BuildValue("{s:s, s:s, s:i, s:s}", "backend",
-                              trw_env_backend(env), "ir", ir_names[env->ir],
+                              trw_env_backend(env), "ir", trw__ir_name(env->ir),
                               "opset", env->opset, "torch", version);
   int ok = d != NULL;
   for (Py_ssize_t i = 0; ok && i < n; i++) {
@@ -222,7 +221,7 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   Py_INCREF(callable);
   if (d->kind == TRW_KIND_SYMBOLIC && d->descriptors != Py_None) {
     /* Parse the inputs as torch's own symbolics do. */
-    PyObject *helper = PyImport_ImportModule("torch.onnx.symbolic_helper");
+    PyObject *helper = PyImport_ImportModule(trw__adapter_get()->symbolic_helper);
     PyObject *parse = helper ? PyObject_GetAttrString(helper, "parse_args") : NULL;
     PyObject *deco = parse ? PyObject_CallObject(parse, d->descriptors) : NULL;
     Py_XDECREF(helper);
@@ -498,7 +497,7 @@ static PyObject *list_rewriters(PyObject *self, PyObject *noargs)
     trw__rewriter *r = trw__registry_at(i);
     PyObject *item = Py_BuildValue(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:O, s:K}", "kind", kinds[r->kind],
-        "name", r->name, "backend", r->backend, "ir", ir_names[r->ir], "stable",
+        "name", r->name, "backend", r->backend, "ir", trw__ir_name(r->ir), "stable",
         r->stable, "file", r->file, "line", r->line, "lang",
         r->lang == TRW__LANG_C ? "c" : "python", "disabled",
         r->disabled ? Py_True : Py_False, "fired", (unsigned long long)r->total_hits);
@@ -525,7 +524,8 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
   trw_kind k = strcmp(kind, "module") == 0     ? TRW_KIND_MODULE
                : strcmp(kind, "symbolic") == 0 ? TRW_KIND_SYMBOLIC
                                                : TRW_KIND_FUNCTION;
-  trw_env env = {trw__backend_canonical(backend), TRW_IR_ONNX, opset, 1, 13, NULL};
+  const trw__adapter *a = trw__adapter_get();
+  trw_env env = {trw__backend_canonical(backend), TRW_IR_ONNX, opset, a->major, a->minor, NULL};
   if (!env.backend)
     return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
                         backend, trw_known_backends());
@@ -539,90 +539,7 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
   return PyUnicode_FromString(r->stable);
 }
 
-static PyObject *prepare(PyObject *self, PyObject *noargs)
-{
-  (void)self;
-  (void)noargs;
-  char err[8192];
-  if (trw__runtime_prepare(err, sizeof err) != 0) {
-    PyErr_SetString(PyExc_RuntimeError, err);
-    return NULL;
-  }
-  Py_RETURN_NONE;
-}
-
-/* Every rewriter, and for a backend which one each name selects, as JSON
- * (for `torchrw list`). */
-static PyObject *list_json(PyObject *self, PyObject *args)
-{
-  (void)self;
-  const char *backend = NULL;
-  int opset = 0;
-  if (!PyArg_ParseTuple(args, "|zi", &backend, &opset))
-    return NULL;
-  static const char *const kinds[] = {"function", "module", "symbolic"};
-  const trw_env *base = trw__runtime_env();
-  trw_env env = *base;
-  if (backend) {
-    env.backend = trw__backend_canonical(backend);
-    if (!env.backend)
-      return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
-                          backend, trw_known_backends());
-  }
-  env.ir = TRW_IR_ONNX;
-  env.opset = opset ? opset : (int)trw_cfg_get_int(env.cfg, "onnx_config.opset_version", 14);
-  json_t *list = json_array();
-  size_t n = trw__registry_count();
-  for (size_t i = 0; i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    json_t *checkers = json_array();
-    /* C checkers by the names written at registration ("a, b"). */
-    const char *names = r->checker_names;
-    for (int c = 0; c < 4 && r->checkers[c]; c++) {
-      const char *comma = names ? strchr(names, ',') : NULL;
-      size_t len = names ? (comma ? (size_t)(comma - names) : strlen(names)) : 0;
-      json_array_append_new(checkers, names ? json_stringn(names, len) : json_string("C checker"));
-      for (names = comma ? comma + 1 : NULL; names && *names == ' ';)
-        names++;
-    }
-    if (r->lang == TRW__LANG_PYTHON) {
-      PyObject *t = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_CHECKERS);
-      for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(t); c++) {
-        PyObject *repr = PyObject_Repr(PyTuple_GET_ITEM(t, c));
-        const char *u = repr ? PyUnicode_AsUTF8(repr) : NULL;
-        json_array_append_new(checkers, json_string(u ? u : "?"));
-        Py_XDECREF(repr);
-        PyErr_Clear();
-      }
-    }
-    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "kind",
-                             kinds[r->kind], "name", r->name, "backend", r->backend, "ir",
-                             ir_names[r->ir], "stable", r->stable, "file", r->file, "line",
-                             r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
-                             "disabled", r->disabled, "checkers", checkers);
-    if (backend && item) {
-      trw__rewriter *sel = trw__select(r->kind, r->name, &env);
-      json_object_set_new(item, "selected", json_boolean(sel == r));
-    }
-    json_array_append_new(list, item);
-  }
-  PyErr_Clear();
-  json_t *doc = json_pack("{s:s?, s:i, s:o}", "backend", backend, "opset", env.opset,
-                          "rewriters", list);
-  char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-  json_decref(doc);
-  if (!text)
-    return PyErr_NoMemory();
-  PyObject *out = PyUnicode_FromString(text);
-  free(text);
-  return out;
-}
-
 static PyMethodDef module_methods[] = {
-    {"_prepare", prepare, METH_NOARGS,
-     "Read the environment and load plugins and TORCHRW_PYTHON modules now."},
-    {"_list_json", list_json, METH_VARARGS,
-     "_list_json(backend=None, opset=0): the registry as JSON, for `torchrw list`."},
     {"rewriters", list_rewriters, METH_NOARGS,
      "rewriters(): every registered rewriter as a dict (kind, name, backend, ir, "
      "stable, file, line, lang, disabled, fired)."},
@@ -714,6 +631,26 @@ int trw__py_register_builtins(PyObject *m)
   return 0;
 }
 
+/* Parts that layers above add (the runtime: RewriterContext, listings),
+ * queued by their constructors. */
+#define MAX_PARTS 8
+static trw__py_module_part parts[MAX_PARTS];
+static int nparts;
+
+void trw__py_add_module_part(trw__py_module_part part)
+{
+  if (nparts < MAX_PARTS)
+    parts[nparts++] = part;
+}
+
+static int add_parts(PyObject *m)
+{
+  for (int i = 0; i < nparts; i++)
+    if (parts[i](m) < 0)
+      return -1;
+  return 0;
+}
+
 static PyObject *create_module(void)
 {
   if (PyType_Ready(&DecoratorType) < 0 || PyType_Ready(&RegistryType) < 0)
@@ -727,7 +664,7 @@ static PyObject *create_module(void)
       PyModule_AddStringConstant(m, "__version__", "0.1") < 0 ||
       PyModule_AddStringConstant(m, "known_backends", trw_known_backends()) < 0 ||
       trw__py_context_ready(m) < 0 || trw__py_patch_ready(m) < 0 ||
-      trw__py_scope_ready(m) < 0 || trw__py_register_builtins(m) < 0) {
+      trw__py_register_builtins(m) < 0 || add_parts(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }
@@ -748,7 +685,3 @@ PyObject *trw__py_module(void)
   return the_module;
 }
 
-__attribute__((visibility("default"))) PyObject *PyInit_torchrw(void)
-{
-  return trw__py_module();
-}

@@ -7,7 +7,6 @@
  */
 #include <string.h>
 
-#include "../runtime/runtime.h"
 #include "glue.h"
 
 /* ------------------------------------------------------------------------ */
@@ -26,7 +25,7 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
                                     PyObject *kwnames)
 {
   Patched *p = (Patched *)self;
-  if (trw__scope_depth() == 0)
+  if (trw__tracing_depth() == 0)
     return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;

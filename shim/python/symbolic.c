@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "../adapter/adapter.h"
 #include "glue.h"
 
 trw__py_symbolic_c_fn trw__py_symbolic_c_call;
@@ -25,7 +26,7 @@ typedef struct {
 
 static int export_opset(void)
 {
-  PyObject *mod = PyImport_ImportModule("torch.onnx._globals");
+  PyObject *mod = PyImport_ImportModule(trw__adapter_get()->onnx_globals);
   PyObject *g = mod ? PyObject_GetAttrString(mod, "GLOBALS") : NULL;
   PyObject *v = g ? PyObject_GetAttrString(g, "export_onnx_opset_version") : NULL;
   long opset = v ? PyLong_AsLong(v) : -1;
@@ -39,7 +40,7 @@ static int export_opset(void)
 /* torch's own symbolic for qualname at opset, or None. */
 static PyObject *torch_symbolic(PyObject *qualname, int opset)
 {
-  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *reg = PyImport_ImportModule(trw__adapter_get()->onnx_registration);
   PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
   PyObject *group = registry ? PyObject_CallMethod(registry, "get_function_group", "O", qualname) : NULL;
   PyObject *functions = group && group != Py_None ? PyObject_GetAttrString(group, "_functions") : NULL;
@@ -202,7 +203,7 @@ void trw__py_uninstall_symbolics(void)
     return;
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *reg = PyImport_ImportModule(trw__adapter_get()->onnx_registration);
   PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
   while (ninstalled > 0) {
     Installed *i = &installed[--ninstalled];
@@ -251,6 +252,24 @@ static int is_operator(trw__rewriter *r)
   return !strchr(r->name, '.') || strstr(r->name, "::") != NULL;
 }
 
+/* The newest opset torch's TorchScript exporter knows. */
+static int max_opset(void)
+{
+  const trw__adapter *a = trw__adapter_get();
+  PyObject *mod = PyImport_ImportModule(a->onnx_constants);
+  PyObject *v = mod ? PyObject_GetAttrString(mod, a->max_opset_attr) : NULL;
+  long opset = v ? PyLong_AsLong(v) : -1;
+  Py_XDECREF(v);
+  Py_XDECREF(mod);
+  if (opset < a->min_opset) {
+    PyErr_Clear();
+    trw__log(TRW__LOG_WARN, "cannot read %s.%s; registering symbolics up to opset 17",
+             a->onnx_constants, a->max_opset_attr);
+    opset = 17;
+  }
+  return (int)opset;
+}
+
 static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *registry)
 {
   PyObject *qual = operator_name(r->name);
@@ -263,7 +282,8 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
   SymFn *s = symfn_new(r, env, qual, NULL);
   int rc = s ? 0 : -1;
   /* Every opset torch knows: a custom symbolic wins only at its own. */
-  for (int opset = 7; rc == 0 && opset <= 17; opset++) {
+  int newest = max_opset();
+  for (int opset = trw__adapter_get()->min_opset; rc == 0 && opset <= newest; opset++) {
     PyObject *res = PyObject_CallMethod(registry, "register", "OiOO", qual, opset,
                                         (PyObject *)s, Py_True);
     rc = res && remember(NULL, qual, NULL, opset) == 0 ? 0 : -1;
@@ -299,7 +319,7 @@ static int install_function_class(trw__rewriter *r, const trw_env *env)
 int trw__py_install_symbolics(const trw_env *env)
 {
   trw__py_uninstall_symbolics();
-  PyObject *reg = PyImport_ImportModule("torch.onnx._internal.registration");
+  PyObject *reg = PyImport_ImportModule(trw__adapter_get()->onnx_registration);
   PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
   Py_XDECREF(reg);
   if (!registry)

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../adapter/adapter.h"
+#include "../python/glue.h"
 #include "../torch/bridge.h"
 #include "runtime.h"
-
-#include <torch/version.h>
 
 static struct {
   int initialized;
@@ -23,7 +23,6 @@ static struct {
   trw_env xenv;
   trw_ir xir;
   int xopset;
-  uint64_t cfg_generation;
   int warned_disables;
 } rt;
 
@@ -81,8 +80,14 @@ static void init_once(void)
   rt.initialized = 1;
   atexit(flush_at_exit);
   trw__log_init();
-  rt.env.torch_major = rt.xenv.torch_major = TORCH_VERSION_MAJOR;
-  rt.env.torch_minor = rt.xenv.torch_minor = TORCH_VERSION_MINOR;
+  const trw__adapter *a = trw__adapter_get();
+  rt.env.torch_major = rt.xenv.torch_major = a->major;
+  rt.env.torch_minor = rt.xenv.torch_minor = a->minor;
+
+  /* The preloaded shim picks the runtime by torch's version, and
+   * `import torchrw` does too; this catches a runtime reached otherwise. */
+  if (trw__runtime_check_torch(msg, sizeof msg) != 0)
+    keep(rt.load_fatal, sizeof rt.load_fatal, msg);
 
   /* Built-in registrations run in this library's constructors; a refusal
    * there is a torchrw bug, but still one the user must see. */
@@ -182,7 +187,6 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
   rt.xenv.ir = xir;
   rt.xenv.opset = rt.xopset;
   rt.explicit_mode = 1;
-  rt.cfg_generation++;
   return 0;
 }
 
@@ -195,7 +199,6 @@ void trw__runtime_pop_mode(void)
   rt.xenv.cfg = NULL;
   trw__cfg_free(rt.xcfg);
   rt.xcfg = NULL;
-  rt.cfg_generation++;
 }
 
 int trw__activate(char *err, size_t errlen)
@@ -214,7 +217,7 @@ int trw__activate(char *err, size_t errlen)
 
   trw_ir ir = TRW_IR_TORCHSCRIPT;
   int opset = 0;
-  if (trw__py_export_info(&ir, &opset) != 0)
+  if (trw__runtime_export_info(&ir, &opset) != 0)
     trw__log(TRW__LOG_DEBUG, "cannot tell the export's IR; assuming torchscript");
   if (ir == TRW_IR_ONNX && opset == 0)
     opset = rt.explicit_mode && rt.xopset
@@ -225,7 +228,8 @@ int trw__activate(char *err, size_t errlen)
 
   trw__registry_set_active(1);
   trw__report_begin(env);
-  int rc = trw__bridge_begin(env, err, errlen);
+  trw__bridge_options opts = {trw__trace_stream(), trw__py_where};
+  int rc = trw__bridge_begin(env, &opts, err, errlen);
   if (rc == 0) {
     rc = trw__py_begin(env, !rt.explicit_mode, err, errlen);
     if (rc != 0)
@@ -250,7 +254,7 @@ void trw__deactivate(void)
   }
 }
 
-void *trw__trace_stream(void)
+FILE *trw__trace_stream(void)
 {
   static int opened;
   static FILE *stream;
@@ -272,4 +276,3 @@ void *trw__trace_stream(void)
 }
 
 const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }
-uint64_t trw__runtime_cfg_generation(void) { return rt.cfg_generation; }

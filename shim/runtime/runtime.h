@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../core/core.h"
 
@@ -31,8 +32,6 @@ void trw__deactivate(void);
 
 /* The environment of the current (or last) trace. */
 const trw_env *trw__runtime_env(void);
-/* Bumped whenever the deployment config in use changes. */
-uint64_t trw__runtime_cfg_generation(void);
 
 /*
  * Explicit mode (torchrw.RewriterContext): until pop, traces use backend,
@@ -46,27 +45,24 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
                            const char *ir, int opset, char *err, size_t errlen);
 void trw__runtime_pop_mode(void);
 
-/* shim/torch/scope.cpp: the per-thread bracket around traces.  enter activates on the
- * outermost trace; returns 0 or an error code with err filled. */
+/* scope.cpp: the per-thread bracket around traces.  enter activates on
+ * the outermost trace of the thread; returns 0 or an error code with err
+ * filled.  depth is 0 outside traces. */
 int trw__scope_enter(char *err, size_t errlen);
 void trw__scope_leave(void);
 int trw__scope_depth(void);
 
-/* Python glue (shim/python), all taking the GIL themselves. */
-/* The IR and opset of the export under way (0 when not an ONNX export).
- * Returns 0, or TRW_EPYTHON when Python cannot tell. */
-int trw__py_export_info(trw_ir *ir, int *opset);
-/* "file:line" of the Python code that called the current operator. */
-int trw__py_where(char *buf, size_t len);
+/* exportinfo.c: the IR and opset of the export under way (0 when not an
+ * ONNX export).  Returns 0, or TRW_EPYTHON when Python cannot tell. */
+int trw__runtime_export_info(trw_ir *ir, int *opset);
+
+/* pyapi.c: checks that the torch in the process (torch.__version__) is the
+ * one this runtime was built for.  0, or TRW_ENOTORCH with err filled. */
+int trw__runtime_check_torch(char *err, size_t errlen);
+
 /* The operator trace (TORCHRW_TRACE=1 for stderr, or a file), or NULL
  * when it is off.  Opened on first use. */
-void *trw__trace_stream(void);
-/* Imports TORCHRW_PYTHON's modules; the first failure's traceback in err. */
-int trw__py_import_modules(const char *list, char *err, size_t errlen);
-/* Applies the Python rewriters (and, if asked, registers the symbolic
- * rewriters with torch.onnx) for a trace. */
-int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen);
-void trw__py_end(void);
+FILE *trw__trace_stream(void);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../runtime/runtime.h"
 #include "frame.hpp"
 
 namespace trw {
@@ -72,6 +71,7 @@ std::string result_problem(const c10::FunctionSchema& schema,
 // ---- The operator trace (TORCHRW_TRACE) ----------------------------------
 
 FILE* g_trace = nullptr;
+int (*g_where)(char*, size_t) = nullptr;
 
 void describe(const c10::IValue& v, std::string& out) {
   if (v.isTensor()) {
@@ -128,7 +128,7 @@ void trace_op(const c10::OperatorHandle& op, const torch::jit::Stack* stack,
     describe((*stack)[stack->size() - n + i], line);
   }
   char where[1024] = "?";
-  trw__py_where(where, sizeof where);
+  if (g_where) g_where(where, sizeof where);
   line += ") at ";
   line += where;
   if (rw) {
@@ -255,7 +255,6 @@ void install() {
   if (!g_fallback) {
     // Operators without a rewriter fall through torchrw's key at no cost,
     // unless the operator trace is on.
-    g_trace = static_cast<FILE*>(trw__trace_stream());
     g_fallback = std::make_unique<torch::Library>(
         torch::Library::IMPL, "_", kKey, __FILE__, __LINE__);
     g_fallback->fallback(g_trace ? torch::CppFunction::makeFromBoxedFunction<&trace_fallback>()
@@ -328,8 +327,13 @@ int& depth() {
 
 }  // namespace trw
 
-extern "C" int trw__bridge_begin(const trw_env* env, char* err, size_t errlen) {
+extern "C" int trw__bridge_begin(const trw_env* env, const trw__bridge_options* opts,
+                                  char* err, size_t errlen) {
   try {
+    if (!trw::g_fallback && opts) {
+      trw::g_trace = opts->trace;
+      trw::g_where = opts->where;
+    }
     if (trw::g_generation != trw__registry_generation()) trw::install();
     trw::g_env = env;
     trw::select_all(env);

@@ -6,6 +6,7 @@
 #define TRW_BRIDGE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../core/core.h"
 
@@ -21,7 +22,17 @@ extern "C" {
  * Names that are not operators are reported as not found.  Returns 0, or
  * a negative code with err filled.
  */
-int trw__bridge_begin(const trw_env *env, char *err, size_t errlen);
+typedef struct trw__bridge_options {
+  /* The operator trace (TORCHRW_TRACE): every operator the trace calls is
+   * written here; NULL for none.  Fixed by the first trace. */
+  FILE *trace;
+  /* Writes "file:line" of the Python code that called the current
+   * operator, for the trace; may be NULL. */
+  int (*where)(char *buf, size_t len);
+} trw__bridge_options;
+
+int trw__bridge_begin(const trw_env *env, const trw__bridge_options *opts, char *err,
+                      size_t errlen);
 
 /* Takes the key out of the thread's included set.  Never fails. */
 void trw__bridge_end(void);

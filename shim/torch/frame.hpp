@@ -7,6 +7,7 @@
 #include <deque>
 #include <string>
 
+#include "../adapter/dispatch.hpp"
 #include "../core/core.h"
 
 // trw_value is an IValue; handles point into the frame's arena.
@@ -15,10 +16,6 @@ struct trw_value {
 };
 
 namespace trw {
-
-// The dispatch key torchrw's kernels sit at: above Tracer, so the original
-// reached by redispatching below it is recorded by the tracer.
-constexpr c10::DispatchKey kKey = c10::DispatchKey::TESTING_ONLY_GenericMode;
 
 // Rewriters may call operators that are rewritten in turn; past this depth
 // the call fails instead of overflowing the stack.

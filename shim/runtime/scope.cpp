@@ -7,11 +7,9 @@
 #include <stdexcept>
 
 #include "../preload/runtime_api.h"
-#include "../runtime/runtime.h"
+#include "runtime.h"
 
 namespace {
-
-thread_local int t_depth = 0;
 
 struct Scope {
   Scope() {
@@ -31,24 +29,26 @@ void* trace(trw__trace_fn original, void* result, void* inputs,
                   self, argument_names);
 }
 
-const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, trace};
+const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, TRW_TORCH_VERSION, trace};
 
 }  // namespace
 
 extern "C" int trw__scope_enter(char* err, size_t errlen) {
-  if (t_depth == 0) {
+  if (trw__tracing_depth() == 0) {
     int rc = trw__activate(err, errlen);
     if (rc != 0) return rc;
   }
-  t_depth++;
+  trw__tracing_enter();
   return 0;
 }
 
 extern "C" void trw__scope_leave(void) {
-  if (t_depth > 0 && --t_depth == 0) trw__deactivate();
+  if (trw__tracing_depth() == 0) return;
+  trw__tracing_leave();
+  if (trw__tracing_depth() == 0) trw__deactivate();
 }
 
-extern "C" int trw__scope_depth(void) { return t_depth; }
+extern "C" int trw__scope_depth(void) { return trw__tracing_depth(); }
 
 extern "C" __attribute__((visibility("default"))) const trw__runtime_api*
 trw__runtime_api_get(void) {

@@ -1,10 +1,10 @@
 // pymodule.cpp - module rewriters written in C: a module's forward arrives
 // with Python arguments; the rewriter works on trw_value handles (IValues).
-// This file converts between the two and implements trw_module_*.
+// This file converts between the two and implements trw_module_*.  It is
+// the Python glue's only C++, and links libtorch_python (the library that
+// turns tensors into Python objects), which torch has always loaded first.
 
 #include <Python.h>
-#include <dlfcn.h>
-#include <link.h>
 
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/autograd/python_variable.h>
@@ -12,8 +12,8 @@
 #include <cstring>
 #include <string>
 
-#include "../python/glue.h"
-#include "frame.hpp"
+#include "../torch/frame.hpp"
+#include "glue.h"
 
 struct trw_module {
   PyObject* obj;
@@ -21,35 +21,6 @@ struct trw_module {
 
 namespace trw {
 namespace {
-
-using WrapFn = PyObject* (*)(at::TensorBase);
-
-// THPVariable_Wrap lives in libtorch_python, which Python loaded with
-// RTLD_LOCAL (and which the runtime does not link): find it there.
-WrapFn wrap_fn() {
-  static WrapFn fn = nullptr;
-  if (fn) return fn;
-  struct Find {
-    std::string path;
-  } f;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        const char* name = info->dlpi_name;
-        if (name && std::strstr(name, "libtorch_python.so")) {
-          static_cast<Find*>(data)->path = name;
-          return 1;
-        }
-        return 0;
-      },
-      &f);
-  if (f.path.empty()) return nullptr;
-  void* h = dlopen(f.path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
-  if (h) {
-    fn = reinterpret_cast<WrapFn>(dlsym(h, "_Z16THPVariable_WrapN2at10TensorBaseE"));
-    dlclose(h);
-  }
-  return fn;
-}
 
 PyObject* tensor_type() {
   static PyObject* type = nullptr;
@@ -118,14 +89,7 @@ PyObject* to_python(const c10::IValue& v) {
   if (v.isInt()) return PyLong_FromLongLong(v.toInt());
   if (v.isDouble()) return PyFloat_FromDouble(v.toDouble());
   if (v.isString()) return PyUnicode_FromString(v.toStringRef().c_str());
-  if (v.isTensor()) {
-    WrapFn wrap = wrap_fn();
-    if (!wrap) {
-      PyErr_SetString(PyExc_RuntimeError, "torchrw: THPVariable_Wrap not found in libtorch_python");
-      return nullptr;
-    }
-    return wrap(v.toTensor());
-  }
+  if (v.isTensor()) return THPVariable_Wrap(v.toTensor());
   if (v.isTuple() || v.isList()) {
     std::vector<c10::IValue> elems;
     if (v.isTuple())

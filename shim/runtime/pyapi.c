@@ -1,129 +1,16 @@
 /*
- * scope.c - the Python side of a trace's scope, user rewriter modules
- * (TORCHRW_PYTHON), and torchrw.RewriterContext for explicit use without
- * preloading.
+ * pyapi.c - the runtime's face in the torchrw Python module:
+ * torchrw.RewriterContext (rewriting without preloading), the module's
+ * listing helpers for `torchrw list`, and PyInit_torchrw, which makes the
+ * runtime an extension module so that `import torchrw` and the preloaded
+ * shim share one registry.
  */
+#include <jansson.h>
 #include <string.h>
 
-#include "../runtime/runtime.h"
-#include "glue.h"
-
-/* ------------------------------------------------------------------------ */
-/* What activation asks of Python                                            */
-
-int trw__py_import_modules(const char *list, char *err, size_t errlen)
-{
-  if (!Py_IsInitialized())
-    return 0;
-  PyGILState_STATE gil = PyGILState_Ensure();
-  int rc = 0;
-  PyObject *m = trw__py_module(); /* so that `import torchrw` finds us */
-  if (!m) {
-    trw__py_describe_error(err, errlen, 1);
-    PyGILState_Release(gil);
-    return TRW_EPYTHON;
-  }
-  Py_DECREF(m);
-  if (!list || !*list) {
-    PyGILState_Release(gil);
-    return 0;
-  }
-  char *copy = trw__strdup(list);
-  char *save = NULL;
-  for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; rc == 0 && tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ')
-      tok++;
-    size_t n = strlen(tok);
-    while (n && tok[n - 1] == ' ')
-      tok[--n] = '\0';
-    if (!n)
-      continue;
-    PyObject *mod;
-    if (n > 3 && strcmp(tok + n - 3, ".py") == 0) {
-      /* A file: import it under its own stem, as runpy would not keep it. */
-      PyObject *util = PyImport_ImportModule("importlib.util");
-      const char *slash = strrchr(tok, '/');
-      PyObject *stem = PyUnicode_FromStringAndSize(slash ? slash + 1 : tok,
-                                                   (Py_ssize_t)(tok + n - 3 - (slash ? slash + 1 : tok)));
-      PyObject *spec = util && stem ? PyObject_CallMethod(util, "spec_from_file_location", "Os",
-                                                          stem, tok)
-                                    : NULL;
-      mod = spec && spec != Py_None ? PyObject_CallMethod(util, "module_from_spec", "O", spec) : NULL;
-      if (spec == Py_None)
-        PyErr_Format(PyExc_ImportError, "cannot import %s", tok);
-      PyObject *loader = mod ? PyObject_GetAttrString(spec, "loader") : NULL;
-      if (mod && loader && PyDict_SetItem(PyImport_GetModuleDict(), stem, mod) == 0) {
-        PyObject *r = PyObject_CallMethod(loader, "exec_module", "O", mod);
-        if (!r)
-          Py_CLEAR(mod);
-        Py_XDECREF(r);
-      } else {
-        Py_CLEAR(mod);
-      }
-      Py_XDECREF(loader);
-      Py_XDECREF(spec);
-      Py_XDECREF(stem);
-      Py_XDECREF(util);
-    } else {
-      mod = PyImport_ImportModule(tok);
-    }
-    if (!mod) {
-      char tb[6000];
-      trw__py_describe_error(tb, sizeof tb, 1);
-      trw__fmt(err, errlen, "torchrw: cannot import rewriter module %s (TORCHRW_PYTHON):\n%s",
-               tok, tb);
-      rc = TRW_EPYTHON;
-    }
-    Py_XDECREF(mod);
-  }
-  free(copy);
-  PyGILState_Release(gil);
-  return rc;
-}
-
-/* Threads tracing at once share one set of patches (they are attributes
- * of classes and modules): the first to start applies them, the last to
- * end removes them, and each replacement rewrites only on a thread that is
- * tracing (trw__scope_depth).  The GIL guards the count. */
-static int py_users;
-
-int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen)
-{
-  PyGILState_STATE gil = PyGILState_Ensure();
-  if (py_users++ > 0) {
-    PyGILState_Release(gil);
-    return 0;
-  }
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  int rc = 0;
-  PyObject *m = trw__py_module();
-  Py_XDECREF(m);
-  if (!m || (install_symbolics && trw__py_install_symbolics(env) != 0) ||
-      trw__py_patch_functions(env) != 0 || trw__py_patch_modules(env) != 0) {
-    char why[4000];
-    trw__py_describe_error(why, sizeof why, 0);
-    trw__fmt(err, errlen, "torchrw: cannot apply the Python rewriters: %s", why);
-    trw__py_unpatch_modules();
-    trw__py_unpatch_functions();
-    py_users = 0;
-    rc = TRW_EPYTHON;
-  }
-  PyErr_Restore(type, value, tb);
-  PyGILState_Release(gil);
-  return rc;
-}
-
-void trw__py_end(void)
-{
-  PyGILState_STATE gil = PyGILState_Ensure();
-  if (py_users > 0 && --py_users == 0) {
-    trw__py_unpatch_modules();
-    trw__py_unpatch_functions();
-  }
-  PyGILState_Release(gil);
-}
+#include "../adapter/adapter.h"
+#include "../python/glue.h"
+#include "runtime.h"
 
 /* ------------------------------------------------------------------------ */
 /* Trace hooks for RewriterContext                                           */
@@ -165,16 +52,9 @@ static PyTypeObject TraceHookType = {
     .tp_doc = "A torch trace entry point that turns torchrw on around the trace.",
 };
 
-/* The entry points torch.onnx.export and torch.jit.trace reach. */
-static const struct {
-  const char *owner;
-  const char *attr;
-} hook_targets[] = {
-    {"torch._C", "_create_graph_by_tracing"},
-    {"torch._C", "_create_function_from_trace"},
-    {"torch._C.ScriptModule", "_create_method_from_trace"},
-};
-#define NHOOKS (sizeof hook_targets / sizeof hook_targets[0])
+/* The entry points torch.onnx.export and torch.jit.trace reach (the
+ * adapter's list; at most MAX_HOOKS). */
+#define MAX_HOOKS 8
 
 /* ------------------------------------------------------------------------ */
 /* RewriterContext                                                           */
@@ -186,7 +66,7 @@ typedef struct {
   PyObject *ir;
   int opset;
   int entered;
-  PyObject *saved[NHOOKS][2]; /* owner, original */
+  PyObject *saved[MAX_HOOKS][2]; /* owner, original */
 } RewriterContext;
 
 static RewriterContext *active_context;
@@ -234,10 +114,11 @@ static PyObject *cfg_json(PyObject *cfg, int *is_path)
 
 static void restore_hooks(RewriterContext *self)
 {
-  for (size_t i = 0; i < NHOOKS; i++) {
+  const trw__adapter *a = trw__adapter_get();
+  for (size_t i = 0; i < a->ntrace_hooks && i < MAX_HOOKS; i++) {
     if (!self->saved[i][0])
       continue;
-    if (PyObject_SetAttrString(self->saved[i][0], hook_targets[i].attr, self->saved[i][1]) != 0)
+    if (PyObject_SetAttrString(self->saved[i][0], a->trace_hooks[i].attr, self->saved[i][1]) != 0)
       PyErr_Clear();
     Py_CLEAR(self->saved[i][0]);
     Py_CLEAR(self->saved[i][1]);
@@ -246,11 +127,12 @@ static void restore_hooks(RewriterContext *self)
 
 static int install_hooks(RewriterContext *self)
 {
-  for (size_t i = 0; i < NHOOKS; i++) {
+  const trw__adapter *a = trw__adapter_get();
+  for (size_t i = 0; i < a->ntrace_hooks && i < MAX_HOOKS; i++) {
     PyObject *owner = NULL;
     const char *attr = NULL;
     char path[128], why[256];
-    trw__fmt(path, sizeof path, "%s.%s", hook_targets[i].owner, hook_targets[i].attr);
+    trw__fmt(path, sizeof path, "%s.%s", a->trace_hooks[i].owner, a->trace_hooks[i].attr);
     if (trw__py_resolve(path, &owner, &attr, why, sizeof why) != 0) {
       trw__py_raise("cannot hook %s: %s", path, why);
       return -1;
@@ -378,10 +260,156 @@ static PyTypeObject RewriterContextType = {
               "symbolics) to the traces and exports in the block, without preloading.",
 };
 
-int trw__py_scope_ready(PyObject *m)
+static int add_context_type(PyObject *m)
 {
   if (PyType_Ready(&TraceHookType) < 0 || PyType_Ready(&RewriterContextType) < 0)
     return -1;
   Py_INCREF(&RewriterContextType);
   return PyModule_AddObject(m, "RewriterContext", (PyObject *)&RewriterContextType);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listings                                                                  */
+
+static PyObject *prepare(PyObject *self, PyObject *noargs)
+{
+  (void)self;
+  (void)noargs;
+  char err[8192];
+  if (trw__runtime_prepare(err, sizeof err) != 0) {
+    PyErr_SetString(PyExc_RuntimeError, err);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+/* Every rewriter, and for a backend which one each name selects, as JSON
+ * (for `torchrw list`). */
+static PyObject *list_json(PyObject *self, PyObject *args)
+{
+  (void)self;
+  const char *backend = NULL;
+  int opset = 0;
+  if (!PyArg_ParseTuple(args, "|zi", &backend, &opset))
+    return NULL;
+  static const char *const kinds[] = {"function", "module", "symbolic"};
+  const trw_env *base = trw__runtime_env();
+  trw_env env = *base;
+  if (backend) {
+    env.backend = trw__backend_canonical(backend);
+    if (!env.backend)
+      return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
+                          backend, trw_known_backends());
+  }
+  env.ir = TRW_IR_ONNX;
+  env.opset = opset ? opset : (int)trw_cfg_get_int(env.cfg, "onnx_config.opset_version", 14);
+  json_t *list = json_array();
+  size_t n = trw__registry_count();
+  for (size_t i = 0; i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    json_t *checkers = json_array();
+    /* C checkers by the names written at registration ("a, b"). */
+    const char *names = r->checker_names;
+    for (int c = 0; c < 4 && r->checkers[c]; c++) {
+      const char *comma = names ? strchr(names, ',') : NULL;
+      size_t len = names ? (comma ? (size_t)(comma - names) : strlen(names)) : 0;
+      json_array_append_new(checkers, names ? json_stringn(names, len) : json_string("C checker"));
+      for (names = comma ? comma + 1 : NULL; names && *names == ' ';)
+        names++;
+    }
+    if (r->lang == TRW__LANG_PYTHON) {
+      PyObject *t = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_CHECKERS);
+      for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(t); c++) {
+        PyObject *repr = PyObject_Repr(PyTuple_GET_ITEM(t, c));
+        const char *u = repr ? PyUnicode_AsUTF8(repr) : NULL;
+        json_array_append_new(checkers, json_string(u ? u : "?"));
+        Py_XDECREF(repr);
+        PyErr_Clear();
+      }
+    }
+    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "kind",
+                             kinds[r->kind], "name", r->name, "backend", r->backend, "ir",
+                             trw__ir_name(r->ir), "stable", r->stable, "file", r->file, "line",
+                             r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
+                             "disabled", r->disabled, "checkers", checkers);
+    if (backend && item) {
+      trw__rewriter *sel = trw__select(r->kind, r->name, &env);
+      json_object_set_new(item, "selected", json_boolean(sel == r));
+    }
+    json_array_append_new(list, item);
+  }
+  PyErr_Clear();
+  json_t *doc = json_pack("{s:s?, s:i, s:o}", "backend", backend, "opset", env.opset,
+                          "rewriters", list);
+  char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+  json_decref(doc);
+  if (!text)
+    return PyErr_NoMemory();
+  PyObject *out = PyUnicode_FromString(text);
+  free(text);
+  return out;
+}
+
+static PyMethodDef runtime_methods[] = {
+    {"_prepare", prepare, METH_NOARGS,
+     "Read the environment and load plugins and TORCHRW_PYTHON modules now."},
+    {"_list_json", list_json, METH_VARARGS,
+     "_list_json(backend=None, opset=0): the registry as JSON, for `torchrw list`."},
+    {NULL, NULL, 0, NULL}};
+
+/* Added to the torchrw module when the Python glue creates it. */
+static int add_runtime_part(PyObject *m)
+{
+  const trw__adapter *a = trw__adapter_get();
+  if (add_context_type(m) < 0 || PyModule_AddFunctions(m, runtime_methods) < 0 ||
+      PyModule_AddStringConstant(m, "torch_version", a->version) < 0)
+    return -1;
+  return 0;
+}
+
+__attribute__((constructor)) static void queue_runtime_part(void)
+{
+  trw__py_add_module_part(add_runtime_part);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Which torch                                                               */
+
+int trw__runtime_check_torch(char *err, size_t errlen)
+{
+  if (!Py_IsInitialized())
+    return 0;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *v = torch ? PyObject_GetAttrString(torch, "__version__") : NULL;
+  PyObject *s = v ? PyObject_Str(v) : NULL;
+  const char *version = s ? PyUnicode_AsUTF8(s) : NULL;
+  int rc = 0;
+  if (!version) {
+    char why[512];
+    trw__py_describe_error(why, sizeof why, 0);
+    trw__fmt(err, errlen, "torchrw: cannot tell the torch in this process: %s", why);
+    rc = TRW_ENOTORCH;
+  } else if (trw__adapter_check_torch(version, err, errlen) != 0) {
+    rc = TRW_ENOTORCH;
+  }
+  Py_XDECREF(s);
+  Py_XDECREF(v);
+  Py_XDECREF(torch);
+  PyErr_Clear();
+  PyGILState_Release(gil);
+  return rc;
+}
+
+/* The runtime as the extension module torchrw: `import torchrw` finds the
+ * module the preloaded shim already uses, or creates it.  Refuses to load
+ * into a process whose torch is not the one this runtime was built for. */
+__attribute__((visibility("default"))) PyObject *PyInit_torchrw(void)
+{
+  char err[1024];
+  if (trw__runtime_check_torch(err, sizeof err) != 0) {
+    PyErr_SetString(PyExc_ImportError, err);
+    return NULL;
+  }
+  return trw__py_module();
 }

@@ -1,0 +1,88 @@
+/* adapter.c - the facts about each torch that torchrw relies on. */
+#include "adapter.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#if !defined(TRW_TORCH_MAJOR) || !defined(TRW_TORCH_MINOR) || !defined(TRW_TORCH_VERSION)
+#error "CMake sets TRW_TORCH_MAJOR, TRW_TORCH_MINOR and TRW_TORCH_VERSION per runtime"
+#endif
+
+/* torch.onnx.export and torch.jit.trace reach the tracer through these. */
+static const trw__py_attr trace_hooks[] = {
+    {"torch._C", "_create_graph_by_tracing"},
+    {"torch._C", "_create_function_from_trace"},
+    {"torch._C.ScriptModule", "_create_method_from_trace"},
+};
+#define NHOOKS (sizeof trace_hooks / sizeof trace_hooks[0])
+
+/*
+ * One row per torch where something moved, newest first; a runtime takes
+ * the first row not newer than its torch.
+ *
+ * 2.9: torch.onnx's TorchScript exporter moved under
+ *      torch.onnx._internal.torchscript_exporter (pytorch#161323); the
+ *      public torch.onnx.symbolic_helper re-exports it; the newest opset
+ *      it knows got its own constant (ONNX_MAX_OPSET is the dynamo
+ *      exporter's since).
+ * 1.13: torch.onnx._globals and torch.onnx._internal.registration (the
+ *      registry of symbolics by opset), ONNX_MAX_OPSET = 17.
+ */
+static const trw__adapter rows[] = {
+    {TRW_TORCH_VERSION, 2, 9, "torch.onnx._internal.torchscript_exporter._globals",
+     "torch.onnx._internal.torchscript_exporter.registration",
+     "torch.onnx._internal.torchscript_exporter.symbolic_helper", "torch.onnx._constants",
+     "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 7, trace_hooks, NHOOKS},
+    {TRW_TORCH_VERSION, 1, 13, "torch.onnx._globals", "torch.onnx._internal.registration",
+     "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
+     NHOOKS},
+};
+#define NROWS (sizeof rows / sizeof rows[0])
+
+const trw__adapter *trw__adapter_get(void)
+{
+  static trw__adapter self;
+  if (!self.version) {
+    size_t i = 0;
+    while (i + 1 < NROWS && (rows[i].major > TRW_TORCH_MAJOR ||
+                             (rows[i].major == TRW_TORCH_MAJOR && rows[i].minor > TRW_TORCH_MINOR)))
+      i++;
+    self = rows[i];
+    self.major = TRW_TORCH_MAJOR;
+    self.minor = TRW_TORCH_MINOR;
+  }
+  return &self;
+}
+
+int trw__adapter_series(const char *version, char *out, size_t len)
+{
+  unsigned major, minor;
+  int used = 0;
+  if (!version || sscanf(version, "%u.%u%n", &major, &minor, &used) != 2 || used <= 0)
+    return -1;
+  snprintf(out, len, "%u.%u", major, minor);
+  return 0;
+}
+
+int trw__adapter_check_torch(const char *version, char *err, size_t len)
+{
+  char have[32], built[32];
+  const trw__adapter *a = trw__adapter_get();
+  snprintf(built, sizeof built, "%d.%d", a->major, a->minor);
+  if (trw__adapter_series(version, have, sizeof have) != 0) {
+    snprintf(err, len,
+             "torchrw: cannot tell which torch this is (torch.__version__ is '%s'); this "
+             "runtime was built for torch %s",
+             version ? version : "(none)", a->version);
+    return -1;
+  }
+  if (strcmp(have, built) != 0) {
+    snprintf(err, len,
+             "torchrw: this runtime was built for torch %s, but the process has torch %s; "
+             "rebuild torchrw for the torch you run (cmake with -DPython3_EXECUTABLE=<that "
+             "interpreter>, or pip install --no-build-isolation in its venv)",
+             a->version, version);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * apply.c - the Python side of a trace's scope: user rewriter modules
+ * (TORCHRW_PYTHON) and the Python rewriters applied for a trace.
+ */
+#include <string.h>
+
+#include "glue.h"
+
+/* ------------------------------------------------------------------------ */
+/* What activation asks of Python                                            */
+
+int trw__py_import_modules(const char *list, char *err, size_t errlen)
+{
+  if (!Py_IsInitialized())
+    return 0;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  int rc = 0;
+  PyObject *m = trw__py_module(); /* so that `import torchrw` finds us */
+  if (!m) {
+    trw__py_describe_error(err, errlen, 1);
+    PyGILState_Release(gil);
+    return TRW_EPYTHON;
+  }
+  Py_DECREF(m);
+  if (!list || !*list) {
+    PyGILState_Release(gil);
+    return 0;
+  }
+  char *copy = trw__strdup(list);
+  char *save = NULL;
+  for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; rc == 0 && tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ')
+      tok++;
+    size_t n = strlen(tok);
+    while (n && tok[n - 1] == ' ')
+      tok[--n] = '\0';
+    if (!n)
+      continue;
+    PyObject *mod;
+    if (n > 3 && strcmp(tok + n - 3, ".py") == 0) {
+      /* A file: import it under its own stem, as runpy would not keep it. */
+      PyObject *util = PyImport_ImportModule("importlib.util");
+      const char *slash = strrchr(tok, '/');
+      PyObject *stem = PyUnicode_FromStringAndSize(slash ? slash + 1 : tok,
+                                                   (Py_ssize_t)(tok + n - 3 - (slash ? slash + 1 : tok)));
+      PyObject *spec = util && stem ? PyObject_CallMethod(util, "spec_from_file_location", "Os",
+                                                          stem, tok)
+                                    : NULL;
+      mod = spec && spec != Py_None ? PyObject_CallMethod(util, "module_from_spec", "O", spec) : NULL;
+      if (spec == Py_None)
+        PyErr_Format(PyExc_ImportError, "cannot import %s", tok);
+      PyObject *loader = mod ? PyObject_GetAttrString(spec, "loader") : NULL;
+      if (mod && loader && PyDict_SetItem(PyImport_GetModuleDict(), stem, mod) == 0) {
+        PyObject *r = PyObject_CallMethod(loader, "exec_module", "O", mod);
+        if (!r)
+          Py_CLEAR(mod);
+        Py_XDECREF(r);
+      } else {
+        Py_CLEAR(mod);
+      }
+      Py_XDECREF(loader);
+      Py_XDECREF(spec);
+      Py_XDECREF(stem);
+      Py_XDECREF(util);
+    } else {
+      mod = PyImport_ImportModule(tok);
+    }
+    if (!mod) {
+      char tb[6000];
+      trw__py_describe_error(tb, sizeof tb, 1);
+      trw__fmt(err, errlen, "torchrw: cannot import rewriter module %s (TORCHRW_PYTHON):\n%s",
+               tok, tb);
+      rc = TRW_EPYTHON;
+    }
+    Py_XDECREF(mod);
+  }
+  free(copy);
+  PyGILState_Release(gil);
+  return rc;
+}
+
+/* Threads tracing at once share one set of patches (they are attributes
+ * of classes and modules): the first to start applies them, the last to
+ * end removes them, and each replacement rewrites only on a thread that is
+ * tracing (trw__tracing_depth).  The GIL guards the count. */
+static int py_users;
+
+int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen)
+{
+  PyGILState_STATE gil = PyGILState_Ensure();
+  if (py_users++ > 0) {
+    PyGILState_Release(gil);
+    return 0;
+  }
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  int rc = 0;
+  PyObject *m = trw__py_module();
+  Py_XDECREF(m);
+  if (!m || (install_symbolics && trw__py_install_symbolics(env) != 0) ||
+      trw__py_patch_functions(env) != 0 || trw__py_patch_modules(env) != 0) {
+    char why[4000];
+    trw__py_describe_error(why, sizeof why, 0);
+    trw__fmt(err, errlen, "torchrw: cannot apply the Python rewriters: %s", why);
+    trw__py_unpatch_modules();
+    trw__py_unpatch_functions();
+    py_users = 0;
+    rc = TRW_EPYTHON;
+  }
+  PyErr_Restore(type, value, tb);
+  PyGILState_Release(gil);
+  return rc;
+}
+
+void trw__py_end(void)
+{
+  PyGILState_STATE gil = PyGILState_Ensure();
+  if (py_users > 0 && --py_users == 0) {
+    trw__py_unpatch_modules();
+    trw__py_unpatch_functions();
+  }
+  PyGILState_Release(gil);
+}

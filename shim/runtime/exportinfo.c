@@ -1,0 +1,39 @@
+/* exportinfo.c - what the runtime asks Python about the export under way. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "../adapter/adapter.h"
+#include "runtime.h"
+
+/* torch.onnx's GLOBALS know whether an ONNX export is running and at which
+ * opset (the adapter says where they live in this torch). */
+int trw__runtime_export_info(trw_ir *ir, int *opset)
+{
+  if (!ir || !opset || !Py_IsInitialized())
+    return TRW_EPYTHON;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  int rc = TRW_EPYTHON;
+  PyObject *mod = PyImport_ImportModule(trw__adapter_get()->onnx_globals);
+  PyObject *globals = mod ? PyObject_GetAttrString(mod, "GLOBALS") : NULL;
+  PyObject *in_export = globals ? PyObject_GetAttrString(globals, "in_onnx_export") : NULL;
+  if (in_export) {
+    int yes = PyObject_IsTrue(in_export);
+    *ir = yes > 0 ? TRW_IR_ONNX : TRW_IR_TORCHSCRIPT;
+    *opset = 0;
+    if (yes > 0) {
+      PyObject *v = PyObject_GetAttrString(globals, "export_onnx_opset_version");
+      long o = v ? PyLong_AsLong(v) : -1;
+      if (o > 0)
+        *opset = (int)o;
+      Py_XDECREF(v);
+    }
+    rc = yes < 0 ? TRW_EPYTHON : 0;
+  }
+  if (PyErr_Occurred())
+    PyErr_Clear();
+  Py_XDECREF(in_export);
+  Py_XDECREF(globals);
+  Py_XDECREF(mod);
+  PyGILState_Release(gil);
+  return rc;
+}
