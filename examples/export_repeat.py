@@ -4,8 +4,9 @@ The model tiles a 1-D tensor with x.repeat(n), which TensorRT's ONNX parser
 cannot build; under TORCHRW_BACKEND=tensorrt torchrw exports it as
 Unsqueeze -> Tile -> Squeeze instead.
 
-usage: python3 export_repeat.py OUT.onnx
+usage: PYTHON export_repeat.py OUT.onnx   (an interpreter that has torch)
 """
+import inspect
 import sys
 
 import onnx
@@ -27,10 +28,14 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "model.onnx"
     model = PositionTiler().eval()
     pos = torch.linspace(0, 1, 8)
+    # torch 2.9 and later export through torch.export by default; this
+    # example uses the TorchScript exporter on every torch.
+    params = inspect.signature(torch.onnx.export).parameters
+    kw = {"dynamo": False} if "dynamo" in params else {}
     torch.onnx.export(model, (pos,), out, opset_version=11,
-                      input_names=["pos"], output_names=["tiled"])
+                      input_names=["pos"], output_names=["tiled"], **kw)
     ops = [n.op_type for n in onnx.load(out).graph.node]
-    print(f"{out}: {' '.join(ops)}")
+    print(f"{out} (torch {torch.__version__}): {' '.join(ops)}")
 
 
 if __name__ == "__main__":

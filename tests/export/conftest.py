@@ -1,8 +1,17 @@
 """Shared helpers of the export tests.
 
-Every test runs a real export script in a fresh /usr/bin/python3 process
-with libtorchrw.so preloaded, then looks at the exported graph and runs it
-in ONNX Runtime (tests/ort/run.js, Node.js) to compare with PyTorch.
+Every test runs a real export script in a fresh process of the interpreter
+under test (PYTHON: Debian's /usr/bin/python3 with torch 1.13, or a venv's
+with torch 2.x) with libtorchrw.so preloaded, then looks at the exported
+graph and runs it in ONNX Runtime to compare with PyTorch.  pytest itself
+runs where onnxruntime is installed (the venv); the interpreter under test
+needs torch and numpy only.
+
+Scripts pass **TS to torch.onnx.export: {"dynamo": False} on torch 2.x,
+where torch.onnx.export would otherwise use torch.export's exporter, and
+{} on torch 1.x, which has no such argument.  run_script defines TS on the
+script's first line (scripts start with an empty line, so line numbers
+stay as written).
 """
 import json
 import os
@@ -20,7 +29,21 @@ BUILD = Path(os.environ.get("TORCHRW_BUILD", ROOT / "build")).resolve()
 PRELOAD = BUILD / "lib" / "libtorchrw.so"
 PLUGINS = BUILD / "tests" / "plugins"
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
-ORT_RUNNER = ROOT / "tests" / "ort" / "run.js"
+
+
+def _torch_version():
+    proc = subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.exit(f"{PYTHON} cannot import torch:\n{proc.stderr}", 2)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+TORCH_VERSION = _torch_version()
+TORCH = tuple(int(p) for p in TORCH_VERSION.split("+")[0].split(".")[:2])
+TORCH_SERIES = "%d.%d" % TORCH
+RUNTIME = BUILD / "lib" / f"libtorchrw_runtime-torch{TORCH_SERIES}.so"
+TS_LINE = 'TS = {"dynamo": False}' if TORCH >= (2, 0) else "TS = {}"
 
 # Variables a test did not ask for must not leak in from the caller.
 _TRW_VARS = ("TORCHRW_BACKEND", "TORCHRW_CONFIG", "TORCHRW_PLUGINS",
@@ -49,10 +72,18 @@ class Run:
         return self
 
 
+def with_ts(code):
+    """code, dedented, with TS defined on its first line."""
+    code = textwrap.dedent(code)
+    if code.startswith("\n"):
+        return TS_LINE + code
+    return TS_LINE + "; " + code
+
+
 def run_script(tmp_path, code, backend=None, preload=True, **env_extra):
     """Writes code to tmp_path/export.py and runs it there."""
     script = tmp_path / "export.py"
-    script.write_text(textwrap.dedent(code))
+    script.write_text(with_ts(code))
     env = {k: v for k, v in os.environ.items() if k not in _TRW_VARS}
     env.pop("LD_PRELOAD", None)
     if preload:
@@ -65,30 +96,18 @@ def run_script(tmp_path, code, backend=None, preload=True, **env_extra):
     return Run(proc, tmp_path)
 
 
-_DTYPES = {np.float32: "float32", np.float64: "float64", np.int64: "int64",
-           np.int32: "int32", np.bool_: "bool", np.uint8: "uint8"}
-
-
 def ort_run(model_path, inputs):
-    """Runs model_path in ONNX Runtime; inputs maps names to numpy arrays.
-    Returns the outputs as numpy arrays, in the graph's output order."""
-    feeds = {}
-    for name, arr in inputs.items():
-        arr = np.ascontiguousarray(arr)
-        dtype = _DTYPES[arr.dtype.type]
-        data = arr.astype(np.uint8) if dtype == "bool" else arr
-        feeds[name] = {"dtype": dtype, "dims": list(arr.shape),
-                       "data": data.ravel().tolist()}
-    req = json.dumps({"model": str(model_path), "inputs": feeds})
-    proc = subprocess.run(["node", str(ORT_RUNNER)], input=req,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"ONNX Runtime failed: {proc.stderr}"
-    outs = json.loads(proc.stdout)["outputs"]
+    """Runs model_path in ONNX Runtime (CPU); inputs maps names to numpy
+    arrays.  Returns the outputs as numpy arrays in the graph's output
+    order: floats as float64, integers and booleans as int64."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feeds = {name: np.ascontiguousarray(arr) for name, arr in inputs.items()}
     result = []
-    for spec in outs:
-        arr = np.array(spec["data"], dtype=np.float64 if spec["dtype"] not in
-                       ("int64", "int32", "bool", "uint8") else np.int64)
-        result.append(arr.reshape(spec["dims"]))
+    for out in session.run(None, feeds):
+        out = np.asarray(out)
+        result.append(out.astype(np.float64) if out.dtype.kind == "f" else out.astype(np.int64))
     return result
 
 
@@ -100,6 +119,6 @@ def save_inputs(path, **arrays):
 def built():
     if not PRELOAD.exists():
         pytest.exit(f"{PRELOAD} is missing: build first (scripts/test does)", 2)
-    if not (ROOT / "tests" / "ort" / "node_modules" / "onnxruntime-node").exists():
-        pytest.exit("onnxruntime-node is missing: run "
-                    "'npm install --ignore-scripts' in tests/ort", 2)
+    if not RUNTIME.exists():
+        pytest.exit(f"{RUNTIME} is missing: {BUILD} has no runtime for torch "
+                    f"{TORCH_VERSION} ({PYTHON}); scripts/test builds both", 2)

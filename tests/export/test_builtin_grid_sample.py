@@ -30,7 +30,7 @@ grid[0, 1, :3] = torch.tensor([[0.0, 0.0], [1.02, 0.3], [-1.1, -1.1]])
 torch.onnx.export(M(), (x, grid), "model.onnx", opset_version=OPSET,
                   input_names=["x", "grid"],
                   output_names=[f"o{i}" for i in range(len(CASES))],
-                  dynamic_axes={"x": {0: "n"}, "grid": {0: "n"}})
+                  dynamic_axes={"x": {0: "n"}, "grid": {0: "n"}}, **TS)
 x2 = torch.randn(3, 3, 5, 7, generator=g)
 grid2 = torch.rand(3, 4, 6, 2, generator=g) * 2.4 - 1.2
 outs = M()(x, grid)

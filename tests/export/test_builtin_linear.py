@@ -21,7 +21,7 @@ class M(torch.nn.Module):
 
 x = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  output_names=["a", "b", "c", "d"], dynamic_axes={"x": {0: "n"}})
+                  output_names=["a", "b", "c", "d"], dynamic_axes={"x": {0: "n"}}, **TS)
 x2 = torch.randn(3, 5, 6, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     outs = M()(x2)

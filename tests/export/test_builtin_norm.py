@@ -26,7 +26,7 @@ g = torch.Generator().manual_seed(0)
 x = torch.randn(2, 4, 6, generator=g) * 3 + 1
 torch.onnx.export(model, (x,), "model.onnx", opset_version=OPSET,
                   input_names=["x"], output_names=["a", "b"],
-                  dynamic_axes={"x": {0: "n"}})
+                  dynamic_axes={"x": {0: "n"}}, **TS)
 x2 = torch.randn(5, 4, 6, generator=g)
 a2, b2 = model(x2)
 np.savez("io.npz", x=x.numpy(), x2=x2.numpy(), a2=a2.detach().numpy(),
@@ -75,7 +75,7 @@ class M(torch.nn.Module):
 g = torch.Generator().manual_seed(0)
 x = torch.randn(2, 8, 5, 6, generator=g) * 2 + 1
 torch.onnx.export(M().eval(), (x,), "model.onnx", opset_version=11,
-                  input_names=["x"], output_names=["a", "b"], DYNAMIC)
+                  input_names=["x"], output_names=["a", "b"], DYNAMIC, **TS)
 a, b = M().eval()(x)
 x2 = torch.randn(3, 8, 4, 7, generator=g)
 a2, b2 = M().eval()(x2)

@@ -21,7 +21,7 @@ g = torch.Generator().manual_seed(0)
 x = torch.randn(2, 3, 4, 5, generator=g)
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
                   output_names=[f"o{i}" for i in range(5)],
-                  dynamic_axes={"x": {0: "n", 2: "h"}})
+                  dynamic_axes={"x": {0: "n", 2: "h"}}, **TS)
 x2 = torch.randn(1, 3, 6, 5, generator=g)
 np.savez("io.npz", x=x.numpy(), x2=x2.numpy(),
          **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))},

@@ -21,7 +21,7 @@ class M(torch.nn.Module):
 
 x = torch.randn(1, 2, 4, 6, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  output_names=["a", "b", "c", "d"])
+                  output_names=["a", "b", "c", "d"], **TS)
 np.savez("io.npz", x=x.numpy(), **{k: o.numpy() for k, o in zip("abcd", M()(x))})
 """
 

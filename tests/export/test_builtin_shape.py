@@ -15,7 +15,7 @@ class M(torch.nn.Module):
 
 x = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  output_names=[f"o{i}" for i in range(5)])
+                  output_names=[f"o{i}" for i in range(5)], **TS)
 np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
 """
 
@@ -51,7 +51,7 @@ g = torch.Generator().manual_seed(0)
 x, y = torch.randn(2, 3, generator=g), torch.randn(2, 4, generator=g)
 torch.onnx.export(M(), (x, y), "model.onnx", opset_version=11, input_names=["x", "y"],
                   output_names=["b", "u", "f"],
-                  dynamic_axes={"x": {0: "n", 1: "k"}, "y": {0: "n", 1: "m"}})
+                  dynamic_axes={"x": {0: "n", 1: "k"}, "y": {0: "n", 1: "m"}}, **TS)
 x2, y2 = torch.randn(5, 2, generator=g), torch.randn(5, 6, generator=g)
 np.savez("io.npz", x=x2.numpy(), y=y2.numpy(),
          **{k: o.numpy() for k, o in zip("buf", M()(x2, y2))})
@@ -101,7 +101,7 @@ class M(torch.nn.Module):
 x = torch.randn(2, 7, 3, 4, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
                   output_names=[f"o{i}" for i in range(7)],
-                  dynamic_axes={"x": {0: "n"}})
+                  dynamic_axes={"x": {0: "n"}}, **TS)
 np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
 """
 

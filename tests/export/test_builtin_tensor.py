@@ -17,7 +17,7 @@ g = torch.Generator().manual_seed(0)
 x = torch.randn(2, 4, 5, generator=g)
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
                   output_names=[f"o{i}" for i in range(5)],
-                  dynamic_axes={"x": {1: "h", 2: "w"}})
+                  dynamic_axes={"x": {1: "h", 2: "w"}}, **TS)
 x2 = torch.randn(2, 6, 3, generator=g)
 np.savez("io.npz", x=x.numpy(), x2=x2.numpy(),
          **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))},
@@ -53,7 +53,7 @@ class M(torch.nn.Module):
 x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
 m = torch.tensor([[0, 1, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
 torch.onnx.export(M(), (x, m), "model.onnx", opset_version=11,
-                  input_names=["x", "m"], output_names=["p", "low"])
+                  input_names=["x", "m"], output_names=["p", "low"], **TS)
 p, low = M()(x, m)
 np.savez("io.npz", x=x.numpy(), m=m.numpy(), p=p.numpy(), low=low.numpy())
 """
@@ -89,7 +89,7 @@ class M(torch.nn.Module):
 
 x = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  output_names=["a", "b", "c", "d"])
+                  output_names=["a", "b", "c", "d"], **TS)
 np.savez("io.npz", x=x.numpy(), **{k: o.numpy() for k, o in zip("abcd", M()(x))})
 """
 

@@ -21,7 +21,7 @@ x = torch.randn(3, 8, generator=g)
 small = torch.randn(3, 4, generator=g)
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
                   output_names=["v", "i", "w", "j"],
-                  dynamic_axes={"x": {0: "n", 1: "m"}})
+                  dynamic_axes={"x": {0: "n", 1: "m"}}, **TS)
 # At run time a row of 4 has fewer than k = 5 elements: PyTorch's answer
 # for k = min(5, 4).
 v, i = torch.topk(small, 4, dim=1)
@@ -75,7 +75,7 @@ class M(torch.nn.Module):
 
 x = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0))
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  output_names=["v", "i"], dynamic_axes={"x": {0: "n"}})
+                  output_names=["v", "i"], dynamic_axes={"x": {0: "n"}}, **TS)
 np.savez("io.npz", x=x.numpy(), v=torch.topk(x, 3840, dim=1)[0].numpy(),
          i=torch.topk(x, 7)[1].numpy())
 """
@@ -103,7 +103,7 @@ class M(torch.nn.Module):
 
 torch.onnx.export(M(), (torch.randn(2, 10),), "model.onnx", opset_version=11,
                   input_names=["x"], output_names=["v"],
-                  dynamic_axes={"x": {1: "m"}})
+                  dynamic_axes={"x": {1: "m"}}, **TS)
 """
 
 

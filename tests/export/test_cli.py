@@ -4,7 +4,7 @@ import os
 import subprocess
 import textwrap
 
-from conftest import BUILD, PLUGINS
+from conftest import BUILD, PLUGINS, PYTHON, with_ts
 
 TORCHRW = BUILD / "tools" / "torchrw"
 
@@ -14,13 +14,13 @@ class M(torch.nn.Module):
     def forward(self, x):
         y = x.repeat(3)
         return torch.neg(y)
-torch.onnx.export(M(), (torch.arange(4.0),), "model.onnx", opset_version=11)
+torch.onnx.export(M(), (torch.arange(4.0),), "model.onnx", opset_version=11, **TS)
 print("exported")
 """
 
 
 def torchrw(tmp_path, *args, script=EXPORT):
-    (tmp_path / "export.py").write_text(textwrap.dedent(script))
+    (tmp_path / "export.py").write_text(with_ts(script))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHRW_")}
     env.pop("LD_PRELOAD", None)
     return subprocess.run([str(TORCHRW), *args], cwd=tmp_path, env=env,
@@ -29,7 +29,7 @@ def torchrw(tmp_path, *args, script=EXPORT):
 
 def test_run_preloads_sets_variables_and_summarises(tmp_path):
     p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--plugin", str(PLUGINS / "ops_plugin.so"),
-                "--report", "r.json", "--", "/usr/bin/python3", "export.py")
+                "--report", "r.json", "--", PYTHON, "export.py")
     assert p.returncode == 0, p.stderr
     assert "exported" in p.stdout
     err = p.stderr
@@ -53,9 +53,9 @@ def test_run_makes_torchrw_importable_and_reports_not_found(tmp_path):
         def f(x):
             return x
     """))
-    script = "import torchrw\n" + EXPORT
+    script = "\nimport torchrw" + EXPORT
     p = torchrw(tmp_path, "run", "--backend", "openvino", "--python", "rw.py", "--",
-                "/usr/bin/python3", "export.py", script=script)
+                PYTHON, "export.py", script=script)
     assert p.returncode == 0, p.stderr
     assert "not found  missing.module.func@default" in p.stderr
     assert "no rewriter fired" in p.stderr
@@ -72,7 +72,7 @@ def test_run_rejects_unknown_options_and_missing_command(tmp_path):
 
 def test_trace_logs_operators_with_shapes_callers_and_rewriters(tmp_path):
     p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--trace=ops.log", "--",
-                "/usr/bin/python3", "export.py")
+                PYTHON, "export.py")
     assert p.returncode == 0, p.stderr
     log = (tmp_path / "ops.log").read_text().splitlines()
     repeat = [l for l in log if "aten::repeat(" in l][0]

@@ -10,7 +10,7 @@ class M(torch.nn.Module):
         return x.repeat(4)
 
 def export(path):
-    torch.onnx.export(M(), (torch.arange(3.0),), path)
+    torch.onnx.export(M(), (torch.arange(3.0),), path, **TS)
     return [n.op_type for n in onnx.load(path).graph.node]
 
 def rewritten(ops):

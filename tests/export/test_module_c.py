@@ -26,7 +26,7 @@ class Net(torch.nn.Module):
         return torch.relu(self.bn(self.conv(x)))
 m = Net().eval()
 x = torch.randn(2, 3, 10, 10)
-torch.onnx.export(m, (x,), "model.onnx", opset_version=11, input_names=["x"])
+torch.onnx.export(m, (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
 np.savez("io.npz", x=x.numpy(), y=m(x).detach().numpy())
 """
 
@@ -55,7 +55,7 @@ m.init_weights()
 ref = copy.deepcopy(m)
 ref.img_upsampler = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
 x = torch.rand(1, 3, 6, 6)
-torch.onnx.export(m, (x,), "model.onnx", opset_version=11, input_names=["x"])
+torch.onnx.export(m, (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
 np.savez("io.npz", x=x.numpy(), y=ref(x).detach().numpy())
 print("FORWARD", type(m).forward.__qualname__)
 """

@@ -15,7 +15,7 @@ class M(torch.nn.Module):
 x = torch.randn(1, 3, 4, 5, generator=torch.Generator().manual_seed(0))
 # Dynamic axes: torch's own export computes the view's shape with Shape ops.
 torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
-                  dynamic_axes={"x": {2: "h", 3: "w"}})
+                  dynamic_axes={"x": {2: "h", 3: "w"}}, **TS)
 a, b = M()(x)
 np.savez("io.npz", x=x.numpy(), a=a.numpy(), b=b.numpy())
 """

@@ -52,7 +52,7 @@ class M(torch.nn.Module):
     def forward(self, x, y):
         return x.repeat(3) + 1, y.repeat(2, 2)
 x, y = torch.arange(4.0), torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
-torch.onnx.export(M(), (x, y), "model.onnx", opset_version=11, input_names=["x", "y"])
+torch.onnx.export(M(), (x, y), "model.onnx", opset_version=11, input_names=["x", "y"], **TS)
 a, b = M()(x, y)
 np.savez("io.npz", x=x.numpy(), y=y.numpy(), a=a.numpy(), b=b.numpy())
 print("RESTORED", "repeat" not in torch.Tensor.__dict__)
@@ -111,7 +111,7 @@ torch.manual_seed(0)
 model = TinyNet().eval()
 x = torch.rand(1, 3, 8, 8)
 before = model(x)
-torch.onnx.export(model, (x,), "model.onnx", opset_version=11, input_names=["x"])
+torch.onnx.export(model, (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
 after = model(x)
 np.savez("io.npz", x=x.numpy(), before=before.detach().numpy(), after=after.detach().numpy())
 print("UPSAMPLER", model.sr.img_upsampler.mode)
@@ -165,7 +165,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return x.squeeze() * 2, x.squeeze(0)
 x = torch.randn(1, 3, 1, 2, generator=torch.Generator().manual_seed(0))
-torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"])
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
 a, b = M()(x)
 np.savez("io.npz", x=x.numpy(), a=a.numpy(), b=b.numpy())
 """
@@ -214,7 +214,7 @@ class M(torch.nn.Module):
 x = torch.zeros(1)
 for opset in (11, 13):
     buf = io.BytesIO()
-    torch.onnx.export(M(), (x,), buf, opset_version=opset)
+    torch.onnx.export(M(), (x,), buf, opset_version=opset, **TS)
     import onnx
     from onnx import numpy_helper
     m = onnx.load_from_string(buf.getvalue())
@@ -312,7 +312,7 @@ class Bad(torch.nn.Module):
         userpkg.head.decode_boxes(x)
         raise ValueError("model bug")
 try:
-    torch.onnx.export(Bad(), (torch.ones(2),), "bad.onnx")
+    torch.onnx.export(Bad(), (torch.ones(2),), "bad.onnx", **TS)
 except ValueError as e:
     print("RAISED", e)
 print("RESTORED", "repeat" not in torch.Tensor.__dict__,
@@ -344,7 +344,7 @@ import io, torch, userpkg.ops as ops
 class M(torch.nn.Module):
     def forward(self, x):
         return ops.decode(x), ops.encode(x)
-torch.onnx.export(M(), (torch.ones(1),), io.BytesIO(), opset_version=12)
+torch.onnx.export(M(), (torch.ones(1),), io.BytesIO(), opset_version=12, **TS)
 """
     run = export(tmp_path, script, "ncnn", rw).check()
     assert lines(run, "CTX") == ["userpkg.ops.decode userpkg.ops.decode@default ncnn onnx 12",
@@ -448,7 +448,7 @@ def clamp_default(g, x, lo, hi):
 CLAMP_EXPORT = """
 import torch, onnx
 from userpkg.models import Clamped
-torch.onnx.export(Clamped(), (torch.randn(4),), "model.onnx", opset_version=11)
+torch.onnx.export(Clamped(), (torch.randn(4),), "model.onnx", opset_version=11, **TS)
 print("OPS", [n.op_type for n in onnx.load("model.onnx").graph.node])
 """
 
@@ -479,7 +479,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return torch.nn.functional.leaky_relu(x, 0.1)
 x = torch.randn(5, generator=torch.Generator().manual_seed(0))
-torch.onnx.export(M(), (x,), "model.onnx", opset_version=13, input_names=["x"])
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=13, input_names=["x"], **TS)
 np.savez("io.npz", x=x.numpy())
 """
     run = export(tmp_path, script, "openvino", rw).check()
@@ -497,7 +497,8 @@ from torchrw import SYMBOLIC_REWRITER
 @SYMBOLIC_REWRITER.register_symbolic("aten::squeeze", is_pytorch=True)
 def squeeze(g, x, dim=None):
     ctx = SYMBOLIC_REWRITER.get_context()
-    print("ORIGIN", ctx.origin_func.__module__, ctx.opset)
+    # torch 2.9 moved its symbolics to torch.onnx._internal.torchscript_exporter.
+    print("ORIGIN", ctx.origin_func.__module__.rsplit(".", 1)[-1], ctx.opset)
     return ctx.origin_func(g, g.op("Abs", x), dim)
 """)
     script = """
@@ -507,12 +508,12 @@ class M(torch.nn.Module):
         return x.squeeze(1)
 for opset in (9, 11, 13):
     buf = io.BytesIO()
-    torch.onnx.export(M(), (torch.randn(3, 1),), buf, opset_version=opset)
+    torch.onnx.export(M(), (torch.randn(3, 1),), buf, opset_version=opset, **TS)
     print("OPS", [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node])
 """
     run = export(tmp_path, script, "tensorrt", rw).check()
-    assert lines(run, "ORIGIN") == ["torch.onnx.symbolic_opset9 9", "torch.onnx.symbolic_opset11 11",
-                                    "torch.onnx.symbolic_opset11 13"]  # torch has none at 13
+    assert lines(run, "ORIGIN") == ["symbolic_opset9 9", "symbolic_opset11 11",
+                                    "symbolic_opset11 13"]  # torch has none at 13
     assert all("'Abs'" in l and "'Squeeze'" in l for l in lines(run, "OPS"))
 
 
@@ -534,7 +535,7 @@ class M(torch.nn.Module):
 
 def ops():
     buf = io.BytesIO()
-    torch.onnx.export(M(), (torch.randn(3, 1),), buf, opset_version=13)
+    torch.onnx.export(M(), (torch.randn(3, 1),), buf, opset_version=13, **TS)
     return [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node]
 
 with torchrw.RewriterContext(backend="tensorrt"):
@@ -559,7 +560,7 @@ def relu6(x, inplace=False):
     return torch.clamp(x, 0, 6)
 
 buf = io.BytesIO()
-torch.onnx.export(torch.nn.ReLU(), (torch.randn(3),), buf, opset_version=11)
+torch.onnx.export(torch.nn.ReLU(), (torch.randn(3),), buf, opset_version=11, **TS)
 print("OPS", [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node])
 """
     run = run_script(tmp_path, script, backend="tensorrt", PYTHONPATH="").check()

@@ -32,7 +32,7 @@ with torch.no_grad():
         p.add_(torch.randn_like(p) * noise)
 torch.manual_seed(1)
 image = torch.rand(3, 320, 320)
-torch.onnx.export(model, ([image],), "model.onnx", opset_version=11, input_names=["image"])
+torch.onnx.export(model, ([image],), "model.onnx", opset_version=11, input_names=["image"], **TS)
 with torch.no_grad():
     out = model([image])[0]
 np.savez("io.npz", image=image.numpy(), **{k: v.numpy() for k, v in out.items()})

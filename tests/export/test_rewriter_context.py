@@ -13,7 +13,7 @@ class M(torch.nn.Module):
 
 def ops(model=M(), opset=11):
     buf = io.BytesIO()
-    torch.onnx.export(model, (torch.arange(3.0),), buf, opset_version=opset)
+    torch.onnx.export(model, (torch.arange(3.0),), buf, opset_version=opset, **TS)
     return [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node]
 
 @FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt")

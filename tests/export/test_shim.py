@@ -22,7 +22,7 @@ class Good(torch.nn.Module):
         return torch.abs(x) + 1
 
 try:
-    torch.onnx.export(Bad(), (torch.randn(2, 3, 4),), "bad.onnx")
+    torch.onnx.export(Bad(), (torch.randn(2, 3, 4),), "bad.onnx", **TS)
     print("NO ERROR")
 except RuntimeError as e:
     print("ERROR:", e)
@@ -30,7 +30,7 @@ except RuntimeError as e:
 with torch.autograd.profiler.profile() as prof:
     torch.abs(torch.randn(2, 3, 4))
 assert not any("torchrw" in e.name for e in prof.function_events)
-torch.onnx.export(Good(), (torch.randn(2, 3),), "good.onnx")
+torch.onnx.export(Good(), (torch.randn(2, 3),), "good.onnx", **TS)
 print("SECOND EXPORT OK")
 """
 
@@ -103,7 +103,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return torch.sign(x)
 try:
-    torch.onnx.export(M(), (torch.randn(3),), "m.onnx")
+    torch.onnx.export(M(), (torch.randn(3),), "m.onnx", **TS)
 except RuntimeError as e:
     print("ERROR:", e)
 """
@@ -120,7 +120,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return -x, torch.exp(x)
 x = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
-torch.onnx.export(M(), (x,), "model.onnx", input_names=["x"], opset_version=13)
+torch.onnx.export(M(), (x,), "model.onnx", input_names=["x"], opset_version=13, **TS)
 a, b = M()(x)
 np.savez("io.npz", x=x.numpy(), a=a.numpy(), b=b.numpy())
 """
@@ -198,7 +198,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return x.repeat(2) + x.repeat(3).sum()
 for opset in (11, 13):
-    torch.onnx.export(M(), (torch.arange(3.0),), f"m{opset}.onnx", opset_version=opset)
+    torch.onnx.export(M(), (torch.arange(3.0),), f"m{opset}.onnx", opset_version=opset, **TS)
 """
     report = tmp_path / "r.json"
     run_script(tmp_path, code, backend="tensorrt", TORCHRW_REPORT=report).check()

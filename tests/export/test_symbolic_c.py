@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import PLUGINS, ort_run, run_script
+from conftest import PLUGINS, ROOT, ort_run, run_script
 
 SYM_PLUGIN = PLUGINS / "sym_plugin.so"
 
@@ -15,7 +15,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return x.squeeze() * 2, x.squeeze(0), x.squeeze(1), x.squeeze(-2)
 x = torch.randn(1, 3, 1, 2, generator=torch.Generator().manual_seed(0))
-torch.onnx.export(M(), (x,), "model.onnx", opset_version=OPSET, input_names=["x"])
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=OPSET, input_names=["x"], **TS)
 np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
 """
 
@@ -63,7 +63,7 @@ class M(torch.nn.Module):
         v, i = torch.topk(x, 3, dim=1)
         return torch.nn.functional.leaky_relu(x, 0.1), v, i
 x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
-torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"])
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
 np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
 """
     run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_PLUGINS=SYM_PLUGIN).check()
@@ -83,7 +83,7 @@ class M(torch.nn.Module):
     def forward(self, x):
         return torch.relu(x)
 torch.onnx.export(M(), (torch.randn(5, 4),), "model.onnx", opset_version=12,
-                  custom_opsets={"trw.test": 1})
+                  custom_opsets={"trw.test": 1}, **TS)
 """
     run = run_script(tmp_path, code, backend="ncnn", TORCHRW_PLUGINS=SYM_PLUGIN).check()
     model = run.model()
@@ -103,8 +103,8 @@ def test_function_symbolic_in_c_calls_the_original(tmp_path):
 import torch, sys
 sys.path.insert(0, HERE)
 from userpkg.models import Clamped
-torch.onnx.export(Clamped(), (torch.randn(4),), "model.onnx", opset_version=11)
-""".replace("HERE", repr(str(PLUGINS.parents[2] / "tests" / "export")))
+torch.onnx.export(Clamped(), (torch.randn(4),), "model.onnx", opset_version=11, **TS)
+""".replace("HERE", repr(str(ROOT / "tests" / "export")))
     run = run_script(tmp_path, code, backend="openvino", TORCHRW_PLUGINS=SYM_PLUGIN).check()
     assert run.ops()[-2:] == ["Clip", "Neg"]
 
@@ -113,7 +113,7 @@ def test_symbolic_error_names_rewriter(tmp_path):
     code = """
 import torch
 try:
-    torch.onnx.export(torch.nn.ELU(), (torch.randn(3),), "model.onnx")
+    torch.onnx.export(torch.nn.ELU(), (torch.randn(3),), "model.onnx", **TS)
 except RuntimeError as e:
     print("ERROR", e)
 """

@@ -6,11 +6,13 @@
 # unset and (for hosts without libtorch) set.
 #
 # usage: tests/host/run.sh [BUILD_DIR]
+# Variables: PYTHONS, the interpreters with torch to try (default $PYTHON,
+# else /usr/bin/python3), separated by spaces.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
 lib=$build/lib/libtorchrw.so
-py=${PYTHON:-/usr/bin/python3}
+pythons=${PYTHONS:-${PYTHON:-/usr/bin/python3}}
 passed=0 failed=0
 
 [ -f "$lib" ] || { echo "host: $lib is missing; build first"; exit 2; }
@@ -58,38 +60,48 @@ for tag in "backend unset" "backend set"; do
   same "sh -c with output and status ($tag)" "$@" \
     sh -c 'echo out; echo err >&2; exit 3'
   same "git status ($tag)" "$@" git status --short --branch
-  same "python3 -c pass ($tag)" "$@" "$py" -c pass
   same "python3 without torch ($tag)" "$@" python3 -c 'import sys; print(sys.version_info[0])'
   # The environment the host sees: nothing but what we set ourselves.
   same "environment ($tag)" "$@" \
     sh -c 'env | grep -v -e "^LD_PRELOAD=" -e "^TORCHRW_" -e "^_=" | sort'
 done
 
-# A torch process without TORCHRW_BACKEND: exports exactly as without.
-same "torch export, backend unset" -- "$py" -c '
-import io, torch
+for py in $pythons; do
+  torch=$("$py" -c 'import torch; print(torch.__version__)' 2>/dev/null | tail -1)
+  for tag in "backend unset" "backend set"; do
+    set -- --
+    [ "$tag" = "backend set" ] && set -- TORCHRW_BACKEND=tensorrt TORCHRW_LOG=debug --
+    same "$py -c pass ($tag)" "$@" "$py" -c pass
+  done
+
+  # A torch process without TORCHRW_BACKEND: exports exactly as without.
+  same "torch $torch export, backend unset" -- "$py" -c '
+import inspect, io, torch
 class M(torch.nn.Module):
     def forward(self, x):
         return x.repeat(3)
 buf = io.BytesIO()
-torch.onnx.export(M(), (torch.arange(3.0),), buf)
+# The TorchScript exporter on every torch (2.9+ defaults to torch.export).
+kw = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+torch.onnx.export(M(), (torch.arange(3.0),), buf, **kw)
 print(len(buf.getvalue()), sorted(n.op_type for n in __import__("onnx").load_from_string(buf.getvalue()).graph.node))
 '
 
-# A torch process with the backend set that never traces: nothing loaded.
-same "torch eager, backend set" TORCHRW_BACKEND=tensorrt TORCHRW_LOG=debug -- "$py" -c '
+  # A torch process with the backend set that never traces: nothing loaded.
+  same "torch $torch eager, backend set" TORCHRW_BACKEND=tensorrt TORCHRW_LOG=debug -- "$py" -c '
 import torch
 print(torch.arange(3.0).repeat(2).tolist())
 '
-maps=$(cd "$work" && env LD_PRELOAD="$lib" TORCHRW_BACKEND=tensorrt "$py" -c '
+  maps=$(cd "$work" && env LD_PRELOAD="$lib" TORCHRW_BACKEND=tensorrt "$py" -c '
 import torch
 torch.arange(3.0).repeat(2)
 print(open("/proc/self/maps").read())' | grep -c torchrw_runtime)
-if [ "$maps" = 0 ]; then
-  echo "ok   runtime is not loaded before the first trace"; passed=$((passed + 1))
-else
-  echo "FAIL runtime loaded without a trace"; failed=$((failed + 1))
-fi
+  if [ "$maps" = 0 ]; then
+    echo "ok   torch $torch: runtime is not loaded before the first trace"; passed=$((passed + 1))
+  else
+    echo "FAIL torch $torch: runtime loaded without a trace"; failed=$((failed + 1))
+  fi
+done
 
 echo "host: $passed passed, $failed failed"
 [ "$failed" = 0 ]
