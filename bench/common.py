@@ -57,7 +57,8 @@ def wall(cmd, env, runs):
     """Mean wall time of running cmd, in seconds."""
     t = time.perf_counter()
     for _ in range(runs):
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     return (time.perf_counter() - t) / runs
 
 

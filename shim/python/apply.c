@@ -103,6 +103,7 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
     char why[4000];
     trw__py_describe_error(why, sizeof why, 0);
     trw__fmt(err, errlen, "torchrw: cannot apply the Python rewriters: %s", why);
+    trw__py_drop_deferred(TRW__PY_UNTIL_TRACE);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
     py_users = 0;
@@ -117,6 +118,7 @@ void trw__py_end(void)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
   if (py_users > 0 && --py_users == 0) {
+    trw__py_drop_deferred(TRW__PY_UNTIL_TRACE);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
   }

@@ -4,6 +4,7 @@
  *
  *   module.c    PyInit_torchrw, the three registries, IR, checkers
  *   context.c   Context objects, the per-thread context stack, Config
+ *   lazy.c      resolving targets without importing; waiting for modules
  *   patch.c     function rewriters: patching dotted paths and aliases
  *   modpatch.c  module rewriters: wrapping instances of nn.Module classes
  *   symbolic.c  symbolic rewriters: torch.onnx registrations, Function.symbolic
@@ -92,17 +93,35 @@ int trw__py_context_ready(PyObject *module);
 /* ------------------------------------------------------------------------ */
 /* patch.c, modpatch.c, symbolic.c                                           */
 
-/* Resolves a dotted path: *owner (new ref) holds attribute *attr (a
- * pointer into name).  0, or -1 with *why set (the exception is cleared). */
+/*
+ * lazy.c: resolving a dotted path without importing anything.
+ * trw__py_resolve: 0 when *owner (new ref) holds attribute *attr (a
+ * pointer into name); 1 when a module on the path is not imported yet;
+ * -1 when the path does not exist.  why says why for 1 and -1; no
+ * exception is left set.
+ * trw__py_target resolves rewriter r's name the same way and reports -1
+ * as not found (info level and the report); trw__py_target_class also
+ * requires a class (*cls, new reference) and reports what otherwise.
+ */
 int trw__py_resolve(const char *name, PyObject **owner, const char **attr,
                     char *why, size_t whylen);
-
-/* Resolves rewriter r's dotted name; when it does not resolve, reports r
- * as not found (info level and the report) and returns -1, no exception
- * set.  trw__py_target_class also requires a class (new reference); what
- * is the not-found reason otherwise. */
 int trw__py_target(trw__rewriter *r, PyObject **owner, const char **attr);
-PyObject *trw__py_target_class(trw__rewriter *r, const char *what);
+int trw__py_target_class(trw__rewriter *r, const char *what, PyObject **cls);
+
+/* How long a deferred rewriter waits for its module: the trace (function
+ * and module patches) or the export (symbolics). */
+typedef enum trw__py_until { TRW__PY_UNTIL_TRACE, TRW__PY_UNTIL_SYMBOLICS } trw__py_until;
+/* Applies rewriter r once its target's module is imported: 0 applied (or
+ * reported not found), 1 still waiting, -1 with an exception set. */
+typedef int (*trw__py_apply_fn)(trw__rewriter *r, const trw_env *env);
+/* Defers r until a module on its path is imported, when apply runs.
+ * 0, or -1 with an exception set. */
+int trw__py_defer(trw__rewriter *r, const trw_env *env, trw__py_apply_fn apply,
+                  trw__py_until until);
+/* Ends the wait of everything deferred until `until`: what never came is
+ * reported as not found. */
+void trw__py_drop_deferred(trw__py_until until);
+int trw__py_lazy_ready(void);
 
 /* Sets owner.attr = value and logs what the owner had (its own value, not
  * an inherited one) for trw__py_unpatch_functions.  0, or -1 with an

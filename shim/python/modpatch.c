@@ -231,46 +231,87 @@ static int patch_class(Target *t, PyObject *cls, const trw_env *env, PyObject *f
   return rc;
 }
 
-int trw__py_patch_modules(const trw_env *env)
+/* The targets of this trace (classes resolved so far). */
+static Target *targets;
+static size_t ntargets, captargets;
+
+/* Patches forward of every class under the targets from index `from` on:
+ * registered classes always, subclasses only where they define their own
+ * forward (the others inherit the patched one).  The nearest registered
+ * class wins.  0, or -1 with an exception set. */
+static int patch_from(size_t from, const trw_env *env)
 {
-  size_t n = trw__registry_count(), nt = 0;
-  Target *targets = PyMem_Calloc(n + 1, sizeof *targets);
   PyObject *forward_name = PyUnicode_FromString("forward");
-  int rc = targets && forward_name ? 0 : -1;
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_MODULE || trw__select(TRW_KIND_MODULE, r->name, env) != r)
-      continue;
-    PyObject *cls = trw__py_target_class(r, "not a class");
-    if (!cls)
-      continue;
-    targets[nt++] = (Target){r, cls};
-  }
-  if (rc == 0 && nt > 0) {
+  int rc = forward_name ? 0 : -1;
+  if (rc == 0 && !wrappers) {
     wrappers = PyDict_New();
     inside = PyDict_New();
     rc = wrappers && inside ? 0 : -1;
   }
   PyObject *seen = rc == 0 ? PySet_New(NULL) : NULL;
   PyObject *all = rc == 0 ? PyList_New(0) : NULL;
-  for (size_t t = 0; rc == 0 && t < nt; t++)
+  for (size_t t = from; rc == 0 && t < ntargets; t++)
     rc = seen && all ? collect(targets[t].cls, seen, all) : -1;
   for (Py_ssize_t i = 0; rc == 0 && all && i < PyList_GET_SIZE(all); i++) {
     PyObject *cls = PyList_GET_ITEM(all, i);
-    Target *t = nearest(cls, targets, nt);
-    int own = PyDict_Contains(((PyTypeObject *)cls)->tp_dict, forward_name) == 1;
-    /* Registered classes always; subclasses only where they define their
-     * own forward (the others inherit the patched one). */
+    Target *t = nearest(cls, targets, ntargets);
+    PyObject *own = PyDict_GetItemWithError(((PyTypeObject *)cls)->tp_dict, forward_name);
+    if (own && Py_IS_TYPE(own, &ModForwardType))
+      continue; /* patched already, by a target resolved earlier */
     if (t && (t->cls == cls || own))
       rc = patch_class(t, cls, env, forward_name);
   }
   Py_XDECREF(seen);
   Py_XDECREF(all);
-  for (size_t t = 0; t < nt; t++)
-    Py_DECREF(targets[t].cls);
-  PyMem_Free(targets);
   Py_XDECREF(forward_name);
   return rc;
+}
+
+/* Resolves r's class and adds it to the targets: 0 (added, or reported
+ * not found), 1 when its module is not imported yet, -1 with an
+ * exception set. */
+static int add_target(trw__rewriter *r)
+{
+  PyObject *cls = NULL;
+  int rc = trw__py_target_class(r, "not a class", &cls);
+  if (rc != 0)
+    return rc > 0 ? 1 : 0;
+  if (ntargets == captargets) {
+    size_t cap = captargets ? captargets * 2 : 16;
+    Target *grown = PyMem_Realloc(targets, cap * sizeof *grown);
+    if (!grown) {
+      Py_DECREF(cls);
+      PyErr_NoMemory();
+      return -1;
+    }
+    targets = grown;
+    captargets = cap;
+  }
+  targets[ntargets++] = (Target){r, cls};
+  return 0;
+}
+
+/* A module rewriter whose class was imported during the trace. */
+static int patch_late(trw__rewriter *r, const trw_env *env)
+{
+  size_t from = ntargets;
+  int rc = add_target(r);
+  return rc == 0 && ntargets > from ? patch_from(from, env) : rc;
+}
+
+int trw__py_patch_modules(const trw_env *env)
+{
+  size_t n = trw__registry_count();
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    if (r->kind != TRW_KIND_MODULE || trw__select(TRW_KIND_MODULE, r->name, env) != r)
+      continue;
+    rc = add_target(r);
+    if (rc == 1)
+      rc = trw__py_defer(r, env, patch_late, TRW__PY_UNTIL_TRACE);
+  }
+  return rc == 0 && ntargets > 0 ? patch_from(0, env) : rc;
 }
 
 void trw__py_unpatch_modules(void)
@@ -278,6 +319,8 @@ void trw__py_unpatch_modules(void)
   /* The forwards themselves are in the shared patch log. */
   Py_CLEAR(wrappers);
   Py_CLEAR(inside);
+  while (ntargets > 0)
+    Py_DECREF(targets[--ntargets].cls);
 }
 
 int trw__py_modpatch_ready(void) { return PyType_Ready(&ModForwardType); }

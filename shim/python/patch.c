@@ -78,107 +78,6 @@ static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Resolving dotted paths                                                    */
-
-int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char *why,
-                    size_t whylen)
-{
-  *owner = NULL;
-  *attr = NULL;
-  const char *last = strrchr(name, '.');
-  if (!last || !last[1]) {
-    trw__fmt(why, whylen, "'%s' is not a dotted path (module.function)", name);
-    return -1;
-  }
-  /* The longest prefix that imports as a module, then attributes. */
-  size_t len = strlen(name);
-  char *buf = PyMem_Malloc(len + 1);
-  if (!buf) {
-    trw__fmt(why, whylen, "out of memory");
-    return -1;
-  }
-  PyObject *obj = NULL;
-  size_t modlen = (size_t)(last - name);
-  while (modlen > 0) {
-    memcpy(buf, name, modlen);
-    buf[modlen] = '\0';
-    obj = PyImport_ImportModule(buf);
-    if (obj)
-      break;
-    if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) {
-      /* The module exists but fails to import: say why. */
-      char err[512];
-      trw__py_describe_error(err, sizeof err, 0);
-      trw__fmt(why, whylen, "importing %s failed: %s", buf, err);
-      PyMem_Free(buf);
-      return -1;
-    }
-    PyErr_Clear();
-    const char *dot = NULL;
-    for (const char *p = name; p < name + modlen; p++)
-      if (*p == '.')
-        dot = p;
-    modlen = dot ? (size_t)(dot - name) : 0;
-  }
-  if (!obj) {
-    trw__fmt(why, whylen, "no module of '%s' can be imported", name);
-    PyMem_Free(buf);
-    return -1;
-  }
-  /* Walk the attributes between the module and the last segment. */
-  const char *p = name + modlen + 1;
-  while (p < last) {
-    const char *dot = strchr(p, '.');
-    memcpy(buf, p, (size_t)(dot - p));
-    buf[dot - p] = '\0';
-    PyObject *next = PyObject_GetAttrString(obj, buf);
-    Py_DECREF(obj);
-    if (!next) {
-      PyErr_Clear();
-      trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(p - name - 1), name, buf);
-      PyMem_Free(buf);
-      return -1;
-    }
-    obj = next;
-    p = dot + 1;
-  }
-  PyMem_Free(buf);
-  if (!PyObject_HasAttrString(obj, last + 1)) {
-    trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(last - name), name, last + 1);
-    Py_DECREF(obj);
-    return -1;
-  }
-  *owner = obj;
-  *attr = last + 1;
-  return 0;
-}
-
-int trw__py_target(trw__rewriter *r, PyObject **owner, const char **attr)
-{
-  char why[512];
-  if (trw__py_resolve(r->name, owner, attr, why, sizeof why) == 0)
-    return 0;
-  trw__report_not_found(r->stable, why);
-  return -1;
-}
-
-PyObject *trw__py_target_class(trw__rewriter *r, const char *what)
-{
-  PyObject *owner = NULL;
-  const char *attr = NULL;
-  if (trw__py_target(r, &owner, &attr) != 0)
-    return NULL;
-  PyObject *cls = PyObject_GetAttrString(owner, attr);
-  Py_DECREF(owner);
-  if (cls && PyType_Check(cls))
-    return cls;
-  PyErr_Clear();
-  Py_XDECREF(cls);
-  trw__report_not_found(r->stable, what);
-  return NULL;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Patch records                                                             */
 
 typedef struct {
@@ -360,6 +259,49 @@ static int patch_aliases(PyObject **origins, PyObject **replacements, size_t n)
   return rc;
 }
 
+/* Patches rewriter r's target; an alias of a module-level function in
+ * another module is collected into origins/replacements for
+ * patch_aliases.  0, 1 when the target's module is not imported yet, -1
+ * with an exception set; a target that does not exist is reported. */
+static int patch_target(trw__rewriter *r, const trw_env *env, PyObject **origins,
+                        PyObject **replacements, size_t *nalias)
+{
+  PyObject *owner = NULL;
+  const char *attr = NULL;
+  int rc = trw__py_target(r, &owner, &attr);
+  if (rc != 0)
+    return rc > 0 ? 1 : 0;
+  PyObject *origin = NULL;
+  rc = patch_one(r, env, owner, attr, &origin);
+  if (rc == 0 && PyModule_Check(owner)) {
+    /* Look the replacement up again: it is what aliases get. */
+    PyObject *rep = PyObject_GetAttrString(owner, attr);
+    if (rep) {
+      origins[*nalias] = origin;
+      replacements[(*nalias)++] = rep;
+      origin = NULL;
+    } else {
+      rc = -1;
+    }
+  }
+  Py_XDECREF(origin);
+  Py_DECREF(owner);
+  return rc;
+}
+
+/* A function rewriter whose module was imported during the trace. */
+static int patch_late(trw__rewriter *r, const trw_env *env)
+{
+  PyObject *origin = NULL, *replacement = NULL;
+  size_t nalias = 0;
+  int rc = patch_target(r, env, &origin, &replacement, &nalias);
+  if (rc == 0 && nalias)
+    rc = patch_aliases(&origin, &replacement, nalias);
+  Py_XDECREF(origin);
+  Py_XDECREF(replacement);
+  return rc;
+}
+
 int trw__py_patch_functions(const trw_env *env)
 {
   size_t n = trw__registry_count();
@@ -377,25 +319,9 @@ int trw__py_patch_functions(const trw_env *env)
       continue;
     if (trw__select(TRW_KIND_FUNCTION, r->name, env) != r)
       continue;
-    PyObject *owner = NULL;
-    const char *attr = NULL;
-    if (trw__py_target(r, &owner, &attr) != 0)
-      continue;
-    PyObject *origin = NULL;
-    rc = patch_one(r, env, owner, attr, &origin);
-    if (rc == 0 && PyModule_Check(owner)) {
-      /* Look the replacement up again: it is what aliases get. */
-      PyObject *rep = PyObject_GetAttrString(owner, attr);
-      if (rep) {
-        origins[nalias] = origin;
-        replacements[nalias++] = rep;
-        origin = NULL;
-      } else {
-        rc = -1;
-      }
-    }
-    Py_XDECREF(origin);
-    Py_DECREF(owner);
+    rc = patch_target(r, env, origins, replacements, &nalias);
+    if (rc == 1)
+      rc = trw__py_defer(r, env, patch_late, TRW__PY_UNTIL_TRACE);
   }
   if (rc == 0)
     rc = patch_aliases(origins, replacements, nalias);
@@ -413,6 +339,8 @@ int trw__py_patch_functions(const trw_env *env)
 int trw__py_patch_ready(PyObject *m)
 {
   (void)m;
-  return PyType_Ready(&PatchedType) < 0 || trw__py_modpatch_ready() < 0 ? -1
-                                                                   : trw__py_symbolic_ready();
+  return PyType_Ready(&PatchedType) < 0 || trw__py_modpatch_ready() < 0 ||
+                 trw__py_lazy_ready() < 0
+             ? -1
+             : trw__py_symbolic_ready();
 }

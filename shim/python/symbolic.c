@@ -199,6 +199,7 @@ static int remember(PyObject *owner, PyObject *name, PyObject *old, int opset)
 
 void trw__py_uninstall_symbolics(void)
 {
+  trw__py_drop_deferred(TRW__PY_UNTIL_SYMBOLICS);
   if (ninstalled == 0)
     return;
   PyObject *type, *value, *tb;
@@ -294,11 +295,14 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
   return rc;
 }
 
+/* Replaces the Function class's symbolic: 0 (or reported not found), 1
+ * when its module is not imported yet, -1 with an exception set. */
 static int install_function_class(trw__rewriter *r, const trw_env *env)
 {
-  PyObject *cls = trw__py_target_class(r, "not an autograd Function class");
-  if (!cls)
-    return 0;
+  PyObject *cls = NULL;
+  int found = trw__py_target_class(r, "not an autograd Function class", &cls);
+  if (found != 0)
+    return found > 0 ? 1 : 0;
   PyObject *own = PyDict_GetItemString(((PyTypeObject *)cls)->tp_dict, "symbolic");
   PyObject *origin = PyObject_GetAttrString(cls, "symbolic");
   if (!origin)
@@ -330,7 +334,10 @@ int trw__py_install_symbolics(const trw_env *env)
     trw__rewriter *r = trw__registry_at(i);
     if (r->kind != TRW_KIND_SYMBOLIC || trw__select(TRW_KIND_SYMBOLIC, r->name, env) != r)
       continue;
-    rc = is_operator(r) ? install_operator(r, env, registry) : install_function_class(r, env);
+    if (is_operator(r))
+      rc = install_operator(r, env, registry);
+    else if ((rc = install_function_class(r, env)) == 1)
+      rc = trw__py_defer(r, env, install_function_class, TRW__PY_UNTIL_SYMBOLICS);
   }
   Py_DECREF(registry);
   if (rc != 0) {

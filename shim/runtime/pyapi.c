@@ -133,7 +133,7 @@ static int install_hooks(RewriterContext *self)
     const char *attr = NULL;
     char path[128], why[256];
     trw__fmt(path, sizeof path, "%s.%s", a->trace_hooks[i].owner, a->trace_hooks[i].attr);
-    if (trw__py_resolve(path, &owner, &attr, why, sizeof why) != 0) {
+    if (trw__py_resolve(path, &owner, &attr, why, sizeof why) != 0) { /* torch is imported */
       trw__py_raise("cannot hook %s: %s", path, why);
       return -1;
     }

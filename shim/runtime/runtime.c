@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../adapter/adapter.h"
 #include "../python/glue.h"
@@ -201,10 +202,19 @@ void trw__runtime_pop_mode(void)
   rt.xcfg = NULL;
 }
 
+static double now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 int trw__activate(char *err, size_t errlen)
 {
+  double t0 = now_ms();
   if (!rt.initialized)
     init_once();
+  double t_init = now_ms();
   if (rt.load_fatal[0] || (!rt.explicit_mode && rt.env_fatal[0])) {
     trw__fmt(err, errlen, "%s", rt.load_fatal[0] ? rt.load_fatal : rt.env_fatal);
     return TRW_ECONFIG;
@@ -229,7 +239,9 @@ int trw__activate(char *err, size_t errlen)
   trw__registry_set_active(1);
   trw__report_begin(env);
   trw__bridge_options opts = {trw__trace_stream(), trw__py_where};
+  double t_info = now_ms();
   int rc = trw__bridge_begin(env, &opts, err, errlen);
+  double t_bridge = now_ms();
   if (rc == 0) {
     rc = trw__py_begin(env, !rt.explicit_mode, err, errlen);
     if (rc != 0)
@@ -237,6 +249,10 @@ int trw__activate(char *err, size_t errlen)
   }
   if (rc != 0)
     trw__registry_set_active(0);
+  trw__log(TRW__LOG_DEBUG,
+           "activated in %.2f ms: loading %.2f, export info %.2f, operator kernels %.2f, "
+           "Python rewriters %.2f",
+           now_ms() - t0, t_init - t0, t_info - t_init, t_bridge - t_info, now_ms() - t_bridge);
   return rc;
 }
 

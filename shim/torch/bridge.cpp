@@ -222,9 +222,20 @@ class Kernel final : public c10::OperatorKernel {
   Slot* slot_;
 };
 
+// The dispatcher's operators by name ("aten::squeeze" -> its overloads),
+// read once per installation: listing them copies every name.
+using OpIndex = std::unordered_map<std::string, std::vector<c10::OperatorName>>;
+
+OpIndex index_ops() {
+  OpIndex index;
+  for (auto& name : c10::Dispatcher::singleton().getAllOpNames())
+    index[name.name].push_back(name);
+  return index;
+}
+
 // Every overload of "aten::name", or the one of "aten::name.overload".
 // Out variants are left out unless named: their arguments differ.
-std::vector<c10::OperatorName> resolve(const char* target) {
+std::vector<c10::OperatorName> resolve(const OpIndex& index, const char* target) {
   std::string s(target);
   auto dot = s.find('.', s.find("::") + 2);
   std::vector<c10::OperatorName> out;
@@ -233,8 +244,9 @@ std::vector<c10::OperatorName> resolve(const char* target) {
     if (c10::Dispatcher::singleton().findSchema(name)) out.push_back(name);
     return out;
   }
-  for (auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
-    if (name.name != s) continue;
+  auto it = index.find(s);
+  if (it == index.end()) return out;
+  for (auto& name : it->second) {
     const auto& ov = name.overload_name;
     if (ov == "out" || (ov.size() > 4 && ov.compare(ov.size() - 4, 4, "_out") == 0))
       continue;
@@ -263,12 +275,13 @@ void install() {
   g_impl = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", kKey,
                                             __FILE__, __LINE__);
   std::unordered_map<std::string, Slot*> by_op;
+  OpIndex index = index_ops();
   size_t n = trw__registry_count();
   for (size_t i = 0; i < n; i++) {
     trw__rewriter* r = trw__registry_at(i);
     if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
       continue;
-    for (auto& name : resolve(r->op)) {
+    for (auto& name : resolve(index, r->op)) {
       std::string full = full_name(name);
       if (by_op.count(full)) continue;
       g_slots.push_back(std::make_unique<Slot>());
