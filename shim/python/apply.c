@@ -117,10 +117,15 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
 void trw__py_end(void)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
+  /* An exception of the export may be pending (RewriterContext's hooks
+   * end the scope from Python): giving things back must not lose it. */
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
   if (py_users > 0 && --py_users == 0) {
     trw__py_drop_deferred(TRW__PY_UNTIL_TRACE);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
   }
+  PyErr_Restore(type, value, tb);
   PyGILState_Release(gil);
 }

@@ -347,6 +347,9 @@ int trw__py_defer(trw__rewriter *r, const trw_env *env, trw__py_apply_fn apply,
 
 void trw__py_drop_deferred(trw__py_until until)
 {
+  /* Runs while the export's own exception may be pending: keep it. */
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
   for (size_t i = 0; i < ndeferred;) {
     if (deferred[i].until != until) {
       i++;
@@ -364,6 +367,7 @@ void trw__py_drop_deferred(trw__py_until until)
   }
   if (ndeferred == 0)
     finder_install(0);
+  PyErr_Restore(type, value, tb);
 }
 
 int trw__py_lazy_ready(void)

@@ -118,3 +118,22 @@ def test_list_switched_off_and_bad_options(tmp_path):
     assert line.startswith("off")
     p = subprocess.run([str(TORCHRW), "list", "--frobnicate"], capture_output=True, text=True)
     assert p.returncode == 2 and "accepted: --backend" in p.stderr
+
+
+def test_run_says_plainly_when_the_interpreter_has_no_torch(tmp_path):
+    # A venv of the base interpreter, without torch; the export script
+    # fails at `import torch`, and torchrw run says why nothing was traced.
+    base = subprocess.run([PYTHON, "-c", "import sys; print(sys._base_executable)"],
+                          capture_output=True, text=True).stdout.strip()
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = tmp_path / "bare" / "bin" / "python"
+    p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--", str(bare), "export.py")
+    assert p.returncode == 1
+    assert "no trace ran" in p.stderr
+    assert f"{bare} has no torch (import torch fails there)" in p.stderr
+    # A script run through its "#!" line is recognised too.
+    script = tmp_path / "direct.py"
+    script.write_text(f"#!{bare}\nimport torch\n")
+    script.chmod(0o755)
+    p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--", "./direct.py")
+    assert f"{bare} has no torch" in p.stderr
