@@ -33,9 +33,13 @@ struct Slot {
 };
 
 const trw_env* g_env = nullptr;
-std::vector<std::unique_ptr<Slot>> g_slots;
-std::unique_ptr<torch::Library> g_impl;
-std::unique_ptr<torch::Library> g_fallback;
+// The registrations live until the process ends and are never destroyed
+// then: deregistering rebuilds the dispatch table of every operator (the
+// fallback touches all of them), which cost about 0.1 s at every exit.
+// A reinstallation (the registry changed) replaces g_impl explicitly.
+std::vector<Slot*>* g_slots = new std::vector<Slot*>();
+torch::Library* g_impl = nullptr;
+torch::Library* g_fallback = nullptr;
 uint64_t g_generation = ~uint64_t{0};
 
 void push_result(const c10::FunctionSchema& schema, trw_value* result,
@@ -262,17 +266,19 @@ std::string full_name(const c10::OperatorName& n) {
 // (Re)installs one kernel per operator that any C function rewriter
 // targets.  Which rewriter runs is chosen per trace, in select_all.
 void install() {
-  g_impl.reset();
-  g_slots.clear();
+  delete g_impl;  // deregisters the previous kernels; their slots go after
+  g_impl = nullptr;
+  for (Slot* slot : *g_slots) delete slot;
+  g_slots->clear();
   if (!g_fallback) {
     // Operators without a rewriter fall through torchrw's key at no cost,
     // unless the operator trace is on.
-    g_fallback = std::make_unique<torch::Library>(
+    g_fallback = new torch::Library(
         torch::Library::IMPL, "_", kKey, __FILE__, __LINE__);
     g_fallback->fallback(g_trace ? torch::CppFunction::makeFromBoxedFunction<&trace_fallback>()
                                  : torch::CppFunction::makeFallthrough());
   }
-  g_impl = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", kKey,
+  g_impl = new torch::Library(torch::Library::IMPL, "aten", kKey,
                                             __FILE__, __LINE__);
   std::unordered_map<std::string, Slot*> by_op;
   OpIndex index = index_ops();
@@ -284,8 +290,8 @@ void install() {
     for (auto& name : resolve(index, r->op)) {
       std::string full = full_name(name);
       if (by_op.count(full)) continue;
-      g_slots.push_back(std::make_unique<Slot>());
-      Slot* slot = g_slots.back().get();
+      g_slots->push_back(new Slot());
+      Slot* slot = g_slots->back();
       slot->op = full;
       by_op[full] = slot;
       g_impl->impl(full.c_str(), torch::CppFunction::makeFromBoxedFunctor(
@@ -307,7 +313,7 @@ bool targets(const trw__rewriter* r, const std::string& op) {
 void select_all(const trw_env* env) {
   size_t n = trw__registry_count();
   std::vector<bool> seen_name(n, false);
-  for (auto& slot : g_slots) slot->selected = nullptr;
+  for (Slot* slot : *g_slots) slot->selected = nullptr;
   for (size_t i = 0; i < n; i++) {
     trw__rewriter* r = trw__registry_at(i);
     if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
@@ -315,7 +321,7 @@ void select_all(const trw_env* env) {
     trw__rewriter* sel = trw__select(TRW_KIND_FUNCTION, r->name, env);
     if (sel != r) continue;
     bool found = false;
-    for (auto& slot : g_slots) {
+    for (Slot* slot : *g_slots) {
       if (!targets(r, slot->op)) continue;
       found = true;
       if (slot->selected && slot->selected != r)
@@ -366,4 +372,4 @@ extern "C" void trw__bridge_end(void) {
   c10::impl::tls_set_dispatch_key_included(trw::kKey, false);
 }
 
-extern "C" size_t trw__bridge_kernel_count(void) { return trw::g_slots.size(); }
+extern "C" size_t trw__bridge_kernel_count(void) { return trw::g_slots->size(); }
