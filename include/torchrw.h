@@ -107,6 +107,14 @@ typedef enum trw_ir {
   TRW_IR_TORCHSCRIPT = 2
 } trw_ir;
 
+/* How the model is being captured: torch's tracer (torch.jit.trace, and
+ * torch.onnx.export's TorchScript exporter), or torch.export (its
+ * ExportedProgram, and torch.onnx.export's default from torch 2.9). */
+typedef enum trw_exporter {
+  TRW_EXPORTER_TORCHSCRIPT = 0,
+  TRW_EXPORTER_TORCH_EXPORT = 1
+} trw_exporter;
+
 /* ------------------------------------------------------------------------ */
 /* Registration                                                              */
 
@@ -188,6 +196,9 @@ TRW_API const char *trw_known_backends(void);
 TRW_API const char *trw_env_backend(const trw_env *env);
 TRW_API trw_ir trw_env_ir(const trw_env *env);
 TRW_API int trw_env_opset(const trw_env *env); /* 0 outside ONNX export */
+TRW_API trw_exporter trw_env_exporter(const trw_env *env);
+/* "torchscript" or "torch.export". */
+TRW_API const char *trw_exporter_name(trw_exporter exporter);
 /* Nonzero when the running torch is at least major.minor. */
 TRW_API int trw_env_torch_at_least(const trw_env *env, int major, int minor);
 TRW_API const trw_cfg *trw_env_cfg(const trw_env *env);
@@ -199,6 +210,7 @@ TRW_API const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx);
 TRW_API const char *trw_ctx_backend(const trw_ctx *ctx); /* active backend */
 TRW_API trw_ir trw_ctx_ir(const trw_ctx *ctx);
 TRW_API int trw_ctx_opset(const trw_ctx *ctx);
+TRW_API trw_exporter trw_ctx_exporter(const trw_ctx *ctx);
 /* The rewriter's stable name, "torch.Tensor.repeat@tensorrt". */
 TRW_API const char *trw_ctx_name(const trw_ctx *ctx);
 /* Where the rewriter was registered. */

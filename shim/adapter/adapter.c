@@ -16,6 +16,17 @@ static const trw__py_attr trace_hooks[] = {
 };
 #define NHOOKS (sizeof trace_hooks / sizeof trace_hooks[0])
 
+/* torch.export's entry points and the ONNX exporter that calls them
+ * (torch/onnx/_internal/exporter/_core.py: capture with torch.export,
+ * run_decompositions, then translation). */
+static const trw__hook export_hooks[] = {
+    {"torch.onnx", "export", TRW__HOOK_EXPORT},
+    {"torch.export", "export", TRW__HOOK_CAPTURE},
+    {"torch.export", "draft_export", TRW__HOOK_CAPTURE},
+    {"torch.export.exported_program.ExportedProgram", "run_decompositions", TRW__HOOK_LOWER},
+};
+#define NEXPORT_HOOKS (sizeof export_hooks / sizeof export_hooks[0])
+
 /*
  * One row per torch where something moved, newest first; a runtime takes
  * the first row not newer than its torch.
@@ -25,17 +36,28 @@ static const trw__py_attr trace_hooks[] = {
  *      public torch.onnx.symbolic_helper re-exports it; the newest opset
  *      it knows got its own constant (ONNX_MAX_OPSET is the dynamo
  *      exporter's since).
+ *      torch.onnx.export(dynamo=True) became the default (the export goes
+ *      through torch.export; its default opset is ONNX_DEFAULT_OPSET; it
+ *      builds at TORCHLIB_OPSET, 18, at least and converts down).
+ * 2.5: torch.onnx.export takes dynamo=; torch.export (2.1 on) is what it
+ *      calls with dynamo=True.
  * 1.13: torch.onnx._globals and torch.onnx._internal.registration (the
- *      registry of symbolics by opset), ONNX_MAX_OPSET = 17.
+ *      registry of symbolics by opset), ONNX_MAX_OPSET = 17; no torch.export.
  */
 static const trw__adapter rows[] = {
     {TRW_TORCH_VERSION, 2, 9, "torch.onnx._internal.torchscript_exporter._globals",
      "torch.onnx._internal.torchscript_exporter.registration",
      "torch.onnx._internal.torchscript_exporter.symbolic_helper", "torch.onnx._constants",
-     "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 7, trace_hooks, NHOOKS},
+     "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 7, trace_hooks, NHOOKS, export_hooks,
+     NEXPORT_HOOKS, 1, "ONNX_DEFAULT_OPSET", "torch.onnx._internal.exporter._constants",
+     "TORCHLIB_OPSET"},
+    {TRW_TORCH_VERSION, 2, 5, "torch.onnx._globals", "torch.onnx._internal.registration",
+     "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
+     NHOOKS, export_hooks, NEXPORT_HOOKS, 0, "ONNX_DEFAULT_OPSET",
+     "torch.onnx._internal.exporter._constants", "TORCHLIB_OPSET"},
     {TRW_TORCH_VERSION, 1, 13, "torch.onnx._globals", "torch.onnx._internal.registration",
      "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
-     NHOOKS},
+     NHOOKS, NULL, 0, 0, NULL, NULL, NULL},
 };
 #define NROWS (sizeof rows / sizeof rows[0])
 

@@ -2,7 +2,7 @@
  * adapter.h - what torchrw knows about the torch a runtime is built for.
  *
  * Everything that depends on torch's version lives in shim/adapter/: the
- * mangled name interposed (trace_entry.h), the dispatch key (dispatch.hpp),
+ * mangled name interposed (entry_points.h), the dispatch key (dispatch.hpp),
  * torch.onnx's private modules the Python glue uses and the trace entry
  * points RewriterContext hooks (adapter.c), and the version checks.  The
  * runtime is compiled per torch, with TRW_TORCH_MAJOR/MINOR/VERSION set by
@@ -27,6 +27,19 @@ typedef struct trw__py_attr {
   const char *attr;
 } trw__py_attr;
 
+/* What a hooked export entry point does (see runtime/hooks.c). */
+typedef enum trw__hook_role {
+  TRW__HOOK_EXPORT,  /* torch.onnx.export: brackets the export when it goes through torch.export */
+  TRW__HOOK_CAPTURE, /* torch.export.export & co: the model's Python runs, operators are recorded */
+  TRW__HOOK_LOWER    /* ExportedProgram.run_decompositions: the graph is retraced to ATen */
+} trw__hook_role;
+
+typedef struct trw__hook {
+  const char *owner; /* dotted path of a module or class */
+  const char *attr;
+  trw__hook_role role;
+} trw__hook;
+
 typedef struct trw__adapter {
   /* The torch this runtime was built for: "2.14.1+cu130", 2, 14. */
   const char *version;
@@ -42,6 +55,20 @@ typedef struct trw__adapter {
    * RewriterContext (no preloading). */
   const trw__py_attr *trace_hooks;
   size_t ntrace_hooks;
+  /* torch.export and torch.onnx's exporter on it (2.x): the entry points
+   * torchrw brackets, none before torch.export existed. */
+  const trw__hook *export_hooks;
+  size_t nexport_hooks;
+  /* torch.onnx.export(dynamo=...) when the caller does not say. */
+  int dynamo_default;
+  /* The exporter's own default opset (the dynamo path), read as
+   * onnx_constants.<default_opset_attr>; NULL where there is none. */
+  const char *default_opset_attr;
+  /* The exporter builds the graph at this opset at least and converts it
+   * to the requested one afterwards: build_opset_module.<build_opset_attr>.
+   * Symbolics on that path make nodes for the opset the graph is built at. */
+  const char *build_opset_module;
+  const char *build_opset_attr;
 } trw__adapter;
 
 /* The facts for the runtime's torch.  Never NULL. */

@@ -4,7 +4,7 @@
  * outside it (TORCHRW_UNKNOWN_TORCH=ON builds anyway, with the newest facts).
  *
  * Supporting a new torch is a change inside shim/adapter/: add its facts to
- * adapter.c (and trace_entry.h if the tracer's signature changed), then move
+ * adapter.c (and entry_points.h if the tracer's signature changed), then move
  * TRW_TORCH_NEWEST.
  */
 #ifndef TRW_ADAPTER_VERSIONS_H

@@ -115,6 +115,18 @@ const char *trw_env_backend(const trw_env *env)
 
 trw_ir trw_env_ir(const trw_env *env) { return env ? env->ir : TRW_IR_ANY; }
 int trw_env_opset(const trw_env *env) { return env ? env->opset : 0; }
+trw_exporter trw_env_exporter(const trw_env *env)
+{
+  return env ? env->exporter : TRW_EXPORTER_TORCHSCRIPT;
+}
+trw_exporter trw_ctx_exporter(const trw_ctx *ctx)
+{
+  return trw_env_exporter(ctx ? ctx->env : NULL);
+}
+const char *trw_exporter_name(trw_exporter exporter)
+{
+  return exporter == TRW_EXPORTER_TORCH_EXPORT ? "torch.export" : "torchscript";
+}
 const trw_cfg *trw_env_cfg(const trw_env *env) { return env ? env->cfg : NULL; }
 
 int trw_env_torch_at_least(const trw_env *env, int major, int minor)

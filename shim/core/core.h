@@ -101,6 +101,7 @@ struct trw_env {
   const char *backend; /* canonical */
   trw_ir ir;
   int opset;
+  trw_exporter exporter;
   int torch_major, torch_minor;
   const trw_cfg *cfg;
 };

@@ -19,8 +19,9 @@ void trw__report_begin(const trw_env *env)
 {
   trw__report_flush();
   owner = getpid();
-  current = json_pack("{s:s, s:s, s:i}", "backend", trw_env_backend(env), "ir",
-                      ir_names[env ? env->ir : 0], "opset", env ? env->opset : 0);
+  current = json_pack("{s:s, s:s, s:i, s:s}", "backend", trw_env_backend(env), "ir",
+                      ir_names[env ? env->ir : 0], "opset", env ? env->opset : 0, "exporter",
+                      trw_exporter_name(trw_env_exporter(env)));
   not_found = json_object();
 }
 

@@ -7,13 +7,18 @@
  * PLT of libtorch_python.so (shim/adapter/trace_entry.h), and hands each
  * trace to the runtime, which turns rewriting on around it.
  *
+ * It also interposes initModule, which torch._C's PyInit__C calls to build
+ * the module: torch exports through torch.export without calling the
+ * tracer (torch.onnx.export's default from 2.9), so the runtime must be in
+ * place to bracket those exports before they start.
+ *
  * One preloaded library serves every torch.  The runtime is built per
  * torch series and sits beside this file as libtorchrw_runtime-torch<X.Y>.so;
- * at the first trace, when libtorch is certainly present, the shim asks
- * Python which torch the process has and loads that runtime.  When there
- * is none, every export fails with a RuntimeError that names the torch
- * found, the runtimes there are and the command that builds the missing
- * one.
+ * when torch is imported (or at the first trace), with libtorch certainly
+ * present, the shim asks Python which torch the process has and loads that
+ * runtime.  When there is none, every export fails with a RuntimeError
+ * that names the torch found, the runtimes there are and the command that
+ * builds the missing one.
  *
  * With TORCHRW_BACKEND unset the interposer only forwards the call.
  */
@@ -41,12 +46,14 @@ typedef trw__trace_fn trace_fn;
 EXPORT void *trw_trace(void *result, void *inputs, void *traced_fn,
                        void *lookup_fn, bool strict, bool force_outplace,
                        void *self, void *argument_names) __asm__(TRW__TRACE_SYMBOL);
+EXPORT void *trw_torch_init(void) __asm__(TRW__TORCH_INIT_SYMBOL);
 
 /* Set once by the constructor or the first interposed call. */
 static int configured = -1; /* -1 unknown, 0 inert, 1 TORCHRW_BACKEND set */
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static trace_fn original_trace;
+static trw__torch_init_fn original_init;
 static const trw__runtime_api *runtime;
 static int runtime_tried;
 /* Why no runtime could be loaded: every export raises this. */
@@ -135,25 +142,24 @@ static int find_cb(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 /*
- * The original trace.  Python loads libtorch with RTLD_LOCAL, so
- * dlsym(RTLD_NEXT) does not see it: find the loaded libtorch_cpu and ask it.
+ * An original function of libtorch.  Python loads torch's libraries with
+ * RTLD_LOCAL, so dlsym(RTLD_NEXT) does not see them: find the loaded
+ * library and ask it; RTLD_NEXT is the fallback for other hosts.
  */
-static trace_fn resolve_original(void)
+static void *resolve_in(const char *library, const char *symbol, void *self)
 {
-  struct find_lib f = {.needle = TRW__TRACE_LIBRARY, .path = ""};
+  struct find_lib f = {.needle = library, .path = ""};
   void *sym = NULL;
   if (dl_iterate_phdr(find_cb, &f) && f.path[0]) {
     void *h = dlopen(f.path, RTLD_LAZY | RTLD_NOLOAD);
     if (h) {
-      sym = dlsym(h, TRW__TRACE_SYMBOL);
+      sym = dlsym(h, symbol);
       dlclose(h);
     }
   }
   if (!sym)
-    sym = dlsym(RTLD_NEXT, TRW__TRACE_SYMBOL);
-  if (sym == (void *)trw_trace)
-    sym = NULL;
-  return (trace_fn)sym;
+    sym = dlsym(RTLD_NEXT, symbol);
+  return sym == self ? NULL : sym;
 }
 
 /* ---- Which torch ----------------------------------------------------------- */
@@ -303,25 +309,30 @@ static const trw__runtime_api *load_runtime(const char *version, const char *exe
   return api;
 }
 
-static void init_once(void)
+static void atfork_once(void)
 {
-  /* Python first, outside the lock: a thread holding the GIL may be
-   * waiting for the lock. */
+  static int done;
+  if (!done) {
+    pthread_atfork(NULL, NULL, atfork_child);
+    done = 1;
+  }
+}
+
+/*
+ * Loads the runtime for the torch in the process, once.  Python is asked
+ * first, outside the lock: a thread holding the GIL may be waiting for the
+ * lock.  With no runtime, `failure` says why.
+ */
+static void load_runtime_once(void)
+{
   char version[128] = "", exe[PATH_MAX] = "";
   read_env();
-  int have_torch = configured == 1 && !runtime_tried
-                       ? python_torch(version, sizeof version, exe, sizeof exe) == 0
-                       : 0;
+  if (configured != 1 || runtime_tried)
+    return;
+  int have_torch = python_torch(version, sizeof version, exe, sizeof exe) == 0;
   pthread_mutex_lock(&init_lock);
-  if (!original_trace) {
-    static int atfork_done;
-    if (!atfork_done) {
-      pthread_atfork(NULL, NULL, atfork_child);
-      atfork_done = 1;
-    }
-    original_trace = resolve_original();
-  }
-  if (configured == 1 && !runtime_tried && (have_torch || !version[0])) {
+  atfork_once();
+  if (!runtime_tried) {
     runtime_tried = 1;
     if (have_torch)
       runtime = load_runtime(version, exe);
@@ -330,6 +341,17 @@ static void init_once(void)
            "torchrw rewrites exports run from Python");
   }
   pthread_mutex_unlock(&init_lock);
+}
+
+static void init_trace(void)
+{
+  pthread_mutex_lock(&init_lock);
+  atfork_once();
+  if (!original_trace)
+    original_trace =
+        (trace_fn)resolve_in(TRW__TRACE_LIBRARY, TRW__TRACE_SYMBOL, (void *)trw_trace);
+  pthread_mutex_unlock(&init_lock);
+  load_runtime_once();
 }
 
 /* Fails this export with the reason no runtime could be loaded. */
@@ -354,12 +376,91 @@ static void raise_failure(void)
   }
 }
 
+/*
+ * Without a runtime, exports through torch.export never reach the tracer
+ * (and raise_failure): make torch.onnx.export and torch.export.export
+ * raise the same RuntimeError from Python, once they are imported.  The
+ * hook is Python source run through the interpreter's own API.
+ */
+static void fail_exports_in_python(void)
+{
+  static const char code[] =
+      "def _torchrw_fail_exports(message):\n"
+      "    import sys\n"
+      "    def failing(original):\n"
+      "        def export(*args, **kwargs):\n"
+      "            raise RuntimeError(message)\n"
+      "        export.__wrapped__ = original\n"
+      "        return export\n"
+      "    targets = {'torch.onnx': 'export', 'torch.export': 'export'}\n"
+      "    class Loader:\n"
+      "        def __init__(self, loader): self.loader = loader\n"
+      "        def create_module(self, spec): return self.loader.create_module(spec)\n"
+      "        def exec_module(self, module):\n"
+      "            module.__spec__.loader = module.__loader__ = self.loader\n"
+      "            self.loader.exec_module(module)\n"
+      "            attr = targets[module.__name__]\n"
+      "            setattr(module, attr, failing(getattr(module, attr)))\n"
+      "        def __getattr__(self, name): return getattr(self.loader, name)\n"
+      "    class Finder:\n"
+      "        def find_spec(self, name, path=None, target=None):\n"
+      "            if name not in targets: return None\n"
+      "            for finder in sys.meta_path:\n"
+      "                if finder is self or not hasattr(finder, 'find_spec'): continue\n"
+      "                spec = finder.find_spec(name, path, target)\n"
+      "                if spec is not None:\n"
+      "                    spec.loader = Loader(spec.loader)\n"
+      "                    return spec\n"
+      "            return None\n"
+      "    sys.meta_path.insert(0, Finder())\n";
+  int (*ensure)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+  void (*release)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+  int (*run)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT, "PyRun_SimpleString");
+  if (!ensure || !release || !run)
+    return;
+  /* The message as a Python string literal: hex escapes, nothing to quote. */
+  char call[sizeof code + 4 * sizeof failure + 64], *p = call;
+  p += snprintf(p, sizeof call, "%s_torchrw_fail_exports('", code);
+  for (const unsigned char *m = (const unsigned char *)failure; *m; m++)
+    p += snprintf(p, 5, "\\x%02x", *m);
+  snprintf(p, (size_t)(call + sizeof call - p), "')\ndel _torchrw_fail_exports\n");
+  int gil = ensure();
+  run(call);
+  release(gil);
+}
+
+/* torch._C is being built: torch is being imported. */
+void *trw_torch_init(void)
+{
+  pthread_mutex_lock(&init_lock);
+  atfork_once();
+  if (!original_init)
+    original_init = (trw__torch_init_fn)resolve_in(TRW__TORCH_INIT_LIBRARY,
+                                                   TRW__TORCH_INIT_SYMBOL, (void *)trw_torch_init);
+  pthread_mutex_unlock(&init_lock);
+  if (!original_init) {
+    fprintf(stderr, "torchrw: error: initModule not found in libtorch_python; remove "
+                    "libtorchrw.so from LD_PRELOAD\n");
+    return NULL;
+  }
+  void *module = original_init();
+  read_env();
+  if (!module || configured != 1)
+    return module;
+  load_runtime_once();
+  if (runtime)
+    runtime->torch_imported();
+  else if (failure[0])
+    fail_exports_in_python();
+  return module;
+}
+
 void *trw_trace(void *result, void *inputs, void *traced_fn, void *lookup_fn,
                 bool strict, bool force_outplace, void *self,
                 void *argument_names)
 {
   if (!original_trace || (configured == 1 && !runtime_tried))
-    init_once();
+    init_trace();
   if (!original_trace) {
     /* Cannot happen with a libtorch we know: the caller resolved this very
      * symbol, which libtorch_cpu defines.  There is no result to return. */

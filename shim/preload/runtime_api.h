@@ -13,7 +13,7 @@
 #define TRW__RUNTIME_PREFIX "libtorchrw_runtime-torch"
 #define TRW__RUNTIME_SUFFIX ".so"
 #define TRW__RUNTIME_SYMBOL "trw__runtime_api_get"
-#define TRW__RUNTIME_API_VERSION 3
+#define TRW__RUNTIME_API_VERSION 4
 
 /* The library that raises the shim's errors as C++ exceptions (Python
  * RuntimeError for the caller) when no runtime can be loaded; loaded only
@@ -24,7 +24,7 @@ typedef void (*trw__raise_fn)(const char *message);
 
 #include <stdbool.h>
 
-#include "../adapter/trace_entry.h"
+#include "../adapter/entry_points.h"
 
 typedef struct trw__runtime_api {
   int version;
@@ -41,6 +41,13 @@ typedef struct trw__runtime_api {
   void *(*trace)(trw__trace_fn original, void *result, void *inputs,
                  void *traced_fn, void *lookup_fn, bool strict,
                  bool force_outplace, void *self, void *argument_names);
+  /*
+   * torch is being imported (its _C module was just built; the caller
+   * holds the GIL): arranges for torch.export's and torch.onnx's entry
+   * points to be bracketed once they are imported.  Never fails the
+   * import: a problem is kept and fails the exports.
+   */
+  void (*torch_imported)(void);
 } trw__runtime_api;
 
 typedef const trw__runtime_api *(*trw__runtime_api_fn)(void);

@@ -96,6 +96,7 @@ typedef struct {
   PyObject *backend;
   PyObject *ir;
   int opset;
+  PyObject *exporter; /* "torchscript" or "torch.export" */
   PyObject *name;   /* stable name, "torch.topk@tensorrt" */
   PyObject *target; /* "torch.topk" */
   PyObject *file;
@@ -110,6 +111,7 @@ static void context_dealloc(Context *c)
   Py_XDECREF(c->origin_func);
   Py_XDECREF(c->backend);
   Py_XDECREF(c->ir);
+  Py_XDECREF(c->exporter);
   Py_XDECREF(c->name);
   Py_XDECREF(c->target);
   Py_XDECREF(c->file);
@@ -119,8 +121,10 @@ static void context_dealloc(Context *c)
 
 static PyObject *context_repr(Context *c)
 {
-  return PyUnicode_FromFormat("<torchrw.Context %U (%U:%d) backend=%U ir=%U opset=%d>",
-                              c->name, c->file, c->line, c->backend, c->ir, c->opset);
+  return PyUnicode_FromFormat("<torchrw.Context %U (%U:%d) backend=%U ir=%U opset=%d "
+                              "exporter=%U>",
+                              c->name, c->file, c->line, c->backend, c->ir, c->opset,
+                              c->exporter);
 }
 
 static PyMemberDef context_members[] = {
@@ -130,6 +134,8 @@ static PyMemberDef context_members[] = {
     {"backend", T_OBJECT, offsetof(Context, backend), READONLY, "the active backend"},
     {"ir", T_OBJECT, offsetof(Context, ir), READONLY, "'onnx' or 'torchscript'"},
     {"opset", T_INT, offsetof(Context, opset), READONLY, "the ONNX opset (0 outside ONNX)"},
+    {"exporter", T_OBJECT, offsetof(Context, exporter), READONLY,
+     "how the model is captured: 'torchscript' (torch's tracer) or 'torch.export'"},
     {"name", T_OBJECT, offsetof(Context, name), READONLY,
      "the rewriter's stable name (TORCHRW_DISABLE, report)"},
     {"target", T_OBJECT, offsetof(Context, target), READONLY, "what it rewrites"},
@@ -172,12 +178,13 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *or
   c->backend = PyUnicode_FromString(trw_env_backend(env));
   c->ir = PyUnicode_FromString(trw__ir_name(env->ir));
   c->opset = env->opset;
+  c->exporter = PyUnicode_FromString(trw_exporter_name(env->exporter));
   c->name = PyUnicode_FromString(r->stable);
   c->target = PyUnicode_FromString(r->name);
   c->file = PyUnicode_FromString(r->file);
   c->line = r->line;
   c->extra = NULL;
-  if (!c->backend || !c->ir || !c->name || !c->target || !c->file) {
+  if (!c->backend || !c->ir || !c->exporter || !c->name || !c->target || !c->file) {
     Py_DECREF(c);
     return NULL;
   }

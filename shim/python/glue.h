@@ -56,6 +56,12 @@ enum {
  * to the instance like a function, so that a replaced method gets self. */
 PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type);
 
+/* tp_getattro helper for the same callables: their own attributes, then
+ * __wrapped__ (the original) and the original's (__name__, __module__,
+ * __doc__ ...), as functools.wraps would give, since torch and inspect
+ * read them.  original may be NULL. */
+PyObject *trw__py_stand_in_getattr(PyObject *self, PyObject *name, PyObject *original);
+
 /* Raises RuntimeError("torchrw: <message>"); returns NULL. */
 PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
 
@@ -108,16 +114,24 @@ int trw__py_resolve(const char *name, PyObject **owner, const char **attr,
 int trw__py_target(trw__rewriter *r, PyObject **owner, const char **attr);
 int trw__py_target_class(trw__rewriter *r, const char *what, PyObject **cls);
 
-/* How long a deferred rewriter waits for its module: the trace (function
- * and module patches) or the export (symbolics). */
-typedef enum trw__py_until { TRW__PY_UNTIL_TRACE, TRW__PY_UNTIL_SYMBOLICS } trw__py_until;
-/* Applies rewriter r once its target's module is imported: 0 applied (or
+/* How long a deferred target waits for its module: the trace (function
+ * and module patches), the export (symbolics), or the process (entry
+ * points torchrw brackets). */
+typedef enum trw__py_until {
+  TRW__PY_UNTIL_TRACE,
+  TRW__PY_UNTIL_SYMBOLICS,
+  TRW__PY_UNTIL_CONTEXT, /* a RewriterContext's block */
+  TRW__PY_UNTIL_PROCESS
+} trw__py_until;
+/* Applies what waited once its module is imported: 0 applied (or
  * reported not found), 1 still waiting, -1 with an exception set. */
-typedef int (*trw__py_apply_fn)(trw__rewriter *r, const trw_env *env);
-/* Defers r until a module on its path is imported, when apply runs.
- * 0, or -1 with an exception set. */
-int trw__py_defer(trw__rewriter *r, const trw_env *env, trw__py_apply_fn apply,
-                  trw__py_until until);
+typedef int (*trw__py_apply_fn)(void *arg, const trw_env *env);
+/* Defers apply(arg, env) until a module on the dotted path is imported
+ * (then it runs, from the import).  stable names what is reported as not
+ * found when the wait ends (NULL: nothing is).  path and stable are
+ * copied.  0, or -1 with an exception set. */
+int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, void *arg,
+                  const trw_env *env, trw__py_until until);
 /* Ends the wait of everything deferred until `until`: what never came is
  * reported as not found. */
 void trw__py_drop_deferred(trw__py_until until);
@@ -148,6 +162,16 @@ void trw__py_unpatch_modules(void);
 int trw__py_install_symbolics(const trw_env *env);
 /* Gives torch its own symbolics back. */
 void trw__py_uninstall_symbolics(void);
+/* For torch.onnx's exporter on torch.export: a custom_translation_table
+ * ({OpOverload: translation}) making each selected symbolic rewriter of a
+ * torch operator (or autograd Function) the translation of its overloads
+ * for env.  Their nodes are built for opset, the one the exporter builds
+ * the graph at (it converts to env's afterwards), which is also what
+ * their context says.  New reference, or NULL with an exception set. */
+PyObject *trw__py_translation_table(const trw_env *env, int opset);
+/* The export those translations served has ended: forget its calls.
+ * Keeps a pending exception. */
+void trw__py_translation_done(void);
 
 int trw__py_patch_ready(PyObject *module);
 int trw__py_modpatch_ready(void);

@@ -21,9 +21,11 @@
 #include "glue.h"
 
 typedef struct {
-  trw__rewriter *rw;
-  trw_env env;
+  char *path;   /* the dotted path waited for */
+  char *stable; /* reported as not found when the wait ends; NULL: not reported */
   trw__py_apply_fn apply;
+  void *arg;
+  trw_env env;
   trw__py_until until;
 } Deferred;
 
@@ -148,11 +150,18 @@ static int watched(const char *name)
 {
   size_t n = strlen(name);
   for (size_t i = 0; i < ndeferred; i++) {
-    const char *t = deferred[i].rw->name;
+    const char *t = deferred[i].path;
     if (strncmp(t, name, n) == 0 && t[n] == '.')
       return 1;
   }
   return 0;
+}
+
+static void forget(size_t i)
+{
+  PyMem_Free(deferred[i].path);
+  PyMem_Free(deferred[i].stable);
+  deferred[i] = deferred[--ndeferred];
 }
 
 /* Applies what waits on module name; 0, or -1 with an exception set. */
@@ -161,21 +170,22 @@ static int imported(const char *name)
   size_t n = strlen(name);
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < ndeferred;) {
-    Deferred d = deferred[i];
-    if (strncmp(d.rw->name, name, n) != 0 || d.rw->name[n] != '.') {
+    Deferred *d = &deferred[i];
+    if (strncmp(d->path, name, n) != 0 || d->path[n] != '.') {
       i++;
       continue;
     }
-    int r = d.apply(d.rw, &d.env);
+    trw_env env = d->env;
+    int r = d->apply(d->arg, &env);
     if (r == 1) {
       i++;
       continue;
     }
-    deferred[i] = deferred[--ndeferred]; /* applied, or reported not found */
     if (r < 0)
       rc = -1;
     else
-      trw__log(TRW__LOG_DEBUG, "%s applied when %s was imported", d.rw->stable, name);
+      trw__log(TRW__LOG_DEBUG, "%s applied when %s was imported", d->path, name);
+    forget(i); /* applied, or reported not found */
   }
   return rc;
 }
@@ -312,6 +322,8 @@ static int finder_install(int on)
   if (!meta || !PyList_Check(meta))
     return 0; /* an interpreter shutting down */
   if (on && !finder) {
+    if (trw__py_lazy_ready() < 0) /* before the torchrw module, for the shim's hooks */
+      return -1;
     finder = PyType_GenericNew(&FinderType, NULL, NULL);
     if (!finder || PyList_Insert(meta, 0, finder) != 0) {
       Py_CLEAR(finder);
@@ -328,8 +340,8 @@ static int finder_install(int on)
 
 /* ------------------------------------------------------------------------ */
 
-int trw__py_defer(trw__rewriter *r, const trw_env *env, trw__py_apply_fn apply,
-                  trw__py_until until)
+int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, void *arg,
+                  const trw_env *env, trw__py_until until)
 {
   if (ndeferred == capdeferred) {
     size_t cap = capdeferred ? capdeferred * 2 : 16;
@@ -341,7 +353,17 @@ int trw__py_defer(trw__rewriter *r, const trw_env *env, trw__py_apply_fn apply,
     deferred = grown;
     capdeferred = cap;
   }
-  deferred[ndeferred++] = (Deferred){r, *env, apply, until};
+  char *p = PyMem_Malloc(strlen(path) + 1), *st = stable ? PyMem_Malloc(strlen(stable) + 1) : NULL;
+  if (!p || (stable && !st)) {
+    PyMem_Free(p);
+    PyMem_Free(st);
+    PyErr_NoMemory();
+    return -1;
+  }
+  strcpy(p, path);
+  if (st)
+    strcpy(st, stable);
+  deferred[ndeferred++] = (Deferred){p, st, apply, arg, env ? *env : (trw_env){0}, until};
   return finder_install(1);
 }
 
@@ -355,15 +377,17 @@ void trw__py_drop_deferred(trw__py_until until)
       i++;
       continue;
     }
-    char why[512];
-    PyObject *owner = NULL;
-    const char *attr = NULL;
-    if (trw__py_resolve(deferred[i].rw->name, &owner, &attr, why, sizeof why) == 0) {
-      trw__fmt(why, sizeof why, "imported after the export ended");
-      Py_DECREF(owner);
+    if (deferred[i].stable) {
+      char why[512];
+      PyObject *owner = NULL;
+      const char *attr = NULL;
+      if (trw__py_resolve(deferred[i].path, &owner, &attr, why, sizeof why) == 0) {
+        trw__fmt(why, sizeof why, "imported after the export ended");
+        Py_DECREF(owner);
+      }
+      trw__report_not_found(deferred[i].stable, why);
     }
-    trw__report_not_found(deferred[i].rw->stable, why);
-    deferred[i] = deferred[--ndeferred];
+    forget(i);
   }
   if (ndeferred == 0)
     finder_install(0);
@@ -372,5 +396,7 @@ void trw__py_drop_deferred(trw__py_until until)
 
 int trw__py_lazy_ready(void)
 {
+  if (FinderType.tp_flags & Py_TPFLAGS_READY)
+    return 0;
   return PyType_Ready(&LoaderType) < 0 || PyType_Ready(&FinderType) < 0 ? -1 : 0;
 }

@@ -163,10 +163,16 @@ static void modforward_dealloc(ModForward *f)
   Py_TYPE(f)->tp_free((PyObject *)f);
 }
 
+static PyObject *modforward_getattro(ModForward *f, PyObject *name)
+{
+  return trw__py_stand_in_getattr((PyObject *)f, name, f->origin);
+}
+
 static PyTypeObject ModForwardType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.WrappedForward",
     .tp_basicsize = sizeof(ModForward),
     .tp_dealloc = (destructor)modforward_dealloc,
+    .tp_getattro = (getattrofunc)modforward_getattro,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(ModForward, vectorcall),
     .tp_descr_get = trw__py_bind_method,
@@ -292,8 +298,9 @@ static int add_target(trw__rewriter *r)
 }
 
 /* A module rewriter whose class was imported during the trace. */
-static int patch_late(trw__rewriter *r, const trw_env *env)
+static int patch_late(void *arg, const trw_env *env)
 {
+  trw__rewriter *r = arg;
   size_t from = ntargets;
   int rc = add_target(r);
   return rc == 0 && ntargets > from ? patch_from(from, env) : rc;
@@ -309,7 +316,7 @@ int trw__py_patch_modules(const trw_env *env)
       continue;
     rc = add_target(r);
     if (rc == 1)
-      rc = trw__py_defer(r, env, patch_late, TRW__PY_UNTIL_TRACE);
+      rc = trw__py_defer(r->name, r->stable, patch_late, r, env, TRW__PY_UNTIL_TRACE);
   }
   return rc == 0 && ntargets > 0 ? patch_from(0, env) : rc;
 }

@@ -36,6 +36,17 @@ PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type)
   return PyMethod_New(self, obj);
 }
 
+PyObject *trw__py_stand_in_getattr(PyObject *self, PyObject *name, PyObject *original)
+{
+  PyObject *r = PyObject_GenericGetAttr(self, name);
+  if (r || !original || !PyErr_ExceptionMatches(PyExc_AttributeError))
+    return r;
+  PyErr_Clear();
+  if (PyUnicode_CompareWithASCIIString(name, "__wrapped__") == 0)
+    return Py_NewRef(original);
+  return PyObject_GetAttr(original, name);
+}
+
 void trw__py_describe_error(char *buf, size_t len, int with_traceback)
 {
   PyObject *type, *value, *tb;
@@ -148,9 +159,10 @@ static int python_checkers(const trw__rewriter *r, const trw_env *env)
     return 1;
   char version[32];
   trw__fmt(version, sizeof version, "%d.%d", env->torch_major, env->torch_minor);
-  PyObject *d = Py_BuildValue("{s:s, s:s, s:i, s:s}", "backend",
+  PyObject *d = Py_BuildValue("{s:s, s:s, s:i, s:s, s:s}", "backend",
                               trw_env_backend(env), "ir", trw__ir_name(env->ir),
-                              "opset", env->opset, "torch", version);
+                              "opset", env->opset, "torch", version, "exporter",
+                              trw_exporter_name(env->exporter));
   int ok = d != NULL;
   for (Py_ssize_t i = 0; ok && i < n; i++) {
     PyObject *res = PyObject_CallOneArg(PyTuple_GET_ITEM(checkers, i), d);
@@ -525,7 +537,8 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
                : strcmp(kind, "symbolic") == 0 ? TRW_KIND_SYMBOLIC
                                                : TRW_KIND_FUNCTION;
   const trw__adapter *a = trw__adapter_get();
-  trw_env env = {trw__backend_canonical(backend), TRW_IR_ONNX, opset, a->major, a->minor, NULL};
+  trw_env env = {trw__backend_canonical(backend), TRW_IR_ONNX, opset, TRW_EXPORTER_TORCHSCRIPT,
+                 a->major, a->minor, NULL};
   if (!env.backend)
     return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
                         backend, trw_known_backends());

@@ -49,11 +49,17 @@ static PyObject *patched_repr(Patched *p)
                               p->rw->file, p->rw->line);
 }
 
+static PyObject *patched_getattro(Patched *p, PyObject *name)
+{
+  return trw__py_stand_in_getattr((PyObject *)p, name, p->origin);
+}
+
 static PyTypeObject PatchedType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.PatchedFunction",
     .tp_basicsize = sizeof(Patched),
     .tp_dealloc = (destructor)patched_dealloc,
     .tp_repr = (reprfunc)patched_repr,
+    .tp_getattro = (getattrofunc)patched_getattro,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(Patched, vectorcall),
     .tp_descr_get = trw__py_bind_method,
@@ -290,8 +296,9 @@ static int patch_target(trw__rewriter *r, const trw_env *env, PyObject **origins
 }
 
 /* A function rewriter whose module was imported during the trace. */
-static int patch_late(trw__rewriter *r, const trw_env *env)
+static int patch_late(void *arg, const trw_env *env)
 {
+  trw__rewriter *r = arg;
   PyObject *origin = NULL, *replacement = NULL;
   size_t nalias = 0;
   int rc = patch_target(r, env, &origin, &replacement, &nalias);
@@ -321,7 +328,7 @@ int trw__py_patch_functions(const trw_env *env)
       continue;
     rc = patch_target(r, env, origins, replacements, &nalias);
     if (rc == 1)
-      rc = trw__py_defer(r, env, patch_late, TRW__PY_UNTIL_TRACE);
+      rc = trw__py_defer(r->name, r->stable, patch_late, r, env, TRW__PY_UNTIL_TRACE);
   }
   if (rc == 0)
     rc = patch_aliases(origins, replacements, nalias);

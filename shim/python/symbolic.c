@@ -20,6 +20,7 @@ typedef struct {
   PyObject *qualname; /* "aten::squeeze" for operators, NULL for Functions */
   PyObject *origin;   /* Functions: the symbolic the class had (or None) */
   PyObject *contexts; /* opset -> Context */
+  int fx;             /* a translation on torch.export: origin is the exporter's */
   trw_env env;
   vectorcallfunc vectorcall;
 } SymFn;
@@ -68,7 +69,8 @@ static PyObject *torch_symbolic(PyObject *qualname, int opset)
  * *env_out receives the call's environment. */
 static PyObject *context_for(SymFn *s, trw_env *env_out)
 {
-  int opset = export_opset();
+  /* torch.export's exporter leaves torch.onnx's TorchScript globals alone. */
+  int opset = s->fx ? 0 : export_opset();
   *env_out = s->env;
   env_out->opset = opset ? opset : s->env.opset;
   PyObject *key = PyLong_FromLong(opset);
@@ -81,12 +83,13 @@ static PyObject *context_for(SymFn *s, trw_env *env_out)
   }
   trw_env env = s->env;
   env.opset = opset ? opset : env.opset;
-  PyObject *origin = s->qualname ? torch_symbolic(s->qualname, env.opset) : s->origin;
-  if (s->qualname && !origin) {
+  int torchscript = s->qualname && !s->fx;
+  PyObject *origin = torchscript ? torch_symbolic(s->qualname, env.opset) : s->origin;
+  if (torchscript && !origin) {
     Py_DECREF(key);
     return NULL;
   }
-  if (!s->qualname)
+  if (!torchscript)
     Py_XINCREF(origin);
   ctx = trw__py_context_new(s->rw, &env, origin);
   Py_XDECREF(origin);
@@ -156,6 +159,7 @@ static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualnam
   s->origin = origin;
   Py_XINCREF(origin);
   s->contexts = PyDict_New();
+  s->fx = 0;
   s->env = *env;
   s->vectorcall = symfn_vectorcall;
   if (!s->contexts) {
@@ -297,8 +301,9 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
 
 /* Replaces the Function class's symbolic: 0 (or reported not found), 1
  * when its module is not imported yet, -1 with an exception set. */
-static int install_function_class(trw__rewriter *r, const trw_env *env)
+static int install_function_class(void *arg, const trw_env *env)
 {
+  trw__rewriter *r = arg;
   PyObject *cls = NULL;
   int found = trw__py_target_class(r, "not an autograd Function class", &cls);
   if (found != 0)
@@ -337,7 +342,8 @@ int trw__py_install_symbolics(const trw_env *env)
     if (is_operator(r))
       rc = install_operator(r, env, registry);
     else if ((rc = install_function_class(r, env)) == 1)
-      rc = trw__py_defer(r, env, install_function_class, TRW__PY_UNTIL_SYMBOLICS);
+      rc = trw__py_defer(r->name, r->stable, install_function_class, r, env,
+                         TRW__PY_UNTIL_SYMBOLICS);
   }
   Py_DECREF(registry);
   if (rc != 0) {
@@ -347,6 +353,131 @@ int trw__py_install_symbolics(const trw_env *env)
     PyErr_Restore(type, value, tb);
   }
   return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* torch.export's exporter: symbolics as translations                        */
+
+#include "onnx_translation_py.h" /* generated from shim/adapter/onnx_translation.py */
+
+/* torchrw._onnx_translation, run from the source compiled into the
+ * runtime.  Borrowed reference, or NULL with an exception set. */
+static PyObject *translation_module(void)
+{
+  static PyObject *module;
+  if (module)
+    return module;
+  PyObject *code = Py_CompileString(trw__onnx_translation_py, "shim/adapter/onnx_translation.py",
+                                    Py_file_input);
+  PyObject *m = code ? PyModule_New("torchrw._onnx_translation") : NULL;
+  PyObject *d = m ? PyModule_GetDict(m) : NULL;
+  int ok = d && PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) == 0;
+  PyObject *r = ok ? PyEval_EvalCode(code, d, d) : NULL;
+  Py_XDECREF(code);
+  if (!r) {
+    Py_XDECREF(m);
+    return NULL;
+  }
+  Py_DECREF(r);
+  module = m;
+  return module;
+}
+
+/* Adds to table the translation of operator rewriter r's overloads; 0,
+ * or -1 with an exception set. */
+static int translate_operator(PyObject *mod, PyObject *table, trw__rewriter *r,
+                              const trw_env *env)
+{
+  PyObject *qual = operator_name(r->name);
+  PyObject *ovs = qual ? PyObject_CallMethod(mod, "overloads", "O", qual) : NULL;
+  int rc = ovs ? 0 : -1;
+  for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(ovs); k++) {
+    PyObject *ov = PyList_GET_ITEM(ovs, k);
+    PyObject *origin = PyObject_CallMethod(mod, "origin", "Oi", ov, env->opset);
+    SymFn *s = origin ? symfn_new(r, env, qual, origin) : NULL;
+    if (s)
+      s->fx = 1;
+    PyObject *tr = s ? PyObject_CallMethod(mod, "translator", "OOi", ov, (PyObject *)s, env->opset)
+                     : NULL;
+    rc = tr ? PyDict_SetItem(table, ov, tr) : -1;
+    Py_XDECREF(tr);
+    Py_XDECREF(s);
+    Py_XDECREF(origin);
+  }
+  Py_XDECREF(ovs);
+  Py_XDECREF(qual);
+  return rc;
+}
+
+/* The same for a Function class's rewriter: the class's apply is routed
+ * through torchrw's operator for the trace (a logged patch), whose
+ * translation the symbolic is.  A class not imported is left alone (the
+ * model that would use it was built without it). */
+static int translate_function(PyObject *mod, PyObject *table, trw__rewriter *r,
+                              const trw_env *env)
+{
+  PyObject *cls = NULL;
+  if (trw__py_target_class(r, "not an autograd Function class", &cls) != 0)
+    return 0;
+  PyObject *origin = PyObject_GetAttrString(cls, "symbolic");
+  if (!origin) {
+    PyErr_Clear();
+    origin = Py_NewRef(Py_None);
+  }
+  PyObject *op = PyObject_CallMethod(mod, "function_op", "O", cls);
+  PyObject *apply = op ? PyObject_CallMethod(mod, "routed_apply", "OO", cls, op) : NULL;
+  PyObject *name = PyUnicode_FromString("apply");
+  SymFn *s = apply && name ? symfn_new(r, env, NULL, origin) : NULL;
+  if (s)
+    s->fx = 1;
+  PyObject *tr = s ? PyObject_CallMethod(mod, "function_translator", "OOi", op, (PyObject *)s,
+                                         env->opset)
+                   : NULL;
+  int rc = tr && trw__py_setattr_logged(cls, name, apply) == 0 ? PyDict_SetItem(table, op, tr)
+                                                               : -1;
+  Py_XDECREF(tr);
+  Py_XDECREF(s);
+  Py_XDECREF(name);
+  Py_XDECREF(apply);
+  Py_XDECREF(op);
+  Py_DECREF(origin);
+  Py_DECREF(cls);
+  return rc;
+}
+
+void trw__py_translation_done(void)
+{
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyObject *mod = translation_module();
+  PyObject *r = mod ? PyObject_CallMethod(mod, "forget_calls", NULL) : NULL;
+  Py_XDECREF(r);
+  PyErr_Clear();
+  PyErr_Restore(type, value, tb);
+}
+
+PyObject *trw__py_translation_table(const trw_env *selecting, int opset)
+{
+  trw_env build = *selecting;
+  build.opset = opset;
+  const trw_env *env = &build;
+  PyObject *table = PyDict_New();
+  if (!table)
+    return NULL;
+  size_t n = trw__registry_count();
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    trw__rewriter *r = trw__registry_at(i);
+    if (r->kind != TRW_KIND_SYMBOLIC || trw__select(TRW_KIND_SYMBOLIC, r->name, selecting) != r)
+      continue;
+    PyObject *mod = translation_module();
+    rc = !mod ? -1
+         : is_operator(r) ? translate_operator(mod, table, r, env)
+                          : translate_function(mod, table, r, env);
+  }
+  if (rc != 0)
+    Py_CLEAR(table);
+  return table;
 }
 
 int trw__py_symbolic_ready(void)

@@ -13,50 +13,6 @@
 #include "runtime.h"
 
 /* ------------------------------------------------------------------------ */
-/* Trace hooks for RewriterContext                                           */
-
-typedef struct {
-  PyObject_HEAD
-  PyObject *original;
-  vectorcallfunc vectorcall;
-} TraceHook;
-
-static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
-                                 PyObject *kwnames)
-{
-  TraceHook *h = (TraceHook *)self;
-  char err[4096];
-  if (trw__scope_enter(err, sizeof err) != 0) {
-    PyErr_SetString(PyExc_RuntimeError, err);
-    return NULL;
-  }
-  PyObject *r = PyObject_Vectorcall(h->original, args, nargsf, kwnames);
-  trw__scope_leave();
-  return r;
-}
-
-static void hook_dealloc(TraceHook *h)
-{
-  Py_XDECREF(h->original);
-  Py_TYPE(h)->tp_free((PyObject *)h);
-}
-
-static PyTypeObject TraceHookType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.TraceHook",
-    .tp_basicsize = sizeof(TraceHook),
-    .tp_dealloc = (destructor)hook_dealloc,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(TraceHook, vectorcall),
-    .tp_descr_get = trw__py_bind_method,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_doc = "A torch trace entry point that turns torchrw on around the trace.",
-};
-
-/* The entry points torch.onnx.export and torch.jit.trace reach (the
- * adapter's list; at most MAX_HOOKS). */
-#define MAX_HOOKS 8
-
-/* ------------------------------------------------------------------------ */
 /* RewriterContext                                                           */
 
 typedef struct {
@@ -66,7 +22,6 @@ typedef struct {
   PyObject *ir;
   int opset;
   int entered;
-  PyObject *saved[MAX_HOOKS][2]; /* owner, original */
 } RewriterContext;
 
 static RewriterContext *active_context;
@@ -112,51 +67,6 @@ static PyObject *cfg_json(PyObject *cfg, int *is_path)
   return text;
 }
 
-static void restore_hooks(RewriterContext *self)
-{
-  const trw__adapter *a = trw__adapter_get();
-  for (size_t i = 0; i < a->ntrace_hooks && i < MAX_HOOKS; i++) {
-    if (!self->saved[i][0])
-      continue;
-    if (PyObject_SetAttrString(self->saved[i][0], a->trace_hooks[i].attr, self->saved[i][1]) != 0)
-      PyErr_Clear();
-    Py_CLEAR(self->saved[i][0]);
-    Py_CLEAR(self->saved[i][1]);
-  }
-}
-
-static int install_hooks(RewriterContext *self)
-{
-  const trw__adapter *a = trw__adapter_get();
-  for (size_t i = 0; i < a->ntrace_hooks && i < MAX_HOOKS; i++) {
-    PyObject *owner = NULL;
-    const char *attr = NULL;
-    char path[128], why[256];
-    trw__fmt(path, sizeof path, "%s.%s", a->trace_hooks[i].owner, a->trace_hooks[i].attr);
-    if (trw__py_resolve(path, &owner, &attr, why, sizeof why) != 0) { /* torch is imported */
-      trw__py_raise("cannot hook %s: %s", path, why);
-      return -1;
-    }
-    PyObject *orig = PyObject_GetAttrString(owner, attr);
-    TraceHook *h = orig ? PyObject_New(TraceHook, &TraceHookType) : NULL;
-    if (!h) {
-      Py_XDECREF(orig);
-      Py_DECREF(owner);
-      return -1;
-    }
-    h->original = orig;
-    h->vectorcall = hook_vectorcall;
-    self->saved[i][0] = owner;
-    self->saved[i][1] = orig;
-    Py_INCREF(orig);
-    int rc = PyObject_SetAttrString(owner, attr, (PyObject *)h);
-    Py_DECREF(h);
-    if (rc != 0)
-      return -1;
-  }
-  return 0;
-}
-
 static PyObject *rc_enter(RewriterContext *self, PyObject *noargs)
 {
   (void)noargs;
@@ -198,10 +108,11 @@ static PyObject *rc_enter(RewriterContext *self, PyObject *noargs)
       PyErr_SetString(rc == TRW_EBACKEND ? PyExc_ValueError : PyExc_RuntimeError, err);
     return NULL;
   }
-  if (trw__py_install_symbolics(trw__runtime_env()) != 0 || install_hooks(self) != 0) {
+  if (trw__py_install_symbolics(trw__runtime_env()) != 0 ||
+      trw__hooks_install(TRW__HOOKS_CONTEXT, 1) != 0) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    restore_hooks(self);
+    trw__hooks_remove(TRW__HOOKS_CONTEXT);
     trw__py_uninstall_symbolics();
     trw__runtime_pop_mode();
     PyErr_Restore(type, value, tb);
@@ -220,7 +131,7 @@ static PyObject *rc_exit(RewriterContext *self, PyObject *args)
     return trw__py_raise("this RewriterContext is not active");
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  restore_hooks(self);
+  trw__hooks_remove(TRW__HOOKS_CONTEXT);
   trw__py_uninstall_symbolics();
   trw__runtime_pop_mode();
   self->entered = 0;
@@ -231,9 +142,10 @@ static PyObject *rc_exit(RewriterContext *self, PyObject *args)
 
 static void rc_dealloc(RewriterContext *self)
 {
-  if (active_context == self)
+  if (active_context == self) {
     active_context = NULL;
-  restore_hooks(self);
+    trw__hooks_remove(TRW__HOOKS_CONTEXT);
+  }
   Py_XDECREF(self->cfg);
   Py_XDECREF(self->backend);
   Py_XDECREF(self->ir);
@@ -262,7 +174,7 @@ static PyTypeObject RewriterContextType = {
 
 static int add_context_type(PyObject *m)
 {
-  if (PyType_Ready(&TraceHookType) < 0 || PyType_Ready(&RewriterContextType) < 0)
+  if (PyType_Ready(&RewriterContextType) < 0)
     return -1;
   Py_INCREF(&RewriterContextType);
   return PyModule_AddObject(m, "RewriterContext", (PyObject *)&RewriterContextType);

@@ -202,6 +202,22 @@ void trw__runtime_pop_mode(void)
   rt.xcfg = NULL;
 }
 
+/* What the hook about to start the activation knows (trw__runtime_expect). */
+static __thread struct {
+  int set;
+  trw_ir ir;
+  int opset;
+  trw_exporter exporter;
+} expected;
+
+void trw__runtime_expect(trw_ir ir, int opset, trw_exporter exporter)
+{
+  expected.set = 1;
+  expected.ir = ir;
+  expected.opset = opset;
+  expected.exporter = exporter;
+}
+
 static double now_ms(void)
 {
   struct timespec ts;
@@ -227,14 +243,22 @@ int trw__activate(char *err, size_t errlen)
 
   trw_ir ir = TRW_IR_TORCHSCRIPT;
   int opset = 0;
-  if (trw__runtime_export_info(&ir, &opset) != 0)
+  trw_exporter exporter = TRW_EXPORTER_TORCHSCRIPT;
+  if (expected.set) {
+    ir = expected.ir;
+    opset = expected.opset;
+    exporter = expected.exporter;
+    expected.set = 0;
+  } else if (trw__runtime_export_info(&ir, &opset) != 0) {
     trw__log(TRW__LOG_DEBUG, "cannot tell the export's IR; assuming torchscript");
+  }
   if (ir == TRW_IR_ONNX && opset == 0)
     opset = rt.explicit_mode && rt.xopset
                 ? rt.xopset
                 : (int)trw_cfg_get_int(env->cfg, "onnx_config.opset_version", 0);
   env->ir = ir;
   env->opset = opset;
+  env->exporter = exporter;
 
   trw__registry_set_active(1);
   trw__report_begin(env);
@@ -267,6 +291,7 @@ void trw__deactivate(void)
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
     rt.xenv.opset = rt.xopset;
+    rt.xenv.exporter = TRW_EXPORTER_TORCHSCRIPT;
   }
 }
 

@@ -52,6 +52,20 @@ int trw__scope_enter(char *err, size_t errlen);
 void trw__scope_leave(void);
 int trw__scope_depth(void);
 
+/* The IR, opset and exporter of the activation this thread is about to
+ * start (a hook of torch.export's path knows them; without this,
+ * activation asks torch.onnx's TorchScript exporter).  Used once. */
+void trw__runtime_expect(trw_ir ir, int opset, trw_exporter exporter);
+
+/* hooks.c: the Python entry points torchrw brackets (the adapter's
+ * lists).  Who installed them: the preloaded shim for the process, or a
+ * RewriterContext for its block; each removes only its own.  install
+ * hooks what is imported and waits for the rest (torch.onnx is imported
+ * late); 0, or -1 with an exception set.  Take the GIL. */
+typedef enum trw__hooks_owner { TRW__HOOKS_PROCESS = 0, TRW__HOOKS_CONTEXT = 1 } trw__hooks_owner;
+int trw__hooks_install(trw__hooks_owner owner, int with_trace);
+void trw__hooks_remove(trw__hooks_owner owner);
+
 /* exportinfo.c: the IR and opset of the export under way (0 when not an
  * ONNX export).  Returns 0, or TRW_EPYTHON when Python cannot tell. */
 int trw__runtime_export_info(trw_ir *ir, int *opset);

@@ -4,6 +4,8 @@
 // export with torchrw's message; and a destructor ends rewriting on every
 // way out of the trace, also when the model raises.
 
+#include <Python.h>
+
 #include <stdexcept>
 
 #include "../preload/runtime_api.h"
@@ -29,7 +31,28 @@ void* trace(trw__trace_fn original, void* result, void* inputs,
                   self, argument_names);
 }
 
-const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, TRW_TORCH_VERSION, trace};
+// torch is being imported: bracket torch.export's entry points once they
+// are.  A failure is logged; the exports it concerns then run plainly.
+void torch_imported() {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  if (trw__hooks_install(TRW__HOOKS_PROCESS, 0) != 0) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject* s = value ? PyObject_Str(value) : nullptr;
+    const char* msg = s ? PyUnicode_AsUTF8(s) : nullptr;
+    trw__log(TRW__LOG_ERROR, "cannot hook torch.export's entry points: %s",
+             msg ? msg : "unknown error");
+    Py_XDECREF(s);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+  }
+  PyGILState_Release(gil);
+}
+
+const trw__runtime_api kApi = {TRW__RUNTIME_API_VERSION, TRW_TORCH_VERSION, trace,
+                               torch_imported};
 
 }  // namespace
 

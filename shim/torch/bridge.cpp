@@ -77,6 +77,16 @@ std::string result_problem(const c10::FunctionSchema& schema,
 FILE* g_trace = nullptr;
 int (*g_where)(char*, size_t) = nullptr;
 
+// torch.export: lowering depth on this thread (trw__bridge_lower).
+thread_local int t_lowering = 0;
+thread_local int t_capturing = 0;
+
+// Whether a call reaching a kernel is one the export records: a traced
+// call (calls inside another operator's implementation are not, the
+// tracer clears its state around them), or any call while torch.export's
+// program is lowered.
+bool recording() { return t_lowering > 0 || torch::jit::tracer::isTracing(); }
+
 void describe(const c10::IValue& v, std::string& out) {
   if (v.isTensor()) {
     const auto& t = v.toTensor();
@@ -86,9 +96,13 @@ void describe(const c10::IValue& v, std::string& out) {
     }
     out += c10::toString(t.scalar_type());
     out += "[";
-    for (int64_t i = 0; i < t.dim(); i++) {
-      if (i) out += ",";
-      out += std::to_string(t.sizes()[i]);
+    try {
+      for (int64_t i = 0; i < t.dim(); i++) {
+        if (i) out += ",";
+        out += std::to_string(t.sizes()[i]);
+      }
+    } catch (const c10::Error&) {
+      out += "symbolic";  // torch.export with dynamic shapes
     }
     out += "]";
   } else if (v.isInt()) {
@@ -147,7 +161,7 @@ void trace_op(const c10::OperatorHandle& op, const torch::jit::Stack* stack,
 
 void trace_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
                     torch::jit::Stack* stack) {
-  if (torch::jit::tracer::isTracing()) trace_op(op, stack, nullptr);
+  if (recording()) trace_op(op, stack, nullptr);
   op.redispatchBoxed(ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey), stack);
 }
 
@@ -211,8 +225,9 @@ class Kernel final : public c10::OperatorKernel {
                   torch::jit::Stack* stack) {
     auto below = ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey);
     // Operators that run inside another operator's implementation are not
-    // recorded (the tracer clears its state around the call): leave them.
-    if (torch::jit::tracer::isTracing()) {
+    // recorded by the tracer (it clears its state around the call): leave
+    // them.
+    if (recording()) {
       if (g_trace) trace_op(op, stack, slot_->selected);
       if (slot_->selected) {
         run_rewriter(op, below, stack, slot_);
@@ -371,5 +386,12 @@ extern "C" int trw__bridge_begin(const trw_env* env, const trw__bridge_options* 
 extern "C" void trw__bridge_end(void) {
   c10::impl::tls_set_dispatch_key_included(trw::kKey, false);
 }
+
+extern "C" void trw__bridge_capture(int on) {
+  trw::t_capturing += on ? 1 : -1;
+  c10::impl::tls_set_dispatch_key_excluded(trw::kKey, trw::t_capturing > 0);
+}
+
+extern "C" void trw__bridge_lower(int on) { trw::t_lowering += on ? 1 : -1; }
 
 extern "C" size_t trw__bridge_kernel_count(void) { return trw::g_slots->size(); }

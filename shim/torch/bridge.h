@@ -37,6 +37,18 @@ int trw__bridge_begin(const trw_env *env, const trw__bridge_options *opts, char 
 /* Takes the key out of the thread's included set.  Never fails. */
 void trw__bridge_end(void);
 
+/*
+ * The torch.export path (runtime/hooks.c), per thread and nesting.
+ * capture: while torch.export records the model (at PreDispatch, above
+ * torchrw's key, so kernels there would rewrite only what is not
+ * recorded), the key is excluded.  lower: while an ExportedProgram is
+ * retraced to ATen (run_decompositions, at the Python key, below
+ * torchrw's), every call of a rewritten operator is rewritten, as the
+ * tracer's are.
+ */
+void trw__bridge_capture(int on);
+void trw__bridge_lower(int on);
+
 /* The number of operator kernels installed (for tests and the report). */
 size_t trw__bridge_kernel_count(void);
 

@@ -43,7 +43,21 @@ TORCH_VERSION = _torch_version()
 TORCH = tuple(int(p) for p in TORCH_VERSION.split("+")[0].split(".")[:2])
 TORCH_SERIES = "%d.%d" % TORCH
 RUNTIME = BUILD / "lib" / f"libtorchrw_runtime-torch{TORCH_SERIES}.so"
-TS_LINE = 'TS = {"dynamo": False}' if TORCH >= (2, 0) else "TS = {}"
+# TORCHRW_TEST_EXPORTER=torch.export runs the scripts with torch's default
+# exporter instead (torch.export from torch 2.9 on): TS is then {}.
+EXPORTER = os.environ.get("TORCHRW_TEST_EXPORTER", "torchscript")
+if EXPORTER not in ("torchscript", "torch.export"):
+    pytest.exit(f"TORCHRW_TEST_EXPORTER={EXPORTER}: torchscript or torch.export", 2)
+if EXPORTER == "torch.export" and TORCH < (2, 9):
+    pytest.exit(f"torch {TORCH_VERSION} exports through torch.export only when asked; "
+                "TORCHRW_TEST_EXPORTER=torch.export needs torch 2.9 or newer", 2)
+TS_LINE = 'TS = {"dynamo": False}' if TORCH >= (2, 0) and EXPORTER == "torchscript" else "TS = {}"
+
+# Tests of what only torch's tracer does (prim::PythonOp, traced Python
+# ints, TorchScript's opsets below 18...) say so; the torch.export leg
+# skips them with their reason.
+def torchscript_only(reason):
+    return pytest.mark.skipif(EXPORTER != "torchscript", reason=reason)
 
 # Variables a test did not ask for must not leak in from the caller.
 _TRW_VARS = ("TORCHRW_BACKEND", "TORCHRW_CONFIG", "TORCHRW_PLUGINS",

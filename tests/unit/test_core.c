@@ -31,7 +31,7 @@ static trw_rewriter_def def_of(const char *name, const char *backend, trw_ir ir,
 
 static trw_env env_of(const char *backend, trw_ir ir, int opset)
 {
-  trw_env e = {backend, ir, opset, 1, 13, NULL};
+  trw_env e = {backend, ir, opset, TRW_EXPORTER_TORCHSCRIPT, 1, 13, NULL};
   return e;
 }
 

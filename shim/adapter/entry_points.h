@@ -1,7 +1,8 @@
 /*
- * trace_entry.h - the libtorch function torchrw interposes to see a trace
- * begin and end.  Shared by the preloaded shim (plain C, no torch headers)
- * and the runtime.
+ * entry_points.h - the libtorch functions the preloaded shim interposes:
+ * the tracer's entry, to see a trace begin and end, and the _C module's
+ * initialisation, to see torch imported.  Shared by the preloaded shim
+ * (plain C, no torch headers) and the runtime.
  *
  * std::pair<std::shared_ptr<TracingState>, Stack> torch::jit::tracer::trace(
  *     Stack inputs, const std::function<Stack(Stack)>& traced_fn,
@@ -20,11 +21,11 @@
  * reference, so every parameter is a pointer or a scalar and a C function
  * with this shape forwards them untouched.
  *
- * preload.map, beside this file, exports exactly this name from
+ * preload.map, beside this file, exports exactly these names from
  * libtorchrw.so.
  */
-#ifndef TRW_ADAPTER_TRACE_ENTRY_H
-#define TRW_ADAPTER_TRACE_ENTRY_H
+#ifndef TRW_ADAPTER_ENTRY_POINTS_H
+#define TRW_ADAPTER_ENTRY_POINTS_H
 
 #include <stdbool.h>
 
@@ -36,6 +37,17 @@
 /* The library that defines it, found among the loaded objects by this
  * prefix (Debian: libtorch_cpu.so.1.13; PyPI: libtorch_cpu.so). */
 #define TRW__TRACE_LIBRARY "libtorch_cpu.so"
+
+/*
+ * PyObject *initModule(void): torch._C's PyInit__C returns what this
+ * function of libtorch_python.so builds, calling it through the PLT; an
+ * unmangled extern "C" name from torch 1.13 to 2.14.  Once it returns,
+ * torch's C++ libraries are loaded and `import torch` is under way (its
+ * __version__ is set, torch.export and torch.onnx are still to come).
+ */
+#define TRW__TORCH_INIT_SYMBOL "initModule"
+#define TRW__TORCH_INIT_LIBRARY "libtorch_python.so"
+typedef void *(*trw__torch_init_fn)(void);
 
 /* torch::jit::tracer::trace as C sees it. */
 typedef void *(*trw__trace_fn)(void *result, void *inputs, void *traced_fn,

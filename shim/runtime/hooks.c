@@ -1,0 +1,340 @@
+/*
+ * hooks.c - the Python entry points torchrw brackets.
+ *
+ * Rewriting is on while a model is captured for export.  The preloaded
+ * shim sees torch's tracer entry itself; everything else is seen from
+ * Python, by replacing an entry point with a Hook that turns rewriting on
+ * around the original:
+ *
+ *   - the tracer's entries, for RewriterContext (no preloading);
+ *   - torch.export's, whose capture never reaches the tracer: the export
+ *     of torch.onnx.export when it goes through torch.export (its default
+ *     from torch 2.9), torch.export.export and draft_export (the model's
+ *     Python runs, so Python rewriters apply; operator kernels are off,
+ *     see trw__bridge_capture), and ExportedProgram.run_decompositions
+ *     (the program is retraced to ATen: operator rewriters apply there,
+ *     as under the tracer).
+ *
+ * The shim installs the export hooks for the whole process when torch is
+ * imported (torch.onnx and torch.export are imported later, so they wait
+ * for their modules, shim/python/lazy.c); RewriterContext installs both
+ * kinds for its block.  The adapter lists them per torch.
+ */
+#include <string.h>
+
+#include "../adapter/adapter.h"
+#include "../python/glue.h"
+#include "../torch/bridge.h"
+#include "runtime.h"
+
+enum { ROLE_TRACE = -1 }; /* beside trw__hook_role */
+
+typedef struct {
+  PyObject_HEAD
+  PyObject *original;
+  int role;
+  vectorcallfunc vectorcall;
+} Hook;
+
+/* The value of keyword argument name in a vectorcall, or NULL. */
+static PyObject *kwarg(PyObject *const *args, size_t nargsf, PyObject *kwnames, const char *name)
+{
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
+    if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), name) == 0)
+      return args[nargs + i];
+  return NULL;
+}
+
+/* Does this torch.onnx.export call go through torch.export? */
+static int goes_through_torch_export(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+  PyObject *dynamo = kwarg(args, nargsf, kwnames, "dynamo");
+  if (dynamo)
+    return PyObject_IsTrue(dynamo) > 0;
+  if (PyVectorcall_NARGS(nargsf) > 0) {
+    /* An ExportedProgram is exported through torch.export whatever dynamo says. */
+    PyObject *name = PyUnicode_FromString("torch.export");
+    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "ExportedProgram") : NULL;
+    int is_program = cls && PyObject_IsInstance(args[0], cls) > 0;
+    Py_XDECREF(cls);
+    Py_XDECREF(mod);
+    Py_XDECREF(name);
+    PyErr_Clear();
+    if (is_program)
+      return 1;
+  }
+  return trw__adapter_get()->dynamo_default;
+}
+
+/* An int constant of a module, or 0. */
+static int module_int(const char *module, const char *attr)
+{
+  if (!module || !attr)
+    return 0;
+  PyObject *mod = PyImport_ImportModule(module);
+  PyObject *o = mod ? PyObject_GetAttrString(mod, attr) : NULL;
+  long v = o ? PyLong_AsLong(o) : 0;
+  Py_XDECREF(o);
+  Py_XDECREF(mod);
+  PyErr_Clear();
+  return v > 0 ? (int)v : 0;
+}
+
+/* The opset a torch.onnx.export call through torch.export asks for. */
+static int export_opset(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+  PyObject *v = kwarg(args, nargsf, kwnames, "opset_version");
+  if (v && PyLong_Check(v))
+    return (int)PyLong_AsLong(v);
+  const trw__adapter *a = trw__adapter_get();
+  return module_int(a->onnx_constants, a->default_opset_attr);
+}
+
+/* The opset it builds the graph at before converting to the one asked. */
+static int build_opset(int asked)
+{
+  const trw__adapter *a = trw__adapter_get();
+  int floor = module_int(a->build_opset_module, a->build_opset_attr);
+  return asked > floor ? asked : floor;
+}
+
+/* torch.onnx.export through torch.export, with the symbolic rewriters as
+ * translations: custom_translation_table gets theirs, under the caller's
+ * own (a translation the caller gives wins). */
+static PyObject *export_with_translations(Hook *h, PyObject *const *args, size_t nargsf,
+                                          PyObject *kwnames)
+{
+  PyObject *table = trw__py_translation_table(trw__runtime_env(),
+                                              build_opset(trw__runtime_env()->opset));
+  if (!table)
+    return NULL;
+  if (PyDict_GET_SIZE(table) == 0) {
+    Py_DECREF(table);
+    return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+  }
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *pos = PyTuple_New(nargs);
+  PyObject *kw = pos ? PyDict_New() : NULL;
+  for (Py_ssize_t i = 0; kw && i < nargs; i++)
+    PyTuple_SET_ITEM(pos, i, Py_NewRef(args[i]));
+  for (Py_ssize_t i = 0; kw && kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
+    if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) != 0)
+      Py_CLEAR(kw);
+  PyObject *given = kw ? PyDict_GetItemString(kw, "custom_translation_table") : NULL;
+  int ok = kw && (!given || given == Py_None || PyDict_Update(table, given) == 0) &&
+           PyDict_SetItemString(kw, "custom_translation_table", table) == 0;
+  PyObject *r = ok ? PyObject_Call(h->original, pos, kw) : NULL;
+  trw__py_translation_done();
+  Py_XDECREF(pos);
+  Py_XDECREF(kw);
+  Py_DECREF(table);
+  return r;
+}
+
+static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+  Hook *h = (Hook *)self;
+  char err[4096];
+  switch (h->role) {
+  case TRW__HOOK_EXPORT:
+    /* The TorchScript exporter reaches the tracer, which brackets itself. */
+    if (!goes_through_torch_export(args, nargsf, kwnames))
+      return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+    trw__runtime_expect(TRW_IR_ONNX, export_opset(args, nargsf, kwnames),
+                        TRW_EXPORTER_TORCH_EXPORT);
+    break;
+  case TRW__HOOK_CAPTURE:
+  case TRW__HOOK_LOWER:
+    /* Called inside torch.onnx.export, the export's environment holds. */
+    if (trw__scope_depth() == 0)
+      trw__runtime_expect(TRW_IR_ANY, 0, TRW_EXPORTER_TORCH_EXPORT);
+    break;
+  default:
+    break;
+  }
+  if (trw__scope_enter(err, sizeof err) != 0) {
+    PyErr_SetString(PyExc_RuntimeError, err);
+    return NULL;
+  }
+  if (h->role == TRW__HOOK_CAPTURE)
+    trw__bridge_capture(1);
+  else if (h->role == TRW__HOOK_LOWER)
+    trw__bridge_lower(1);
+  PyObject *r = h->role == TRW__HOOK_EXPORT ? export_with_translations(h, args, nargsf, kwnames)
+                                            : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+  if (h->role == TRW__HOOK_CAPTURE)
+    trw__bridge_capture(0);
+  else if (h->role == TRW__HOOK_LOWER)
+    trw__bridge_lower(0);
+  trw__scope_leave();
+  return r;
+}
+
+static void hook_dealloc(Hook *h)
+{
+  Py_XDECREF(h->original);
+  Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static PyObject *hook_repr(Hook *h)
+{
+  return PyUnicode_FromFormat("<torchrw hook of %R>", h->original);
+}
+
+/* What inspect and torch.export read of the function they are handed. */
+static PyObject *hook_getattro(Hook *h, PyObject *name)
+{
+  return trw__py_stand_in_getattr((PyObject *)h, name, h->original);
+}
+
+static PyTypeObject HookType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.Hook",
+    .tp_basicsize = sizeof(Hook),
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_repr = (reprfunc)hook_repr,
+    .tp_getattro = (getattrofunc)hook_getattro,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Hook, vectorcall),
+    .tp_descr_get = trw__py_bind_method,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A torch entry point that turns torchrw on around the call.",
+};
+
+/* ------------------------------------------------------------------------ */
+/* Installed hooks                                                           */
+
+typedef struct {
+  trw__hooks_owner owner_tag;
+  PyObject *owner; /* module or class */
+  PyObject *attr;
+  PyObject *old; /* the owner's own value */
+} Installed;
+
+static Installed *installed;
+static size_t ninstalled, capinstalled;
+
+/* The pending installations, for lazy.c: one per adapter hook. */
+typedef struct {
+  const char *owner, *attr;
+  int role;
+  trw__hooks_owner tag;
+} Pending;
+
+/* Replaces owner.attr by a Hook: 0, 1 when owner's module is not imported
+ * yet, -1 with an exception set.  An entry point this torch does not have
+ * is skipped. */
+static int install_one(void *arg, const trw_env *env)
+{
+  (void)env;
+  Pending *p = arg;
+  char path[256], why[512];
+  trw__fmt(path, sizeof path, "%s.%s", p->owner, p->attr);
+  PyObject *owner = NULL;
+  const char *attr = NULL;
+  int rc = trw__py_resolve(path, &owner, &attr, why, sizeof why);
+  if (rc != 0) {
+    if (rc < 0)
+      trw__log(TRW__LOG_DEBUG, "not hooking %s: %s", path, why);
+    return rc > 0 ? 1 : 0;
+  }
+  if (ninstalled == capinstalled) {
+    size_t cap = capinstalled ? capinstalled * 2 : 16;
+    Installed *grown = PyMem_Realloc(installed, cap * sizeof *grown);
+    if (!grown) {
+      Py_DECREF(owner);
+      PyErr_NoMemory();
+      return -1;
+    }
+    installed = grown;
+    capinstalled = cap;
+  }
+  PyObject *name = PyUnicode_FromString(attr);
+  PyObject *orig = name ? PyObject_GetAttr(owner, name) : NULL;
+  PyObject *own = NULL;
+  if (orig && PyType_Check(owner)) {
+    own = PyDict_GetItemWithError(((PyTypeObject *)owner)->tp_dict, name);
+    Py_XINCREF(own);
+  } else if (orig) {
+    own = Py_NewRef(orig);
+  }
+  Hook *h = orig && !PyErr_Occurred() ? PyObject_New(Hook, &HookType) : NULL;
+  rc = -1;
+  if (h) {
+    h->original = orig;
+    orig = NULL;
+    h->role = p->role;
+    h->vectorcall = hook_vectorcall;
+    if (PyObject_SetAttr(owner, name, (PyObject *)h) == 0) {
+      installed[ninstalled++] = (Installed){p->tag, Py_NewRef(owner), Py_NewRef(name), own};
+      own = NULL;
+      rc = 0;
+      trw__log(TRW__LOG_DEBUG, "hooked %s", path);
+    }
+  }
+  Py_XDECREF(h);
+  Py_XDECREF(orig);
+  Py_XDECREF(own);
+  Py_XDECREF(name);
+  Py_DECREF(owner);
+  return rc;
+}
+
+static int install(const trw__py_attr *attrs, const trw__hook *hooks, size_t n,
+                   trw__hooks_owner tag)
+{
+  /* One descriptor per entry point and owner, alive while it may wait:
+   * [owner][trace or export][entry point]. */
+  static Pending pending[2][2][16];
+  for (size_t i = 0; i < n && i < 16; i++) {
+    Pending *p = &pending[tag][hooks != NULL][i];
+    *p = hooks ? (Pending){hooks[i].owner, hooks[i].attr, (int)hooks[i].role, tag}
+               : (Pending){attrs[i].owner, attrs[i].attr, ROLE_TRACE, tag};
+    int rc = install_one(p, NULL);
+    if (rc == 1) {
+      char path[256];
+      trw__fmt(path, sizeof path, "%s.%s", p->owner, p->attr);
+      rc = trw__py_defer(path, NULL, install_one, p, NULL,
+                         tag == TRW__HOOKS_PROCESS ? TRW__PY_UNTIL_PROCESS
+                                                   : TRW__PY_UNTIL_CONTEXT);
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return 0;
+}
+
+int trw__hooks_install(trw__hooks_owner tag, int with_trace)
+{
+  if (PyType_Ready(&HookType) < 0)
+    return -1;
+  const trw__adapter *a = trw__adapter_get();
+  if (with_trace && install(a->trace_hooks, NULL, a->ntrace_hooks, tag) != 0)
+    return -1;
+  return install(NULL, a->export_hooks, a->nexport_hooks, tag);
+}
+
+void trw__hooks_remove(trw__hooks_owner tag)
+{
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (tag == TRW__HOOKS_CONTEXT)
+    trw__py_drop_deferred(TRW__PY_UNTIL_CONTEXT);
+  for (size_t i = ninstalled; i-- > 0;) {
+    Installed *h = &installed[i];
+    if (h->owner_tag != tag)
+      continue;
+    int rc = h->old ? PyObject_SetAttr(h->owner, h->attr, h->old)
+                    : PyObject_DelAttr(h->owner, h->attr);
+    if (rc != 0)
+      PyErr_Clear();
+    Py_DECREF(h->owner);
+    Py_DECREF(h->attr);
+    Py_XDECREF(h->old);
+    memmove(h, h + 1, (ninstalled - i - 1) * sizeof *h);
+    ninstalled--;
+  }
+  PyErr_Restore(type, value, tb);
+}
