@@ -57,7 +57,8 @@ extern "C" {
   X(EPYTHON, "python error")                                                   \
   X(ERECURSION, "rewriters nested too deeply")                                 \
   X(EIO, "i/o error")                                                          \
-  X(ENOTORCH, "libtorch is not loaded")
+  X(ENOTORCH, "libtorch is not loaded")                                       \
+  X(ESYMBOLIC, "value not known while torch.export traces")
 
 enum {
   TRW_OK = 0,
@@ -322,7 +323,8 @@ TRW_API int trw_tensor_dim(const trw_tensor *t);
  * the input at run time, compute it in the trace (aten::_shape_as_tensor
  * then aten::select.int give a 0-dim tensor) and, where an operator takes
  * an int, hand it over with trw_trace_set_input (below): an int read from
- * aten::size.int is recorded as a constant.  Returns 0, or TRW_ERANGE. */
+ * aten::size.int is recorded as a constant.  Returns 0, TRW_ERANGE, or
+ * TRW_ESYMBOLIC for a dimension torch.export keeps symbolic (dynamic). */
 TRW_API int trw_tensor_size(const trw_tensor *t, int i, int64_t *out);
 TRW_API trw_dtype trw_tensor_dtype(const trw_tensor *t);
 TRW_API const char *trw_dtype_name(trw_dtype d);

@@ -9,6 +9,7 @@
 
 #include "bridge.h"
 
+#include <ATen/ScalarOps.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/jit/frontend/tracer.h>
@@ -83,9 +84,14 @@ thread_local int t_capturing = 0;
 
 // Whether a call reaching a kernel is one the export records: a traced
 // call (calls inside another operator's implementation are not, the
-// tracer clears its state around them), or any call while torch.export's
-// program is lowered.
-bool recording() { return t_lowering > 0 || torch::jit::tracer::isTracing(); }
+// tracer clears its state around them), or a call make_fx records while
+// torch.export's program is lowered.
+bool recording() {
+  return torch::jit::tracer::isTracing() || (t_lowering > 0 && fx_recording());
+}
+
+// Lowering a torch.export program, not tracing for TorchScript.
+bool lowering_only() { return t_lowering > 0 && !torch::jit::tracer::isTracing(); }
 
 void describe(const c10::IValue& v, std::string& out) {
   if (v.isTensor()) {
@@ -165,6 +171,33 @@ void trace_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
   op.redispatchBoxed(ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey), stack);
 }
 
+// A Python number where the schema declares a Tensor (torch.floor_divide(a,
+// 3) as torch.export records it) reaches the rewriter as a plain 0-dim
+// tensor, as under the TorchScript tracer: rewriters see the schema's types
+// whichever exporter runs.  torch itself passes such a number as a "wrapped
+// number" tensor, which torch.export's Python dispatch modes turn back into
+// a number when the rewriter hands it to another operator: it is copied
+// into a tensor without the mark.
+c10::IValue as_declared(const c10::Argument& arg, c10::IValue v) {
+  if (arg.type()->kind() != c10::TypeKind::TensorType) return v;
+  if (v.isInt() || v.isDouble() || v.isBool())
+    return c10::scalar_to_tensor(v.toScalar());
+  if (!v.isTensor() || !v.toTensor().defined() ||
+      !v.toTensor().unsafeGetTensorImpl()->is_wrapped_number())
+    return v;
+  const at::Tensor& t = v.toTensor();
+  try {
+    switch (t.scalar_type()) {
+      case at::kLong: return c10::scalar_to_tensor(*static_cast<const int64_t*>(t.data_ptr()));
+      case at::kDouble: return c10::scalar_to_tensor(*static_cast<const double*>(t.data_ptr()));
+      case at::kBool: return c10::scalar_to_tensor(*static_cast<const bool*>(t.data_ptr()));
+      default: return v;
+    }
+  } catch (const c10::Error&) {
+    return v;  // no data to read (a fake tensor): left as torch passed it
+  }
+}
+
 void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
                   torch::jit::Stack* stack, Slot* slot) {
   trw__rewriter* rw = slot->selected;
@@ -175,8 +208,8 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
   std::vector<trw_value*> args;
   args.reserve(nargs);
   for (size_t i = 0; i < nargs; i++) {
-    frame.arena.push_back(
-        trw_value{std::move((*stack)[stack->size() - nargs + i])});
+    frame.arena.push_back(trw_value{
+        as_declared(schema.arguments()[i], std::move((*stack)[stack->size() - nargs + i]))});
     args.push_back(&frame.arena.back());
   }
   torch::jit::drop(*stack, nargs);
@@ -189,6 +222,7 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
 
   trw_value* result = nullptr;
   int rc;
+  int unknown_before = unknowable();
   if (depth() >= kMaxDepth) {
     rc = trw_error(&ctx, TRW_ERECURSION,
                    "rewriters nested more than %d deep (does the rewriter "
@@ -204,6 +238,19 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
     std::string problem = result_problem(schema, result);
     if (!problem.empty())
       rc = trw_error(&ctx, TRW_ETYPE, "%s", problem.c_str());
+  }
+  if (rc != 0 && lowering_only() && unknowable() > unknown_before) {
+    // torch.export traces with fake tensors and symbolic sizes: a rewriter
+    // that needs a value they do not have cannot apply to this call.  The
+    // original runs instead (what it recorded before failing is dead code,
+    // which the exporter drops).
+    char msg[2048];
+    trw__ctx_failure(&ctx, rc, msg, sizeof msg);
+    trw__log(TRW__LOG_INFO, "%s cannot apply while torch.export traces, the original runs: %s",
+             rw->stable, msg);
+    for (size_t i = 0; i < nargs; i++) stack->push_back(std::move(frame.arena[i].iv));
+    op.redispatchBoxed(below, stack);
+    return;
   }
   if (rc != 0 || frame.calls > 0 || frame.originals != 1)
     __atomic_add_fetch(&rw->hits, 1, __ATOMIC_RELAXED);
@@ -357,6 +404,11 @@ void select_all(const trw_env* env) {
 int& depth() {
   static thread_local int d = 0;
   return d;
+}
+
+int& unknowable() {
+  static thread_local int n = 0;
+  return n;
 }
 
 }  // namespace trw

@@ -51,4 +51,10 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
 // Current rewriter nesting depth on this thread.
 int& depth();
 
+// How many times, on this thread, a rewriter asked for something torch.export
+// does not know while it traces: a symbolic size or int, or the data of a
+// fake tensor (an operator raised).  The bridge compares it around a
+// rewriter call to tell "cannot apply here" from a rewriter's own error.
+int& unknowable();
+
 }  // namespace trw

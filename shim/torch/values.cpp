@@ -140,6 +140,7 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
     else
       op.callBoxed(&stack);
   } catch (const c10::Error& e) {
+    unknowable()++;  // torch's own error: under torch.export, often fake data
     return trw_error(ctx, TRW_EOP, "%s failed: %s", what,
                      e.what_without_backtrace());
   } catch (const std::exception& e) {
@@ -298,6 +299,10 @@ int trw_get_int(const trw_value* v, int64_t* out) {
   else if (v->iv.isBool()) *out = v->iv.toBool();
   else if (v->iv.isSymInt() && !v->iv.toSymInt().is_symbolic())
     *out = v->iv.toSymInt().as_int_unchecked();
+  else if (v->iv.isSymInt()) {
+    trw::unknowable()++;
+    return TRW_ESYMBOLIC;
+  }
   else return TRW_ETYPE;
   return 0;
 }
@@ -330,9 +335,13 @@ int trw_get_ints(const trw_value* v, int64_t* buf, size_t cap, size_t* n) {
   // SymInt[] and other generic lists: every element must be a plain int.
   auto list = v->iv.toListRef();
   *n = list.size();
-  for (const auto& e : list)
-    if (!e.isInt() && !(e.isSymInt() && !e.toSymInt().is_symbolic()))
-      return TRW_ETYPE;
+  for (const auto& e : list) {
+    if (e.isSymInt() && e.toSymInt().is_symbolic()) {
+      trw::unknowable()++;
+      return TRW_ESYMBOLIC;
+    }
+    if (!e.isInt() && !e.isSymInt()) return TRW_ETYPE;
+  }
   if (list.size() > cap) return TRW_ERANGE;
   for (size_t i = 0; i < list.size(); i++)
     buf[i] = list[i].isInt() ? list[i].toInt()
@@ -390,7 +399,12 @@ int trw_tensor_size(const trw_tensor* t, int i, int64_t* out) {
   int64_t d = x->dim();
   int64_t k = i < 0 ? i + d : i;
   if (k < 0 || k >= d) return TRW_ERANGE;
-  *out = x->sizes()[k];
+  const c10::SymInt& s = x->sym_sizes()[k];
+  if (s.is_symbolic()) {
+    trw::unknowable()++;
+    return TRW_ESYMBOLIC;
+  }
+  *out = s.as_int_unchecked();
   return 0;
 }
 

@@ -6,7 +6,9 @@
  * as the original: a chain of rewriters calling operators that have
  * rewriters of their own.  aten::abs fails on purpose for tensors of 3
  * dimensions, and aten::sign loops on itself, so that the tests see how
- * failures reach the user.
+ * failures reach the user.  aten::exp (tensorrt) needs its input's last
+ * size as a constant and fails without one (a dimension torch.export keeps
+ * symbolic), then doubles the result.
  */
 #include "torchrw.h"
 
@@ -61,3 +63,19 @@ static int exp_scaled(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                   result);
 }
 TRW_FUNCTION_REWRITER("torch.exp", "onnxruntime", exp_scaled);
+
+static int exp_needs_last_size(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                               trw_value **result)
+{
+  const trw_tensor *t = trw_value_tensor(args[0]);
+  int64_t n = 0;
+  int rc = t ? trw_tensor_size(t, -1, &n) : TRW_ETYPE;
+  if (rc != 0)
+    return trw_error(ctx, rc, "the last dimension's size is not a constant");
+  trw_value *e = NULL;
+  rc = trw_call_original(ctx, nargs, args, &e);
+  if (rc != 0)
+    return rc;
+  return trw_call(ctx, "aten::mul.Scalar", 2, (trw_value *[]){e, trw_int(ctx, 2)}, result);
+}
+TRW_FUNCTION_REWRITER("aten::exp", "tensorrt", exp_needs_last_size);
