@@ -25,10 +25,13 @@ static PyObject *origin_of_context(void)
   return PyObject_GetAttrString(ctx, "origin_func");
 }
 
-/* A size as Python ints: tensors (traced sizes) become their value. */
+/* A size as Python ints: tensors (traced sizes) become their value.  A
+ * torch.SymInt stays: torch.export hands one out for a dimension the user
+ * declared dynamic, its graph has no Shape chain to avoid, and int() would
+ * pin the dimension, which torch.export refuses. */
 static PyObject *as_int(PyObject *v)
 {
-  if (PyLong_Check(v)) {
+  if (PyLong_Check(v) || strcmp(Py_TYPE(v)->tp_name, "SymInt") == 0) {
     Py_INCREF(v);
     return v;
   }

@@ -18,14 +18,27 @@ typedef struct {
   PyObject *ctx;    /* its Context */
   PyObject *origin; /* what it replaces, for threads that are not tracing */
   trw__rewriter *rw;
+  int builtin;      /* origin is C (torch's operators and Tensor methods) */
   vectorcallfunc vectorcall;
 } Patched;
+
+/* torch's C functions and Tensor methods hand a call to the Python
+ * dispatch modes that torch.export traces with (__torch_function__), and
+ * those call the function again by its name: the patched one.  A call that
+ * comes back that way, while this rewriter is the innermost running one on
+ * the thread, is its own origin_func at work and goes to the original: the
+ * rewriter runs, and counts, once per call the model makes. */
+static int is_c_callable(PyObject *o)
+{
+  return PyCFunction_Check(o) || Py_IS_TYPE(o, &PyMethodDescr_Type) ||
+         Py_IS_TYPE(o, &PyWrapperDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type);
+}
 
 static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames)
 {
   Patched *p = (Patched *)self;
-  if (trw__tracing_depth() == 0)
+  if (trw__tracing_depth() == 0 || (p->builtin && trw__py_context_top(NULL) == p->ctx))
     return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;
@@ -74,6 +87,7 @@ static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
     return NULL;
   p->origin = origin;
   Py_INCREF(origin);
+  p->builtin = is_c_callable(origin);
   p->fn = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_FN);
   Py_INCREF(p->fn);
   p->ctx = ctx;
