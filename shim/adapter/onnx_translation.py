@@ -20,6 +20,7 @@ import inspect
 import re
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import torch
 from torch.onnx._internal.exporter import _core, _registration, _tensors
@@ -163,6 +164,43 @@ def _attribute(key, value):
     raise ValueError(f"torchrw: attribute {key!r}: kind '{kind}' is not supported on torch.export")
 
 
+def _type_proto(value):
+    dims = None
+    if value.shape is not None:
+        dims = [d if isinstance(d, int) else None for d in value.shape]
+    return onnx.helper.make_tensor_type_proto(value.dtype.value, dims)
+
+
+def _infer(node, opset):
+    """Types and shapes of node's outputs by ONNX's own inference for its
+    schema, as the exporter's values carry them: the exporter's
+    translations read them (len(x.shape)), and so does value.type()."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return
+    named = {}
+    for i, v in enumerate(list(node.inputs) + list(node.outputs)):
+        if v is not None and not v.name:
+            v.name = f"torchrw_{id(node):x}_{i}"
+    for v in node.inputs:
+        if v is not None and v.dtype is not None:
+            named[v.name] = _type_proto(v)
+    try:
+        inferred = onnx.shape_inference.infer_node_outputs(
+            schema, ir.serde.serialize_node(node), named)
+    except Exception:  # noqa: BLE001 (inference is a help, not a check)
+        return
+    for out in node.outputs:
+        t = inferred.get(out.name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.elem_type:
+            continue
+        out.dtype = ir.DataType(t.tensor_type.elem_type)
+        if t.tensor_type.HasField("shape"):
+            out.shape = ir.Shape([d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                  for d in t.tensor_type.shape.dim])
+
+
 class Graph:
     """``g`` of a TorchScript symbolic: nodes go into the exporter's current
     recording (the onnxscript evaluator it translates an operator under)."""
@@ -183,6 +221,8 @@ class Graph:
                 inputs.append(_unwrap(a))
             else:  # a Python number or tensor, as torch's g.op makes it a Constant
                 inputs.append(self.op("Constant", value_t=torch.tensor(a)).ir_value)
+        if domain == "":
+            self._promote(op_type, inputs, kwargs)
         while inputs and inputs[-1] is None:
             inputs.pop()
         attributes = [_attribute(k, v) for k, v in kwargs.items() if v is not None]
@@ -191,8 +231,32 @@ class Graph:
                                 for _ in range(outputs)],
                        version=self.opset if domain == "" else 1)
         self._tracer.nodes.append(node)
+        if domain == "":
+            _infer(node, self.opset)
         results = tuple(Value(o) for o in node.outputs)
         return results[0] if outputs == 1 else results
+
+    def _promote(self, op_type, inputs, kwargs):
+        """A symbolic written for an older opset passes as attributes what
+        the graph's opset takes as inputs (Squeeze's and ReduceMean's axes
+        from 13 and 18, Split's split, Clip's min and max): those become
+        constant inputs in the schema's place, as the ONNX version converter
+        would rewrite them."""
+        try:
+            schema = onnx.defs.get_schema(op_type, self.opset, "")
+        except onnx.defs.SchemaError:
+            return
+        names = [p.name for p in schema.inputs]
+        for key in list(kwargs):
+            m = _SUFFIX.match(key)
+            name, kind = (m.group(1), m.group(2)) if m else (key, "z")
+            if name in schema.attributes or name not in names or kwargs[key] is None:
+                continue
+            dtype = torch.int64 if kind == "i" else torch.float32 if kind == "f" else None
+            value = torch.tensor(kwargs.pop(key), dtype=dtype)
+            index = names.index(name)
+            inputs.extend([None] * (index + 1 - len(inputs)))
+            inputs[index] = self.op("Constant", value_t=value).ir_value
 
     def at(self, operator, *args, **kwargs):
         raise NotImplementedError("torchrw: g.at() has no equivalent on torch.export")
@@ -264,7 +328,7 @@ def overloads(qualified_name):
 # `call` names the call's non-tensor arguments, kept here.
 
 _library = None
-_function_ops = {}   # Function class -> OpOverload
+_function_ops = {}   # the Function's dotted path -> OpOverload
 _calls = {}          # call key -> (apply, template)
 
 
@@ -289,19 +353,21 @@ def _run(inputs, call):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def function_op(cls):
-    """torchrw's operator standing for cls.apply (defined once per class)."""
+def function_op(path):
+    """torchrw's operator standing for the apply of the Function class at
+    path ("pkg.ops.MyClamp"); defined once per path, before the class need
+    be imported (the exporter reads its translations before it captures)."""
     global _library
-    if cls in _function_ops:
-        return _function_ops[cls]
+    if path in _function_ops:
+        return _function_ops[path]
     if _library is None:
         _library = torch.library.Library("torchrw", "FRAGMENT")
-    name = "fn%d_%s" % (len(_function_ops), re.sub(r"\W", "_", cls.__name__))
+    name = "fn%d_%s" % (len(_function_ops), re.sub(r"\W", "_", path.rpartition(".")[2]))
     _library.define(f"{name}(Tensor[] inputs, str call) -> Tensor[]")
     _library.impl(name, _run, "CompositeExplicitAutograd")
     torch.library.register_fake(f"torchrw::{name}", _run, lib=_library)
-    _function_ops[cls] = getattr(getattr(torch.ops.torchrw, name), "default")
-    return _function_ops[cls]
+    _function_ops[path] = getattr(getattr(torch.ops.torchrw, name), "default")
+    return _function_ops[path]
 
 
 def routed_apply(cls, op):

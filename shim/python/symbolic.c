@@ -21,6 +21,7 @@ typedef struct {
   PyObject *origin;   /* Functions: the symbolic the class had (or None) */
   PyObject *contexts; /* opset -> Context */
   int fx;             /* a translation on torch.export: origin is the exporter's */
+  PyObject *route;    /* torch.export, Functions: torchrw's operator for apply */
   trw_env env;
   vectorcallfunc vectorcall;
 } SymFn;
@@ -127,6 +128,7 @@ static void symfn_dealloc(SymFn *s)
   Py_XDECREF(s->qualname);
   Py_XDECREF(s->origin);
   Py_XDECREF(s->contexts);
+  Py_XDECREF(s->route);
   Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -160,6 +162,7 @@ static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualnam
   Py_XINCREF(origin);
   s->contexts = PyDict_New();
   s->fx = 0;
+  s->route = NULL;
   s->env = *env;
   s->vectorcall = symfn_vectorcall;
   if (!s->contexts) {
@@ -413,35 +416,80 @@ static int translate_operator(PyObject *mod, PyObject *table, trw__rewriter *r,
  * through torchrw's operator for the trace (a logged patch), whose
  * translation the symbolic is.  A class not imported is left alone (the
  * model that would use it was built without it). */
-static int translate_function(PyObject *mod, PyObject *table, trw__rewriter *r,
-                              const trw_env *env)
+/* Function symbolics whose class is imported during the capture, kept
+ * alive until the export ends (the deferred entries point at them). */
+static PyObject *late_functions;
+
+/* Routes cls.apply through torchrw's operator for it, whose translation is
+ * s; s's origin becomes the class's own symbolic. */
+static int route_function(SymFn *s, PyObject *cls)
 {
-  PyObject *cls = NULL;
-  if (trw__py_target_class(r, "not an autograd Function class", &cls) != 0)
-    return 0;
   PyObject *origin = PyObject_GetAttrString(cls, "symbolic");
   if (!origin) {
     PyErr_Clear();
     origin = Py_NewRef(Py_None);
+  } else if (Py_IS_TYPE(origin, &SymFnType)) {
+    /* Still replaced for a TorchScript export: the class's own is behind. */
+    PyObject *own = ((SymFn *)origin)->origin ? ((SymFn *)origin)->origin : Py_None;
+    Py_SETREF(origin, Py_NewRef(own));
   }
-  PyObject *op = PyObject_CallMethod(mod, "function_op", "O", cls);
-  PyObject *apply = op ? PyObject_CallMethod(mod, "routed_apply", "OO", cls, op) : NULL;
+  Py_XSETREF(s->origin, origin);
+  PyObject *mod = translation_module();
+  PyObject *apply = mod ? PyObject_CallMethod(mod, "routed_apply", "OO", cls, s->route) : NULL;
   PyObject *name = PyUnicode_FromString("apply");
-  SymFn *s = apply && name ? symfn_new(r, env, NULL, origin) : NULL;
-  if (s)
+  int rc = apply && name ? trw__py_setattr_logged(cls, name, apply) : -1;
+  Py_XDECREF(name);
+  Py_XDECREF(apply);
+  return rc;
+}
+
+/* A deferred Function symbolic: its class was imported during the capture. */
+static int route_late(void *arg, const trw_env *env)
+{
+  (void)env;
+  SymFn *s = arg;
+  PyObject *cls = NULL;
+  int found = trw__py_target_class(s->rw, "not an autograd Function class", &cls);
+  if (found != 0)
+    return found > 0 ? 1 : 0;
+  int rc = route_function(s, cls);
+  Py_DECREF(cls);
+  return rc;
+}
+
+/* torch.export runs a Function's forward, so nothing of it would be left in
+ * the program: its apply is routed through an operator of torchrw's own
+ * (onnx_translation.function_op, one per rewriter's target path, defined
+ * before the exporter reads its translation table), which the symbolic
+ * translates.  A class not imported yet is routed when it is. */
+static int translate_function(PyObject *mod, PyObject *table, trw__rewriter *r,
+                              const trw_env *env)
+{
+  PyObject *op = PyObject_CallMethod(mod, "function_op", "s", r->name);
+  SymFn *s = op ? symfn_new(r, env, NULL, Py_None) : NULL;
+  if (s) {
     s->fx = 1;
+    s->route = Py_NewRef(op);
+  }
   PyObject *tr = s ? PyObject_CallMethod(mod, "function_translator", "OOi", op, (PyObject *)s,
                                          env->opset)
                    : NULL;
-  int rc = tr && trw__py_setattr_logged(cls, name, apply) == 0 ? PyDict_SetItem(table, op, tr)
-                                                               : -1;
+  int rc = tr ? PyDict_SetItem(table, op, tr) : -1;
+  PyObject *cls = NULL;
+  int found = rc == 0 ? trw__py_target_class(r, "not an autograd Function class", &cls) : -1;
+  if (rc == 0 && found == 0) {
+    rc = route_function(s, cls);
+  } else if (rc == 0 && found == 1) {
+    if (!late_functions)
+      late_functions = PyList_New(0);
+    rc = late_functions && PyList_Append(late_functions, (PyObject *)s) == 0
+             ? trw__py_defer(r->name, r->stable, route_late, s, env, TRW__PY_UNTIL_TRACE)
+             : -1;
+  }
+  Py_XDECREF(cls);
   Py_XDECREF(tr);
   Py_XDECREF(s);
-  Py_XDECREF(name);
-  Py_XDECREF(apply);
   Py_XDECREF(op);
-  Py_DECREF(origin);
-  Py_DECREF(cls);
   return rc;
 }
 
@@ -452,6 +500,7 @@ void trw__py_translation_done(void)
   PyObject *mod = translation_module();
   PyObject *r = mod ? PyObject_CallMethod(mod, "forget_calls", NULL) : NULL;
   Py_XDECREF(r);
+  Py_CLEAR(late_functions);
   PyErr_Clear();
   PyErr_Restore(type, value, tb);
 }
