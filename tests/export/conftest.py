@@ -59,6 +59,16 @@ TS_LINE = 'TS = {"dynamo": False}' if TORCH >= (2, 0) and EXPORTER == "torchscri
 def torchscript_only(reason):
     return pytest.mark.skipif(EXPORTER != "torchscript", reason=reason)
 
+
+# The two reasons most such tests have (README: "What works where").
+DYNAMIC_SIZES = (
+    "the graph under dynamic_axes: the TorchScript tracer records the example's "
+    "sizes, torch.export keeps a dimension declared dynamic symbolic, and a "
+    "rewriter that needs it constant hands the call to the original there")
+TORCHSCRIPT_FAILURE = (
+    "pins a failure of torch's TorchScript exporter below opset 18; torch.export's "
+    "exporter builds at opset 18 and has no such failure")
+
 # Variables a test did not ask for must not leak in from the caller.
 _TRW_VARS = ("TORCHRW_BACKEND", "TORCHRW_CONFIG", "TORCHRW_PLUGINS",
              "TORCHRW_PYTHON", "TORCHRW_DISABLE", "TORCHRW_LOG",
@@ -84,6 +94,40 @@ class Run:
     def check(self):
         assert self.returncode == 0, f"export failed:\n{self.stderr}"
         return self
+
+
+def constants(model):
+    """Every constant of model's main graph, by value name: Constant nodes'
+    and initializers (torch.export's exporter folds constants into those)."""
+    from onnx import numpy_helper
+
+    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return out
+
+
+def squeeze_axes(model):
+    """Per Squeeze node: its axes, from the attribute (opset < 13) or the
+    constant second input; None when it has none or they are computed."""
+    consts = constants(model)
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Squeeze":
+            continue
+        attr = [list(a.ints) for a in n.attribute if a.name == "axes"]
+        if attr:
+            out.append(attr[0])
+        elif len(n.input) > 1 and n.input[1] in consts:
+            out.append(consts[n.input[1]].reshape(-1).tolist())
+        else:
+            out.append(None)
+    return out
+
+
+def model_opset(model):
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def with_ts(code):

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, TORCHSCRIPT_FAILURE, ort_run, run_script, torchscript_only
 
 EXPORT = """
 import itertools
@@ -44,6 +44,7 @@ CASES = list(itertools.product(["bilinear", "nearest"], ["zeros", "border"],
                                [False, True]))
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_grid_sample_below_16_has_no_grid_sample_node(tmp_path):
     run = run_script(tmp_path, EXPORT.replace("OPSET", "11"), backend="tensorrt").check()
     ops = run.ops()
@@ -62,6 +63,7 @@ def test_grid_sample_below_16_has_no_grid_sample_node(tmp_path):
                                    err_msg=str(CASES[i]))
 
 
+@torchscript_only(TORCHSCRIPT_FAILURE)
 def test_grid_sample_fails_below_16_when_disabled(tmp_path):
     run = run_script(tmp_path, EXPORT.replace("OPSET", "11"), backend="onnxruntime",
                      TORCHRW_DISABLE="aten::grid_sampler@default")

@@ -1,7 +1,7 @@
 """Built-in rewriter of rewriters/linear.c: linear as Gemm for ncnn."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 EXPORT = """
 import numpy as np
@@ -29,6 +29,7 @@ np.savez("io.npz", x2=x2.numpy(), **{k: o.numpy() for k, o in zip("abcd", outs)}
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_ncnn_linear_is_gemm(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="ncnn").check()
     ops = run.ops()

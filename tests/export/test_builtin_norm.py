@@ -3,7 +3,7 @@ group_norm through InstanceNormalization for TensorRT and ncnn."""
 import numpy as np
 import pytest
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 LAYER_NORM = """
 import numpy as np
@@ -84,6 +84,7 @@ np.savez("io.npz", x=x.numpy(), a=a.detach().numpy(), b=b.detach().numpy(),
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_tensorrt_group_norm_uses_instance_norm_with_dynamic_shapes(tmp_path):
     code = GROUP_NORM.replace("DYNAMIC", 'dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}')
     run = run_script(tmp_path, code, backend="tensorrt").check()

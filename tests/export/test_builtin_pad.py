@@ -2,7 +2,7 @@
 without a Pad whose pads are computed."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 EXPORT = """
 import numpy as np
@@ -29,6 +29,7 @@ np.savez("io.npz", x=x.numpy(), x2=x2.numpy(),
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_tensorrt_pad_has_no_computed_pads(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="tensorrt").check()
     ops = run.ops()

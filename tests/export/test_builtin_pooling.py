@@ -2,7 +2,7 @@
 kernels."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, TORCHSCRIPT_FAILURE, ort_run, run_script, torchscript_only
 
 EXPORT = """
 import numpy as np
@@ -28,6 +28,7 @@ def _numerics(run):
         np.testing.assert_allclose(out, io[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_adaptive_pool_becomes_static_average_pool(tmp_path):
     code = EXPORT.replace("DYNAMIC", 'dynamic_axes={"x": {0: "n"}}')
     run = run_script(tmp_path, code, backend="tensorrt").check()
@@ -39,6 +40,7 @@ def test_adaptive_pool_becomes_static_average_pool(tmp_path):
     _numerics(run)
 
 
+@torchscript_only(TORCHSCRIPT_FAILURE)
 def test_without_the_rewriter_torch_cannot_export_it(tmp_path):
     code = EXPORT.replace("DYNAMIC", 'dynamic_axes={"x": {0: "n"}}')
     run = run_script(tmp_path, code, backend="tensorrt",

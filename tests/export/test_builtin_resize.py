@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from conftest import ort_run, run_script
+from conftest import ort_run, run_script, torchscript_only
 
 EXPORT = """
 import numpy as np
@@ -40,6 +40,8 @@ def _resize_inputs(model):
     return out
 
 
+@torchscript_only("Resize's inputs are the exporter's translation's choice, and "
+                  "torch.export's translates upsample with scales to a Resize with sizes")
 def test_ncnn_resize_has_constant_scales_and_no_sizes(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="ncnn").check()
     resizes = _resize_inputs(run.model())

@@ -2,7 +2,7 @@
 uint8 (tensorrt), flatten, expand and chunk (ncnn)."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, TORCHSCRIPT_FAILURE, ort_run, run_script, torchscript_only
 
 ROLL = """
 import numpy as np
@@ -30,6 +30,7 @@ def test_roll_by_more_than_the_size_and_without_dims(tmp_path):
         np.testing.assert_array_equal(out.astype(np.float32), io[f"o{i}"], err_msg=str(i))
 
 
+@torchscript_only(TORCHSCRIPT_FAILURE)
 def test_torchs_roll_fails_without_the_rewriter(tmp_path):
     # roll without dims is an AssertionError in torch 1.13's symbolic.
     run = run_script(tmp_path, ROLL, backend="openvino",
@@ -106,6 +107,7 @@ np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_ncnn_flatten_expand_chunk_have_no_shape_computation(tmp_path):
     run = run_script(tmp_path, NCNN, backend="ncnn").check()
     ops = run.ops()

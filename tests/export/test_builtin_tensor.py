@@ -3,7 +3,7 @@
 linspace, which needs no rewriter in torch 1.13."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, TORCHSCRIPT_FAILURE, ort_run, run_script, torchscript_only
 
 TRIU = """
 import numpy as np
@@ -25,6 +25,7 @@ np.savez("io.npz", x=x.numpy(), x2=x2.numpy(),
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_triu_and_tril_export_at_opset_11_with_dynamic_sizes(tmp_path):
     run = run_script(tmp_path, TRIU, backend="tensorrt").check()
     assert "Trilu" not in run.ops()
@@ -35,6 +36,7 @@ def test_triu_and_tril_export_at_opset_11_with_dynamic_sizes(tmp_path):
             np.testing.assert_allclose(out, io[f"{p}{i}"], rtol=1e-6)
 
 
+@torchscript_only(TORCHSCRIPT_FAILURE)
 def test_triu_fails_at_opset_11_when_disabled(tmp_path):
     run = run_script(tmp_path, TRIU, backend="tensorrt",
                      TORCHRW_DISABLE="torch.triu@default,torch.tril@default")

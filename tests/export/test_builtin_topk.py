@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 DYNAMIC = """
 import numpy as np
@@ -42,6 +42,7 @@ def _k_inputs(model):
     return [consts.get(n.input[1]) for n in model.graph.node if n.op_type == "TopK"]
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_default_k_follows_a_smaller_input(tmp_path):
     run = run_script(tmp_path, DYNAMIC, backend="onnxruntime").check()
     ks = _k_inputs(run.model())
@@ -107,6 +108,7 @@ torch.onnx.export(M(), (torch.randn(2, 10),), "model.onnx", opset_version=11,
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_tensorrt_makes_a_traced_k_constant(tmp_path):
     run = run_script(tmp_path, TRACED_K, backend="tensorrt").check()
     assert [int(np.ravel(k)[0]) for k in _k_inputs(run.model())] == [5]

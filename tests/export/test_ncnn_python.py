@@ -2,7 +2,7 @@
 static ints, F.normalize without expand_as and on a kept batch axis."""
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 SHAPES = """
 import numpy as np, torch
@@ -21,6 +21,7 @@ np.savez("io.npz", x=x.numpy(), a=a.numpy(), b=b.numpy())
 """
 
 
+@torchscript_only(DYNAMIC_SIZES)
 def test_ncnn_sizes_are_static_and_normalize_has_no_expand(tmp_path):
     run = run_script(tmp_path, SHAPES, backend="ncnn", TORCHRW_LOG="info").check()
     ops = run.ops()

@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import BUILD, ort_run, run_script
+from conftest import BUILD, EXPORTER, ort_run, run_script, torchscript_only
 
 EXPORT = """
 import json, numpy as np, torch, torchvision
@@ -56,6 +56,9 @@ def canonical(boxes, scores, labels, floor):
 @pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime"])
 @pytest.mark.parametrize("name", MODELS)
 def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend):
+    if EXPORTER == "torch.export":
+        _pin_torch_export_failure(tmp_path, name, backend)
+        return
     run = run_script(tmp_path, EXPORT.replace("NAME", repr(name)), backend=backend,
                      TORCHRW_REPORT=tmp_path / "report.json").check()
     keys = [l for l in run.stdout.splitlines() if l.startswith("KEYS")][0]
@@ -82,6 +85,24 @@ def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend)
         assert "Mod" not in run.ops()
 
 
+def _pin_torch_export_failure(tmp_path, name, backend):
+    """torch.export (torch 2.14.1) cannot capture torchvision's detection
+    models: their post-processing branches on the number of boxes that
+    survive a threshold, a size known only at run time.  It fails the same
+    with and without torchrw; one backend is enough to pin that."""
+    if backend != "tensorrt":
+        pytest.skip("torch.export cannot capture it: pinned once, under tensorrt")
+    code = EXPORT.replace("NAME", repr(name))
+    run = run_script(tmp_path, code, backend=backend)
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", code, preload=False)
+    for r in (run, plain):
+        assert r.returncode != 0
+        assert "GuardOnDataDependentSymNode: Could not guard on data-dependent" in r.stderr
+
+
+@torchscript_only("needs the model exported without torchrw, which torch.export cannot "
+                  "capture (test_detection_model_matches_pytorch_in_onnxruntime pins that)")
 def test_without_torchrw_tensorrt_cannot_take_the_graph(tmp_path):
     # The same export without the library: TensorRT's table rejects its
     # run-time TopK K, which the tensorrt rewriters make constant.

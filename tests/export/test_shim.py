@@ -25,6 +25,8 @@ try:
     torch.onnx.export(Bad(), (torch.randn(2, 3, 4),), "bad.onnx", **TS)
     print("NO ERROR")
 except RuntimeError as e:
+    while e.__cause__ is not None:  # torch.export's exporter wraps it
+        e = e.__cause__
     print("ERROR:", e)
 # Eager after the failure: the rewrite state must be gone.
 with torch.autograd.profiler.profile() as prof:

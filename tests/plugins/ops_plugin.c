@@ -6,9 +6,9 @@
  * as the original: a chain of rewriters calling operators that have
  * rewriters of their own.  aten::abs fails on purpose for tensors of 3
  * dimensions, and aten::sign loops on itself, so that the tests see how
- * failures reach the user.  aten::exp (tensorrt) needs its input's last
- * size as a constant and fails without one (a dimension torch.export keeps
- * symbolic), then doubles the result.
+ * failures reach the user.  aten::expm1 (tensorrt) needs its input's
+ * last size as a constant and fails without one (a dimension torch.export
+ * keeps symbolic), then doubles the result.
  */
 #include "torchrw.h"
 
@@ -64,7 +64,7 @@ static int exp_scaled(trw_ctx *ctx, size_t nargs, trw_value *const args[],
 }
 TRW_FUNCTION_REWRITER("torch.exp", "onnxruntime", exp_scaled);
 
-static int exp_needs_last_size(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+static int expm1_needs_last_size(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                                trw_value **result)
 {
   const trw_tensor *t = trw_value_tensor(args[0]);
@@ -76,6 +76,6 @@ static int exp_needs_last_size(trw_ctx *ctx, size_t nargs, trw_value *const args
   rc = trw_call_original(ctx, nargs, args, &e);
   if (rc != 0)
     return rc;
-  return trw_call(ctx, "aten::mul.Scalar", 2, (trw_value *[]){e, trw_int(ctx, 2)}, result);
+  return trw_call(ctx, "aten::add.Tensor", 2, (trw_value *[]){e, e}, result);
 }
-TRW_FUNCTION_REWRITER("aten::exp", "tensorrt", exp_needs_last_size);
+TRW_FUNCTION_REWRITER("aten::expm1", "tensorrt", expm1_needs_last_size);
