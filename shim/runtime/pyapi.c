@@ -43,7 +43,9 @@ static int rc_init(RewriterContext *self, PyObject *args, PyObject *kw)
   return 0;
 }
 
-/* The cfg argument as JSON text: a dict (or mmengine Config) or a path. */
+/* The cfg argument as JSON text: a path, a dict, or a mapping with
+ * to_dict() (mmengine's Config).  Values JSON has no form for are written
+ * as their str(). */
 static PyObject *cfg_json(PyObject *cfg, int *is_path)
 {
   *is_path = 0;
@@ -53,14 +55,16 @@ static PyObject *cfg_json(PyObject *cfg, int *is_path)
     *is_path = 1;
     return PyOS_FSPath(cfg);
   }
-  PyObject *json = PyImport_ImportModule("json");
-  PyObject *str = PyObject_GetAttrString((PyObject *)&PyUnicode_Type, "__str__");
-  PyObject *kw = str ? Py_BuildValue("{s:O}", "default", str) : NULL;
+  PyObject *plain = PyObject_HasAttrString(cfg, "to_dict")
+                        ? PyObject_CallMethod(cfg, "to_dict", NULL)
+                        : Py_NewRef(cfg);
+  PyObject *json = plain ? PyImport_ImportModule("json") : NULL;
+  PyObject *kw = json ? Py_BuildValue("{s:O}", "default", (PyObject *)&PyUnicode_Type) : NULL;
   PyObject *dumps = json ? PyObject_GetAttrString(json, "dumps") : NULL;
-  PyObject *args = PyTuple_Pack(1, cfg);
+  PyObject *args = plain ? PyTuple_Pack(1, plain) : NULL;
   PyObject *text = dumps && kw && args ? PyObject_Call(dumps, args, kw) : NULL;
+  Py_XDECREF(plain);
   Py_XDECREF(json);
-  Py_XDECREF(str);
   Py_XDECREF(kw);
   Py_XDECREF(dumps);
   Py_XDECREF(args);

@@ -161,14 +161,13 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
     trw__fmt(err, errlen, "torchrw: %s", why);
     return TRW_ECONFIG;
   }
+  /* As mmdeploy: the cfg's backend_config.type, else the default backend. */
   if (!backend)
-    backend = trw_cfg_get_string(c, "backend_config.type", NULL);
+    backend = trw_cfg_get_string(c, "backend_config.type", "default");
   const char *canon = trw__backend_canonical(backend);
-  if (!backend || !canon) {
-    trw__fmt(err, errlen,
-             backend ? "torchrw: backend '%s' is not a known backend (known: %s)"
-                     : "torchrw: RewriterContext needs a backend%s (known: %s)",
-             backend ? backend : "", trw_known_backends());
+  if (!canon) {
+    trw__fmt(err, errlen, "torchrw: backend '%s' is not a known backend (known: %s)", backend,
+             trw_known_backends());
     trw__cfg_free(c);
     return TRW_EBACKEND;
   }

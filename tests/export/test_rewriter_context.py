@@ -94,18 +94,46 @@ print("PLAIN", "Squeeze" in ops())
     assert lines(run, "PLAIN") == ["False"]
 
 
-def test_bad_backend_and_missing_backend_are_clear(tmp_path):
+def test_bad_backend_is_clear(tmp_path):
     code = PRELUDE + """
-for kw in ({"backend": "tensorrtt"}, {}):
-    try:
-        torchrw.RewriterContext(**kw).__enter__()
-    except (ValueError, RuntimeError) as e:
-        print("ERROR", type(e).__name__, e)
+try:
+    torchrw.RewriterContext(backend="tensorrtt").__enter__()
+except (ValueError, RuntimeError) as e:
+    print("ERROR", type(e).__name__, e)
 """
     run = run_script(tmp_path, code, preload=False).check()
     errs = lines(run, "ERROR")
     assert "backend 'tensorrtt' is not a known backend" in errs[0] and "onnxruntime" in errs[0]
-    assert "needs a backend" in errs[1]
+
+
+def test_backend_from_the_cfg_else_default_and_configs_with_to_dict(tmp_path):
+    # As mmdeploy: no backend named takes cfg's backend_config.type, else
+    # "default".  A mapping with to_dict() (mmengine's Config) is a cfg too,
+    # and values JSON cannot hold are kept as their str().
+    code = PRELUDE + """
+import pathlib
+class Config:  # the shape of mmengine.Config: attribute access and to_dict()
+    def __init__(self, d):
+        self._d = d
+    def to_dict(self):
+        return dict(self._d)
+onnx_config = {"opset_version": 11}
+cfgs = {"dict": {"backend_config": {"type": "tensorrt"}, "onnx_config": onnx_config},
+        "positional+opset": {"backend_config": {"type": "tensorrt"}, "onnx_config": onnx_config},
+        "to_dict": Config({"backend_config": {"type": "tensorrt"},
+                           "onnx_config": dict(onnx_config, save_file=pathlib.Path("e.onnx"))}),
+        "none": None}
+for name, cfg in cfgs.items():
+    if name == "positional+opset":
+        ctx = torchrw.RewriterContext(cfg, opset=11)
+    else:
+        ctx = torchrw.RewriterContext(cfg=cfg)
+    with ctx:
+        print("OPS", name, "Squeeze" in ops())
+"""
+    run = run_script(tmp_path, code, preload=False).check()
+    assert lines(run, "OPS") == ["dict True", "positional+opset True", "to_dict True",
+                                 "none False"]
 
 
 def test_context_in_a_preloaded_process_overrides_the_environment(tmp_path):
