@@ -20,11 +20,24 @@ import textwrap
 from pathlib import Path
 
 from common import ROOT, Table, env_with, inner, paired, parser, torch_of
+from python_rewriters import LIB, REWRITER
 
 CALLS = 100
 
+# Times torch.onnx.export(m, (x,)) through torch.export: a warm-up, then
+# the best of three.  Appended to a script that defines m and x.
+TIMED_EXPORT = textwrap.dedent("""
+    torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)  # warm-up
+    best = []
+    for _ in range(3):
+        t = time.perf_counter()
+        torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)
+        best.append(time.perf_counter() - t)
+    print(min(best))
+""")
+
 OPERATOR = textwrap.dedent(f"""
-    import io, sys, time, torch
+    import sys, time, torch
     hand = sys.argv[1] == "hand"
     class Loop(torch.nn.Module):
         def forward(self, x):
@@ -35,31 +48,11 @@ OPERATOR = textwrap.dedent(f"""
                     x = x.repeat(1)
             return x
     m, x = Loop(), torch.arange(4.0)
-    torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)  # warm-up
-    best = []
-    for _ in range(3):
-        t = time.perf_counter()
-        torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)
-        best.append(time.perf_counter() - t)
-    print(min(best))
-""")
+""") + TIMED_EXPORT
 
-LIB = textwrap.dedent("""
-    def shift(x):
-        return x + 1
-""")
-
-REWRITER = textwrap.dedent("""
-    from torchrw import FUNCTION_REWRITER
-
-    @FUNCTION_REWRITER.register_rewriter("benchlib.shift", backend="tensorrt")
-    def shift_rewritten(x):
-        ctx = FUNCTION_REWRITER.get_context()
-        return ctx.origin_func(x) * 1
-""")
-
+# The library and rewriter of bench/python_rewriters.py (benchlib.shift).
 PYTHON = textwrap.dedent(f"""
-    import io, sys, time, torch
+    import sys, time, torch
     import benchlib
     hand = sys.argv[1] == "hand"
     def shift_by_hand(x):
@@ -70,14 +63,7 @@ PYTHON = textwrap.dedent(f"""
                 x = shift_by_hand(x) if hand else benchlib.shift(x)
             return x
     m, x = Loop(), torch.ones(4)
-    torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)  # warm-up
-    best = []
-    for _ in range(3):
-        t = time.perf_counter()
-        torch.onnx.export(m, (x,), None, dynamo=True, verbose=False)
-        best.append(time.perf_counter() - t)
-    print(min(best))
-""")
+""") + TIMED_EXPORT
 
 
 def has_torch_export_exporter(py):
