@@ -170,6 +170,15 @@ TRW_API const char *trw_known_backends(void);
 #define TRW__CAT2(a, b) a##b
 #define TRW__CAT(a, b) TRW__CAT2(a, b)
 
+/* What the macros below register with: trw_register, except for torchrw's
+ * own built-in rewriters, whose build marks them so (a plugin's rewriter
+ * of the same target and backend outranks a built-in). */
+#ifdef TRW__REGISTER_FN
+int TRW__REGISTER_FN(const trw_rewriter_def *def);
+#else
+#define TRW__REGISTER_FN trw_register
+#endif
+
 /* Registers fn when the library that holds this line is loaded. */
 #define TRW_REWRITER_DEF(kind_, name_, backend_, ir_, fn_, ...)                \
   __attribute__((constructor)) static void TRW__CAT(trw__reg_, __LINE__)(void) \
@@ -178,7 +187,7 @@ TRW_API const char *trw_known_backends(void);
                                          ir_,        {__VA_ARGS__},            \
                                          (void *)fn_, __FILE__, __LINE__,       \
                                          #__VA_ARGS__};                         \
-    (void)trw_register(&def);                                                  \
+    (void)TRW__REGISTER_FN(&def);                                              \
   }
 
 /* TRW_FUNCTION_REWRITER("torch.Tensor.repeat", "tensorrt", repeat_static); */

@@ -156,8 +156,9 @@ int trw__cmd_list(int argc, char **argv)
   if (backend)
     printf("rewriters for backend %s (onnx, opset %lld); * = selected\n\n", backend,
            (long long)json_integer_value(json_object_get(doc, "opset")));
-  printf("%-3s %-9s %-44s %-12s %-12s %-7s %s\n", backend ? "SEL" : "", "KIND", "NAME",
-         "BACKEND", "IR", "LANG", "SITE");
+  /* The stable name is what TORCHRW_DISABLE takes ("builtin:" marks torchrw's own). */
+  printf("%-3s %-9s %-56s %-12s %-7s %s\n", backend ? "SEL" : "", "KIND", "STABLE NAME", "IR",
+         "LANG", "SITE");
   size_t i;
   json_t *r;
   json_array_foreach(list, i, r)
@@ -166,10 +167,9 @@ int trw__cmd_list(int argc, char **argv)
     const char *mark = json_is_true(json_object_get(r, "disabled")) ? "off"
                        : json_is_true(json_object_get(r, "selected")) ? "*"
                                                                       : "";
-    printf("%-3s %-9s %-44s %-12s %-12s %-7s %s:%lld", mark,
+    printf("%-3s %-9s %-56s %-12s %-7s %s:%lld", mark,
            json_string_value(json_object_get(r, "kind")),
-           json_string_value(json_object_get(r, "name")),
-           json_string_value(json_object_get(r, "backend")),
+           json_string_value(json_object_get(r, "stable")),
            json_string_value(json_object_get(r, "ir")),
            json_string_value(json_object_get(r, "lang")),
            json_string_value(json_object_get(r, "file")),

@@ -4,7 +4,7 @@
 
 #include "core.h"
 
-static __thread int tracing;
+static __thread int tracing, exporting, held;
 
 int trw__tracing_depth(void) { return tracing; }
 void trw__tracing_enter(void) { tracing++; }
@@ -13,6 +13,20 @@ void trw__tracing_leave(void)
   if (tracing > 0)
     tracing--;
 }
+
+void trw__export_enter(void) { exporting++; }
+int trw__export_leave(void) { return exporting > 0 ? --exporting : 0; }
+int trw__export_depth(void) { return exporting; }
+void trw__hold_python(void) { held++; }
+
+int trw__release_python(void)
+{
+  int n = held;
+  held = 0;
+  return n;
+}
+
+int trw__rewriting_here(void) { return tracing > 0 || held > 0; }
 
 const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx)
 {

@@ -90,7 +90,9 @@ typedef struct trw__rewriter {
   int line;
   char *op;      /* C function rewriters of an operator: "aten::repeat" */
   char *checker_names; /* C checkers as written at registration, or NULL */
-  char *stable;  /* "torch.Tensor.repeat@tensorrt" */
+  char *stable;  /* "torch.Tensor.repeat@tensorrt"; built-ins: "builtin:..." */
+  int builtin;   /* torchrw's own (rewriters/, symbolic/): yields to users' */
+  uint64_t seq;  /* registration order */
   int disabled;  /* named in TORCHRW_DISABLE */
   uint64_t hits; /* calls in the current trace */
   uint64_t total_hits;
@@ -106,17 +108,31 @@ struct trw_env {
   const trw_cfg *cfg;
 };
 
+/* How a registration came: TRW__REG_BUILTIN for torchrw's own rewriters,
+ * which a user's of the same kind, name and backend outranks. */
+enum { TRW__REG_BUILTIN = 1 };
+
 /* Registers a rewriter (see trw_register); lang, release, check_extra and
  * extra_key (the identity of those checkers, 0 for none) are for the
- * Python glue.  The key is (kind, name, backend, IR, checkers): rewriters
- * of one name that differ in their checkers live side by side.  On
- * failure err says why (site named); release is then not called: the
- * caller keeps what it passed. */
-int trw__register(const trw_rewriter_def *def, trw__lang lang,
+ * Python glue.  The key is (kind, name, backend, IR, checkers, built-in or
+ * not): rewriters of one name that differ in their checkers live side by
+ * side.  On failure err says why (site named); release is then not called:
+ * the caller keeps what it passed. */
+int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
                   void (*release)(void *),
                   int (*check_extra)(const struct trw__rewriter *,
                                      const trw_env *),
                   uintptr_t extra_key, char *err, size_t errlen);
+/* trw_register for the built-in rewriters compiled into the runtime
+ * (TRW__REGISTER_FN, set by the build for rewriters/ and symbolic/). */
+int trw__register_builtin(const trw_rewriter_def *def);
+
+/* How strongly r claims its target: a backend's rewriter over a default
+ * one, then a user's over a built-in, then one for an IR over one for
+ * any, then one with checkers over one without.  Among equals the later
+ * registration wins.  Selection and homonyms (two paths to one function)
+ * both decide by it. */
+int trw__rank(const trw__rewriter *r);
 
 /* Number of registrations refused so far and the messages, for activation
  * to report: constructors cannot see their own return value. */
@@ -192,6 +208,19 @@ struct trw_ctx {
 int trw__tracing_depth(void);
 void trw__tracing_enter(void);
 void trw__tracing_leave(void);
+/* torch.onnx.export calls on this thread (the runtime's hook counts them):
+ * a trace inside one keeps its Python rewriters in place, held, until the
+ * export returns, for what torch.onnx calls after the trace (padding and
+ * RNN helpers of its symbolics).  leave returns the depth left. */
+void trw__export_enter(void);
+int trw__export_leave(void);
+int trw__export_depth(void);
+/* Traces of this thread whose Python rewriters are held: hold adds one,
+ * release returns how many and forgets them. */
+void trw__hold_python(void);
+int trw__release_python(void);
+/* Python rewriters act on this thread: it traces, or its export holds them. */
+int trw__rewriting_here(void);
 
 /* The message to raise when a rewriter failed with code. */
 void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);

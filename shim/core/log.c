@@ -5,12 +5,15 @@
 
 #include "core.h"
 
-static int level = TRW__LOG_WARN;
+/* Read from TORCHRW_LOG at the first message (registrations log before
+ * activation) and again at activation; -1 until then. */
+static int level = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void trw__log_init(void)
 {
+  level = TRW__LOG_WARN;
   const char *v = getenv("TORCHRW_LOG");
   if (!v || !*v)
     return;
@@ -31,8 +34,15 @@ void trw__log_init(void)
 }
 
 void trw__log_set_level(trw__level l) { level = l; }
-trw__level trw__log_level(void) { return (trw__level)level; }
-int trw__log_enabled(trw__level l) { return (int)l <= level; }
+static int current(void)
+{
+  if (level < 0)
+    trw__log_init();
+  return level;
+}
+
+trw__level trw__log_level(void) { return (trw__level)current(); }
+int trw__log_enabled(trw__level l) { return (int)l <= current(); }
 
 void trw__vlog(trw__level l, const char *fmt, va_list ap)
 {

@@ -9,7 +9,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static trw__rewriter **entries;
 static size_t nentries, capentries;
-static uint64_t generation;
+static uint64_t generation, registrations;
 static int active;
 
 /* Refusals, kept for activation to report (constructors cannot). */
@@ -61,6 +61,7 @@ static int refuse(int code, char *err, size_t errlen, const char *fmt, ...)
 static int same_key(const trw__rewriter *a, const trw__rewriter *b)
 {
   return a->kind == b->kind && a->ir == b->ir && a->extra_key == b->extra_key &&
+         a->builtin == b->builtin &&
          memcmp(a->checkers, b->checkers, sizeof a->checkers) == 0 &&
          strcmp(a->name, b->name) == 0 && strcmp(a->backend, b->backend) == 0;
 }
@@ -72,10 +73,39 @@ static int has_checkers(const trw__rewriter *r)
 
 int trw_register(const trw_rewriter_def *def)
 {
-  return trw__register(def, TRW__LANG_C, NULL, NULL, 0, NULL, 0);
+  return trw__register(def, TRW__LANG_C, 0, NULL, NULL, 0, NULL, 0);
 }
 
-int trw__register(const trw_rewriter_def *def, trw__lang lang,
+int trw__register_builtin(const trw_rewriter_def *def)
+{
+  return trw__register(def, TRW__LANG_C, TRW__REG_BUILTIN, NULL, NULL, 0, NULL, 0);
+}
+
+int trw__rank(const trw__rewriter *r)
+{
+  return (strcmp(r->backend, "default") != 0) << 3 | !r->builtin << 2 |
+         (r->ir != TRW_IR_ANY) << 1 | has_checkers(r);
+}
+
+/* A user's rewriter that outranks a built-in says so, naming both. */
+static void note_precedence(const trw__rewriter *r)
+{
+  for (size_t i = 0; i < nentries; i++) {
+    const trw__rewriter *e = entries[i];
+    if (e == r || e->builtin == r->builtin || e->kind != r->kind ||
+        strcmp(e->name, r->name) != 0 || strcmp(e->backend, r->backend) != 0)
+      continue;
+    const trw__rewriter *user = r->builtin ? e : r, *builtin = r->builtin ? r : e;
+    trw__log(TRW__LOG_INFO,
+             "%s rewriter %s registered at %s:%d takes precedence over the built-in "
+             "%s registered at %s:%d",
+             kind_names[r->kind], user->stable, user->file, user->line, builtin->stable,
+             builtin->file, builtin->line);
+    return;
+  }
+}
+
+int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
                   void (*release)(void *),
                   int (*check_extra)(const struct trw__rewriter *,
                                      const trw_env *),
@@ -120,6 +150,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
     return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
   r->kind = def->kind;
   r->lang = lang;
+  r->builtin = (flags & TRW__REG_BUILTIN) != 0;
   r->ir = def->ir;
   memcpy(r->checkers, def->checkers, sizeof r->checkers);
   r->fn = def->fn;
@@ -133,14 +164,15 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
   r->op = op[0] ? trw__strdup(op) : NULL;
   if (def->checkers[0] && def->checker_names && strcmp(def->checker_names, "NULL") != 0)
     r->checker_names = trw__strdup(def->checker_names);
-  size_t slen = strlen(def->name) + strlen(backend) + 2;
+  const char *prefix = r->builtin ? "builtin:" : "";
+  size_t slen = strlen(prefix) + strlen(def->name) + strlen(backend) + 2;
   r->stable = malloc(slen);
   if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op)) {
     r->release = NULL; /* the caller keeps its reference on failure */
     free_entry(r);
     return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
   }
-  trw__fmt(r->stable, slen, "%s@%s", def->name, backend);
+  trw__fmt(r->stable, slen, "%s%s@%s", prefix, def->name, backend);
 
   pthread_mutex_lock(&lock);
   if (active) {
@@ -174,8 +206,11 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang,
     }
   }
   r->disabled = is_disabled(r);
+  r->seq = ++registrations;
   entries[nentries++] = r;
   generation++;
+  if (!old)
+    note_precedence(r);
   pthread_mutex_unlock(&lock);
 
   if (old) {
@@ -232,8 +267,7 @@ static int applies(const trw__rewriter *r, const trw_env *env)
   return !r->check_extra || r->check_extra(r, env);
 }
 
-/* Best of the entries for backend: IR-specific, then with checkers, then
- * registered later. */
+/* Best of the entries for backend (trw__rank; then registered later). */
 static trw__rewriter *best_for(trw_kind kind, const char *name,
                                const char *backend, const trw_env *env)
 {
@@ -244,7 +278,7 @@ static trw__rewriter *best_for(trw_kind kind, const char *name,
     if (r->kind != kind || strcmp(r->backend, backend) != 0 ||
         strcmp(r->name, name) != 0 || !applies(r, env))
       continue;
-    int score = (r->ir != TRW_IR_ANY) * 2 + has_checkers(r);
+    int score = trw__rank(r);
     if (score >= best_score) {
       best = r;
       best_score = score;

@@ -145,6 +145,9 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value);
 /* Patches every selected Python function rewriter for env.  Returns 0, or
  * -1 with an exception set (what was patched so far is restored). */
 int trw__py_patch_functions(const trw_env *env);
+/* The Context patched for target or stable name in this activation
+ * (borrowed), or NULL: get_context(name) outside that rewriter's call. */
+PyObject *trw__py_patched_context(const char *name);
 /* Restores everything trw__py_setattr_logged and the function patches
  * changed, newest first.  Keeps a pending exception. */
 void trw__py_unpatch_functions(void);

@@ -264,7 +264,7 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->checkers); i++)
     extra_key = extra_key * 1000003u ^ (uintptr_t)PyTuple_GET_ITEM(d->checkers, i);
   char err[1024];
-  int rc = trw__register(&def, TRW__LANG_PYTHON, release_payload, python_checkers,
+  int rc = trw__register(&def, TRW__LANG_PYTHON, 0, release_payload, python_checkers,
                          extra_key, err, sizeof err);
   Py_XDECREF(keep);
   if (rc != 0) {
@@ -444,10 +444,15 @@ static PyObject *get_context(PyObject *self, PyObject *args, PyObject *kw)
   if (!PyArg_ParseTupleAndKeywords(args, kw, "|z", kwlist, &key))
     return NULL;
   PyObject *ctx = trw__py_context_top(key);
+  /* A function serving several targets asks for another's context, as in
+   * mmdeploy: the one patched for that target. */
+  if (!ctx && key && trw__rewriting_here())
+    ctx = trw__py_patched_context(key);
   if (!ctx) {
     if (key)
       return PyErr_Format(PyExc_RuntimeError,
-                          "torchrw: get_context(%R): no rewriter of that name is running",
+                          "torchrw: get_context(%R): no rewriter of that name is running or "
+                          "applied to this trace",
                           PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0)
                                                  : PyDict_GetItemString(kw, "key"));
     PyErr_SetString(PyExc_RuntimeError,
@@ -508,11 +513,11 @@ static PyObject *list_rewriters(PyObject *self, PyObject *noargs)
   for (size_t i = 0; list && i < n; i++) {
     trw__rewriter *r = trw__registry_at(i);
     PyObject *item = Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:O, s:K}", "kind", kinds[r->kind],
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:O, s:O, s:K}", "kind", kinds[r->kind],
         "name", r->name, "backend", r->backend, "ir", trw__ir_name(r->ir), "stable",
         r->stable, "file", r->file, "line", r->line, "lang",
-        r->lang == TRW__LANG_C ? "c" : "python", "disabled",
-        r->disabled ? Py_True : Py_False, "fired", (unsigned long long)r->total_hits);
+        r->lang == TRW__LANG_C ? "c" : "python", "builtin", r->builtin ? Py_True : Py_False,
+        "disabled", r->disabled ? Py_True : Py_False, "fired", (unsigned long long)r->total_hits);
     if (!item || PyList_Append(list, item) != 0) {
       Py_XDECREF(item);
       Py_CLEAR(list);
@@ -555,7 +560,7 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
 static PyMethodDef module_methods[] = {
     {"rewriters", list_rewriters, METH_NOARGS,
      "rewriters(): every registered rewriter as a dict (kind, name, backend, ir, "
-     "stable, file, line, lang, disabled, fired)."},
+     "stable, file, line, lang, builtin, disabled, fired)."},
     {"selected", (PyCFunction)(void (*)(void))select_rewriter, METH_VARARGS | METH_KEYWORDS,
      "selected(kind, name, backend, ir='onnx', opset=0): the stable name of the "
      "rewriter chosen for name, or None."},
@@ -634,7 +639,8 @@ int trw__py_register_builtins(PyObject *m)
     trw_rewriter_def rd = {TRW_KIND_FUNCTION, b->name, b->backend, TRW_IR_ANY, {NULL},
                            payload, b->file, b->line, NULL};
     char err[1024];
-    if (trw__register(&rd, TRW__LANG_PYTHON, release_payload, python_checkers, 0, err,
+    if (trw__register(&rd, TRW__LANG_PYTHON, TRW__REG_BUILTIN, release_payload,
+                      python_checkers, 0, err,
                       sizeof err) != 0) {
       Py_DECREF(payload);
       PyErr_Format(PyExc_RuntimeError, "torchrw: %s", err);

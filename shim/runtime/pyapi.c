@@ -128,11 +128,9 @@ static PyObject *rc_enter(RewriterContext *self, PyObject *noargs)
   return (PyObject *)self;
 }
 
-static PyObject *rc_exit(RewriterContext *self, PyObject *args)
+/* Gives torch everything the block took: hooks, symbolics, explicit mode. */
+static void rc_leave(RewriterContext *self)
 {
-  (void)args;
-  if (active_context != self || !self->entered)
-    return trw__py_raise("this RewriterContext is not active");
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   trw__hooks_remove(TRW__HOOKS_CONTEXT);
@@ -141,14 +139,40 @@ static PyObject *rc_exit(RewriterContext *self, PyObject *args)
   self->entered = 0;
   active_context = NULL;
   PyErr_Restore(type, value, tb);
+}
+
+static PyObject *rc_exit(RewriterContext *self, PyObject *args)
+{
+  (void)args;
+  if (active_context != self || !self->entered)
+    return trw__py_raise("this RewriterContext is not active");
+  rc_leave(self);
   Py_RETURN_FALSE;
 }
 
+static int finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030d0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+/* A block entered and never left (__enter__ by hand, or an exception
+ * between __enter__ and the with) ends when its context is collected. */
 static void rc_dealloc(RewriterContext *self)
 {
   if (active_context == self) {
-    active_context = NULL;
-    trw__hooks_remove(TRW__HOOKS_CONTEXT);
+    if (finalizing()) {
+      /* torch's modules are being torn down: nothing to give back to. */
+      trw__runtime_pop_mode();
+      active_context = NULL;
+    } else {
+      trw__log(TRW__LOG_WARN, "a RewriterContext was collected without __exit__; its "
+                              "rewriters are switched off and torch has its own back");
+      rc_leave(self);
+    }
   }
   Py_XDECREF(self->cfg);
   Py_XDECREF(self->backend);
@@ -243,11 +267,12 @@ static PyObject *list_json(PyObject *self, PyObject *args)
         PyErr_Clear();
       }
     }
-    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "kind",
+    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:o}", "kind",
                              kinds[r->kind], "name", r->name, "backend", r->backend, "ir",
                              trw__ir_name(r->ir), "stable", r->stable, "file", r->file, "line",
                              r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
-                             "disabled", r->disabled, "checkers", checkers);
+                             "builtin", r->builtin, "disabled", r->disabled, "checkers",
+                             checkers);
     if (backend && item) {
       trw__rewriter *sel = trw__select(r->kind, r->name, &env);
       json_object_set_new(item, "selected", json_boolean(sel == r));

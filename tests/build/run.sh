@@ -91,7 +91,7 @@ expect "import torchrw loads the runtime for the venv's torch" "$work/import.log
 (cd "$work" && PATH="$venv/bin:$PATH" torchrw run --backend tensorrt -- \
    "$venv/bin/python" "$root/examples/export_repeat.py" trt.onnx >"$work/run.log" 2>&1)
 expect "the venv's torchrw command rewrites an export" "$work/run.log" \
-  "exit status 0 (backend tensorrt)" "fired torch.Tensor.repeat@tensorrt" \
+  "exit status 0 (backend tensorrt)" "fired builtin:torch.Tensor.repeat@tensorrt" \
   "Unsqueeze Constant Constant ConstantOfShape Expand Tile Squeeze"
 "$venv/bin/torchrw" check "$work/trt.onnx" --backend tensorrt >"$work/check.log" 2>&1
 [ $? = 0 ] && ok "the installed torchrw check finds its tables" || fail "torchrw check" "$work/check.log"

@@ -66,7 +66,7 @@ def test_grid_sample_below_16_has_no_grid_sample_node(tmp_path):
 @torchscript_only(TORCHSCRIPT_FAILURE)
 def test_grid_sample_fails_below_16_when_disabled(tmp_path):
     run = run_script(tmp_path, EXPORT.replace("OPSET", "11"), backend="onnxruntime",
-                     TORCHRW_DISABLE="aten::grid_sampler@default")
+                     TORCHRW_DISABLE="builtin:aten::grid_sampler@default")
     assert run.returncode != 0 and "grid_sampler" in run.stderr
 
 

@@ -48,5 +48,5 @@ def test_other_backends_keep_matmul(tmp_path):
 
 def test_disable_linear(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="ncnn",
-                     TORCHRW_DISABLE="aten::linear@ncnn").check()
+                     TORCHRW_DISABLE="builtin:aten::linear@ncnn").check()
     assert "MatMul" in run.ops()

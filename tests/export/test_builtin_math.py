@@ -45,7 +45,7 @@ def test_atan2_without_the_rewriter_fails_or_is_wrong(tmp_path):
     # symbolic at all; torch 2.x has one that is wrong on the axes (y = 0
     # with x < 0 gives -pi, the origin NaN).
     run = run_script(tmp_path, ATAN2, backend="onnxruntime",
-                     TORCHRW_DISABLE="torch.atan2@default")
+                     TORCHRW_DISABLE="builtin:torch.atan2@default")
     if TORCH < (2, 0):
         assert run.returncode != 0
         assert "atan2" in run.stderr
@@ -134,7 +134,7 @@ def test_other_backends_keep_mod(tmp_path):
     _mod_numerics(run)
 
 
-@pytest.mark.parametrize("name", ["torch.fmod@tensorrt", "torch.remainder@tensorrt"])
+@pytest.mark.parametrize("name", ["builtin:torch.fmod@tensorrt", "builtin:torch.remainder@tensorrt"])
 def test_disable_brings_mod_back(tmp_path, name):
     run = run_script(tmp_path, MOD, backend="tensorrt", TORCHRW_DISABLE=name).check()
     assert "Mod" in run.ops()

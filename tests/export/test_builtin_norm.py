@@ -121,7 +121,7 @@ def test_other_backends_keep_torchs_group_norm(tmp_path, backend):
 def test_disable_group_norm(tmp_path):
     code = GROUP_NORM.replace(", DYNAMIC", "")
     run = run_script(tmp_path, code, backend="ncnn",
-                     TORCHRW_DISABLE="torch.group_norm@ncnn").check()
+                     TORCHRW_DISABLE="builtin:torch.group_norm@ncnn").check()
     (tmp_path / "plain").mkdir()
     plain = run_script(tmp_path / "plain", code, preload=False).check()
     assert run.ops() == plain.ops()

@@ -49,5 +49,5 @@ def test_other_backends_keep_pad(tmp_path):
 
 def test_disable_pad(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="tensorrt",
-                     TORCHRW_DISABLE="aten::pad@tensorrt,torch.constant_pad_nd@tensorrt").check()
+                     TORCHRW_DISABLE="builtin:aten::pad@tensorrt,builtin:torch.constant_pad_nd@tensorrt").check()
     assert "Pad" in run.ops()

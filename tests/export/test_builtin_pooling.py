@@ -44,6 +44,6 @@ def test_adaptive_pool_becomes_static_average_pool(tmp_path):
 def test_without_the_rewriter_torch_cannot_export_it(tmp_path):
     code = EXPORT.replace("DYNAMIC", 'dynamic_axes={"x": {0: "n"}}')
     run = run_script(tmp_path, code, backend="tensorrt",
-                     TORCHRW_DISABLE="aten::adaptive_avg_pool2d@default")
+                     TORCHRW_DISABLE="builtin:aten::adaptive_avg_pool2d@default")
     assert run.returncode != 0
     assert "adaptive" in run.stderr

@@ -34,7 +34,7 @@ def test_roll_by_more_than_the_size_and_without_dims(tmp_path):
 def test_torchs_roll_fails_without_the_rewriter(tmp_path):
     # roll without dims is an AssertionError in torch 1.13's symbolic.
     run = run_script(tmp_path, ROLL, backend="openvino",
-                     TORCHRW_DISABLE="torch.roll@default")
+                     TORCHRW_DISABLE="builtin:torch.roll@default")
     assert run.returncode != 0
 
 

@@ -39,7 +39,7 @@ def test_triu_and_tril_export_at_opset_11_with_dynamic_sizes(tmp_path):
 @torchscript_only(TORCHSCRIPT_FAILURE)
 def test_triu_fails_at_opset_11_when_disabled(tmp_path):
     run = run_script(tmp_path, TRIU, backend="tensorrt",
-                     TORCHRW_DISABLE="torch.triu@default,torch.tril@default")
+                     TORCHRW_DISABLE="builtin:torch.triu@default,builtin:torch.tril@default")
     assert run.returncode != 0 and "triu" in run.stderr
 
 

@@ -62,7 +62,7 @@ def test_default_k_follows_a_smaller_input(tmp_path):
 
 def test_without_the_rewriter_k_is_a_constant(tmp_path):
     run = run_script(tmp_path, DYNAMIC, backend="onnxruntime",
-                     TORCHRW_DISABLE="torch.topk@default").check()
+                     TORCHRW_DISABLE="builtin:torch.topk@default").check()
     assert [int(k[0]) for k in _k_inputs(run.model())] == [5, 2]
 
 

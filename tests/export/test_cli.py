@@ -34,7 +34,7 @@ def test_run_preloads_sets_variables_and_summarises(tmp_path):
     assert "exported" in p.stdout
     err = p.stderr
     assert "finished in" in err and "exit status 0 (backend tensorrt)" in err
-    assert "fired      torch.Tensor.repeat@tensorrt x1  (rewriters/repeat.c:" in err
+    assert "fired      builtin:torch.Tensor.repeat@tensorrt x1  (rewriters/repeat.c:" in err
     assert "fired      aten::neg@tensorrt x1" in err
     assert "wrote      model.onnx" in err and "wrote      r.json" not in err
     assert json.loads((tmp_path / "r.json").read_text())["traces"][0]["ir"] == "onnx"
@@ -77,8 +77,8 @@ def test_trace_logs_operators_with_shapes_callers_and_rewriters(tmp_path):
     log = (tmp_path / "ops.log").read_text().splitlines()
     repeat = [l for l in log if "aten::repeat(" in l][0]
     assert "Float[4], [3]) at " in repeat and "export.py:5" in repeat
-    assert repeat.endswith("-> torch.Tensor.repeat@tensorrt (rewriters/repeat.c:37)") or \
-        "-> torch.Tensor.repeat@tensorrt (rewriters/repeat.c:" in repeat
+    assert repeat.endswith("-> builtin:torch.Tensor.repeat@tensorrt (rewriters/repeat.c:37)") or \
+        "-> builtin:torch.Tensor.repeat@tensorrt (rewriters/repeat.c:" in repeat
     neg = [l for l in log if "aten::neg(" in l][0]
     assert "Float[12]) at " in neg and "export.py:6" in neg and "->" not in neg
 
@@ -98,12 +98,14 @@ def test_list_shows_builtins_plugins_python_and_selection(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     by = {r["stable"]: r for r in doc["rewriters"]}
-    assert by["torch.Tensor.repeat@tensorrt"]["selected"] is True
-    assert by["torch.Tensor.repeat@tensorrt"]["file"] == "rewriters/repeat.c"
+    assert by["builtin:torch.Tensor.repeat@tensorrt"]["selected"] is True
+    assert by["builtin:torch.Tensor.repeat@tensorrt"]["file"] == "rewriters/repeat.c"
     assert by["aten::neg@tensorrt"]["file"].endswith("tests/plugins/ops_plugin.c")
-    assert by["torch.topk@tensorrt"]["lang"] == "python"  # replaced the built-in
-    assert by["torch.topk@tensorrt"]["selected"] is True
-    assert by["torch.layer_norm@default"]["checkers"] == ["below_opset_17"]
+    # The user's rewriter outranks the built-in, which stays listed.
+    assert by["torch.topk@tensorrt"]["lang"] == "python"
+    assert by["torch.topk@tensorrt"]["selected"] is True and not by["torch.topk@tensorrt"]["builtin"]
+    assert by["builtin:torch.topk@tensorrt"]["selected"] is False
+    assert by["builtin:torch.layer_norm@default"]["checkers"] == ["below_opset_17"]
     text = subprocess.run([str(TORCHRW), "list", "--backend", "ncnn"], capture_output=True,
                           text=True, timeout=300)
     assert text.returncode == 0
@@ -113,7 +115,7 @@ def test_list_shows_builtins_plugins_python_and_selection(tmp_path):
 
 def test_list_switched_off_and_bad_options(tmp_path):
     p = subprocess.run([str(TORCHRW), "list", "--backend", "tensorrt", "--disable",
-                        "torch.Tensor.repeat@tensorrt"], capture_output=True, text=True, timeout=300)
+                        "builtin:torch.Tensor.repeat@tensorrt"], capture_output=True, text=True, timeout=300)
     line = [l for l in p.stdout.splitlines() if "torch.Tensor.repeat" in l][0]
     assert line.startswith("off")
     p = subprocess.run([str(TORCHRW), "list", "--frobnicate"], capture_output=True, text=True)

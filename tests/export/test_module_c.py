@@ -34,7 +34,7 @@ np.savez("io.npz", x=x.numpy(), y=m(x).detach().numpy())
 def test_frozen_batch_norm_folds_into_the_convolution_for_tensorrt(tmp_path):
     run = run_script(tmp_path, FROZEN_BN, backend="tensorrt", TORCHRW_LOG="info").check()
     assert run.ops() == ["Conv", "Relu"]
-    assert "fired torchvision.ops.misc.FrozenBatchNorm2d@tensorrt x1 (rewriters/frozen_bn.c:" in run.stderr
+    assert "fired builtin:torchvision.ops.misc.FrozenBatchNorm2d@tensorrt x1 (rewriters/frozen_bn.c:" in run.stderr
     io = np.load(run.path("io.npz"))
     (y,) = ort_run(run.path("model.onnx"), {"x": io["x"]})
     np.testing.assert_allclose(y, io["y"], rtol=1e-4, atol=1e-5)

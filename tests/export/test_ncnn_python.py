@@ -26,8 +26,8 @@ def test_ncnn_sizes_are_static_and_normalize_has_no_expand(tmp_path):
     run = run_script(tmp_path, SHAPES, backend="ncnn", TORCHRW_LOG="info").check()
     ops = run.ops()
     assert "Shape" not in ops and "Expand" not in ops and "Gather" not in ops, ops
-    for name in ("torch.Tensor.size@ncnn", "torch.Tensor.shape@ncnn",
-                 "torch.nn.functional.normalize@ncnn"):
+    for name in ("builtin:torch.Tensor.size@ncnn", "builtin:torch.Tensor.shape@ncnn",
+                 "builtin:torch.nn.functional.normalize@ncnn"):
         assert f"fired {name}" in run.stderr
     io = np.load(run.path("io.npz"))
     a, b = ort_run(run.path("model.onnx"), {"x": io["x"]})

@@ -66,8 +66,9 @@ def test_seed_repeat_static(tmp_path):
     i = ops.index("Tile")
     assert "Unsqueeze" in ops[:i] and ops[i + 1] == "Squeeze", ops
     assert lines(run, "RESTORED") == ["True"]
-    # The Python rewriter replaces the built-in C one, naming both sites.
-    assert "my_rewriters.py:4 replaces the one registered at rewriters/repeat.c" in run.stderr
+    # The Python rewriter outranks the built-in C one, naming both sites.
+    assert ("my_rewriters.py:4 takes precedence over the built-in "
+            "builtin:torch.Tensor.repeat@tensorrt registered at rewriters/repeat.c:") in run.stderr
     assert "fired torch.Tensor.repeat@tensorrt x2 (" in run.stderr
     io = np.load(run.path("io.npz"))
     a, b = ort_run(run.path("model.onnx"), {"x": io["x"], "y": io["y"]})

@@ -190,7 +190,7 @@ print("EQUAL", torch.equal(traced(x), m(x)))
     assert "EQUAL True" in run.stdout
     trace = json.loads(report.read_text())["traces"][0]
     assert trace["ir"] == "torchscript"
-    assert trace["fired"][0]["name"] == "torch.Tensor.repeat@tensorrt"
+    assert trace["fired"][0]["name"] == "builtin:torch.Tensor.repeat@tensorrt"
 
 
 def test_report_counts_every_trace(tmp_path):

@@ -40,7 +40,7 @@ def test_builtin_squeeze_has_static_axes(tmp_path, opset):
 
 def test_builtin_squeeze_can_be_switched_off(tmp_path):
     run = run_script(tmp_path, SQUEEZE.replace("OPSET", "11"), backend="tensorrt",
-                     TORCHRW_DISABLE="squeeze@default").check()
+                     TORCHRW_DISABLE="builtin:squeeze@default").check()
     # torch's own: squeeze() becomes a Squeeze without axes (torch.export's
     # exporter also translates the identity squeeze(1), with computed axes).
     axes = squeeze_axes(run.model())

@@ -55,7 +55,7 @@ def test_seed_repeat_in_c_under_the_default_exporter(tmp_path):
     # Once per call the model makes (torch lowers the program in passes;
     # only the one that makes the graph counts).
     # (The 2-D repeat only ran the original: it passed through, not fired.)
-    assert {f["name"]: f["count"] for f in trace["fired"]}["torch.Tensor.repeat@tensorrt"] == 1
+    assert {f["name"]: f["count"] for f in trace["fired"]}["builtin:torch.Tensor.repeat@tensorrt"] == 1
     # --trace names the model's line, not torch's generated graph code.
     lines = (tmp_path / "trace.txt").read_text().splitlines()
     repeat = [l for l in lines if l.startswith("torchrw trace: aten::repeat(")]
@@ -65,7 +65,7 @@ def test_seed_repeat_in_c_under_the_default_exporter(tmp_path):
 
 def test_disable_and_other_backends(tmp_path):
     off = run_script(tmp_path, REPEAT, backend="tensorrt",
-                     TORCHRW_DISABLE="torch.Tensor.repeat@tensorrt").check()
+                     TORCHRW_DISABLE="builtin:torch.Tensor.repeat@tensorrt").check()
     assert "Squeeze" not in off.ops() and "Tile" in off.ops()
     (tmp_path / "ort").mkdir()
     ort = run_script(tmp_path / "ort", REPEAT, backend="onnxruntime").check()

@@ -74,7 +74,7 @@ START_TEST(registration_validates)
 {
   trw_rewriter_def d = def_of("torch.Tensor.repeat", "tensorrtt", TRW_IR_ANY, dummy_fn, 1);
   char err[512] = "";
-  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, NULL, NULL, 0, err, sizeof err), TRW_EBACKEND);
+  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, 0, NULL, NULL, 0, err, sizeof err), TRW_EBACKEND);
   ck_assert_ptr_nonnull(strstr(err, "tensorrtt"));
   ck_assert_ptr_nonnull(strstr(err, "onnxruntime")); /* lists the known ones */
   ck_assert_ptr_nonnull(strstr(err, "test.c:1"));
