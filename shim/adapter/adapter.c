@@ -27,6 +27,9 @@ static const trw__hook export_hooks[] = {
 };
 #define NEXPORT_HOOKS (sizeof export_hooks / sizeof export_hooks[0])
 
+/* Before torch.export: torch.onnx.export only (its TorchScript path). */
+static const trw__hook onnx_export_hook[] = {{"torch.onnx", "export", TRW__HOOK_EXPORT}};
+
 /*
  * One row per torch where something moved, newest first; a runtime takes
  * the first row not newer than its torch.
@@ -57,7 +60,7 @@ static const trw__adapter rows[] = {
      "torch.onnx._internal.exporter._constants", "TORCHLIB_OPSET"},
     {TRW_TORCH_VERSION, 1, 13, "torch.onnx._globals", "torch.onnx._internal.registration",
      "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
-     NHOOKS, NULL, 0, 0, NULL, NULL, NULL},
+     NHOOKS, onnx_export_hook, 1, 0, NULL, NULL, NULL},
 };
 #define NROWS (sizeof rows / sizeof rows[0])
 

@@ -118,7 +118,7 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
   PyObject *r = NULL;
   /* Not tracing on this thread, or the wrapper calls the module it wraps:
    * run the module's own forward. */
-  if (!wrappers || trw__tracing_depth() == 0 || PyDict_Contains(inside, key) == 1) {
+  if (!wrappers || !trw__rewriting_here() || PyDict_Contains(inside, key) == 1) {
     Py_DECREF(key);
     return PyObject_Vectorcall(f->origin, args, nargsf, kwnames);
   }

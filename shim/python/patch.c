@@ -5,6 +5,7 @@
  * that puts the rewriter's context on the thread's stack and calls the
  * rewriter with the caller's own arguments.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "glue.h"
@@ -38,7 +39,7 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
                                     PyObject *kwnames)
 {
   Patched *p = (Patched *)self;
-  if (trw__tracing_depth() == 0 || (p->builtin && trw__py_context_top(NULL) == p->ctx))
+  if (!trw__rewriting_here() || (p->builtin && trw__py_context_top(NULL) == p->ctx))
     return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;
@@ -95,6 +96,80 @@ static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
   p->rw = r;
   p->vectorcall = patched_vectorcall;
   return (PyObject *)p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* What this activation patched                                              */
+
+/* The function each patched target reaches -> the rewriter that claimed
+ * it, so that two dotted paths to one function (a package re-exports a
+ * class or a function) get one rewriter: the one trw__rank puts first,
+ * whatever the registration order.  A method is (class, name); a module's
+ * function is the function itself, which patch_aliases follows into every
+ * module that holds it. */
+static PyObject *claims;
+/* Target and stable name -> the Context patched for it, for get_context(name)
+ * from a function that serves several targets. */
+static PyObject *contexts;
+
+static PyObject *reach_key(PyObject *owner, PyObject *attr)
+{
+  if (PyType_Check(owner)) {
+    PyObject *id = PyLong_FromVoidPtr(owner);
+    PyObject *key = id ? PyTuple_Pack(2, id, attr) : NULL;
+    Py_XDECREF(id);
+    return key;
+  }
+  PyObject *value = PyObject_GetAttr(owner, attr);
+  PyObject *key = value ? PyLong_FromVoidPtr(value) : NULL;
+  Py_XDECREF(value);
+  return key;
+}
+
+/* 1 when another rewriter already patched what owner.attr reaches (r is
+ * then skipped, at info level), 0 when r claims it now, -1 on error. */
+static int claimed(trw__rewriter *r, PyObject *owner, PyObject *attr)
+{
+  if (!claims && !(claims = PyDict_New()))
+    return -1;
+  PyObject *key = reach_key(owner, attr);
+  if (!key)
+    return -1;
+  PyObject *by = PyDict_GetItemWithError(claims, key);
+  int rc = 0;
+  if (by) {
+    trw__rewriter *w = PyLong_AsVoidPtr(by);
+    trw__log(TRW__LOG_INFO,
+             "%s (%s:%d) and %s (%s:%d) reach the same function; %s applies", w->stable,
+             w->file, w->line, r->stable, r->file, r->line, w->stable);
+    rc = 1;
+  } else if (!PyErr_Occurred()) {
+    PyObject *me = PyLong_FromVoidPtr(r);
+    rc = me && PyDict_SetItem(claims, key, me) == 0 ? 0 : -1;
+    Py_XDECREF(me);
+  } else {
+    rc = -1;
+  }
+  Py_DECREF(key);
+  return rc;
+}
+
+static int remember_context(trw__rewriter *r, PyObject *ctx)
+{
+  if (!contexts && !(contexts = PyDict_New()))
+    return -1;
+  /* The first patch of a target keeps its name (aliases share the context). */
+  if (PyDict_GetItemString(contexts, r->name))
+    return 0;
+  return PyDict_SetItemString(contexts, r->name, ctx) == 0 &&
+                 PyDict_SetItemString(contexts, r->stable, ctx) == 0
+             ? 0
+             : -1;
+}
+
+PyObject *trw__py_patched_context(const char *name)
+{
+  return contexts && name ? PyDict_GetItemString(contexts, name) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -158,6 +233,8 @@ void trw__py_unpatch_functions(void)
 {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
+  Py_CLEAR(claims);
+  Py_CLEAR(contexts);
   while (npatches > 0) {
     Patch *p = &patches[--npatches];
     int rc;
@@ -193,14 +270,20 @@ static PyObject *class_raw(PyObject *cls, PyObject *attr)
 }
 
 /* Patches owner.attr with rewriter r; *origin_out receives (a new
- * reference to) what the rewriter replaces.  0, or -1 with an exception. */
+ * reference to) what the rewriter replaces.  0, 1 when another rewriter
+ * has the function already (nothing done), or -1 with an exception. */
 static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, const char *attr_s,
                      PyObject **origin_out)
 {
   PyObject *attr = PyUnicode_FromString(attr_s);
   if (!attr)
     return -1;
-  int rc = -1;
+  int rc = claimed(r, owner, attr);
+  if (rc != 0) {
+    Py_DECREF(attr);
+    return rc;
+  }
+  rc = -1;
   PyObject *origin = NULL, *replacement = NULL, *ctx = NULL;
   PyObject *wrap_with = NULL; /* staticmethod or classmethod */
   if (PyType_Check(owner)) {
@@ -230,7 +313,8 @@ static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, cons
     PyObject *w = PyObject_CallOneArg(wrap_with, replacement);
     Py_SETREF(replacement, w);
   }
-  if (!replacement || trw__py_setattr_logged(owner, attr, replacement) != 0)
+  if (!replacement || remember_context(r, ctx) != 0 ||
+      trw__py_setattr_logged(owner, attr, replacement) != 0)
     goto done;
   *origin_out = origin;
   Py_INCREF(origin);
@@ -293,6 +377,10 @@ static int patch_target(trw__rewriter *r, const trw_env *env, PyObject **origins
     return rc > 0 ? 1 : 0;
   PyObject *origin = NULL;
   rc = patch_one(r, env, owner, attr, &origin);
+  if (rc == 1) {
+    Py_DECREF(owner);
+    return 0;
+  }
   if (rc == 0 && PyModule_Check(owner)) {
     /* Look the replacement up again: it is what aliases get. */
     PyObject *rep = PyObject_GetAttrString(owner, attr);
@@ -323,23 +411,39 @@ static int patch_late(void *arg, const trw_env *env)
   return rc;
 }
 
+/* Strongest claim first (trw__rank), the later registration first among
+ * equals: homonyms go to the rewriter selection would pick. */
+static int by_claim(const void *a, const void *b)
+{
+  const trw__rewriter *x = *(trw__rewriter *const *)a, *y = *(trw__rewriter *const *)b;
+  int rx = trw__rank(x), ry = trw__rank(y);
+  if (rx != ry)
+    return ry - rx;
+  return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
+}
+
 int trw__py_patch_functions(const trw_env *env)
 {
   size_t n = trw__registry_count();
   PyObject **origins = PyMem_Calloc(n + 1, sizeof *origins);
   PyObject **replacements = PyMem_Calloc(n + 1, sizeof *replacements);
-  size_t nalias = 0;
+  trw__rewriter **order = PyMem_Calloc(n + 1, sizeof *order);
+  size_t nalias = 0, norder = 0;
   int rc = 0;
-  if (!origins || !replacements) {
+  if (!origins || !replacements || !order) {
     PyErr_NoMemory();
     rc = -1;
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_PYTHON)
-      continue;
-    if (trw__select(TRW_KIND_FUNCTION, r->name, env) != r)
-      continue;
+    if (r->kind == TRW_KIND_FUNCTION && r->lang == TRW__LANG_PYTHON &&
+        trw__select(TRW_KIND_FUNCTION, r->name, env) == r)
+      order[norder++] = r;
+  }
+  if (norder > 1)
+    qsort(order, norder, sizeof *order, by_claim);
+  for (size_t i = 0; rc == 0 && i < norder; i++) {
+    trw__rewriter *r = order[i];
     rc = patch_target(r, env, origins, replacements, &nalias);
     if (rc == 1)
       rc = trw__py_defer(r->name, r->stable, patch_late, r, env, TRW__PY_UNTIL_TRACE);
@@ -352,6 +456,7 @@ int trw__py_patch_functions(const trw_env *env)
   }
   PyMem_Free(origins);
   PyMem_Free(replacements);
+  PyMem_Free(order);
   if (rc != 0)
     trw__py_unpatch_functions();
   return rc;

@@ -140,9 +140,14 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
   char err[4096];
   switch (h->role) {
   case TRW__HOOK_EXPORT:
-    /* The TorchScript exporter reaches the tracer, which brackets itself. */
-    if (!goes_through_torch_export(args, nargsf, kwnames))
-      return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+    /* The TorchScript exporter reaches the tracer, which brackets itself;
+     * the Python rewriters of the trace stay until the export returns. */
+    if (!goes_through_torch_export(args, nargsf, kwnames)) {
+      trw__export_enter();
+      PyObject *r = PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+      trw__runtime_export_leave();
+      return r;
+    }
     trw__runtime_expect(TRW_IR_ONNX, export_opset(args, nargsf, kwnames),
                         TRW_EXPORTER_TORCH_EXPORT);
     break;

@@ -281,16 +281,34 @@ int trw__activate(char *err, size_t errlen)
 
 void trw__deactivate(void)
 {
-  trw__py_end();
+  /* Inside torch.onnx.export the Python rewriters stay until it returns
+   * (trw__runtime_export_leave): torch.onnx calls some of their targets
+   * after the trace.  The registry stays closed while they may run. */
+  int hold = trw__export_depth() > 0;
+  if (hold)
+    trw__hold_python();
+  else
+    trw__py_end();
   trw__bridge_end();
   /* The trace's report record stays open for the symbolics that run after
    * it; trw__report_flush closes it. */
-  trw__registry_set_active(0);
+  if (!hold)
+    trw__registry_set_active(0);
   if (rt.explicit_mode) {
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
     rt.xenv.opset = rt.xopset;
     rt.xenv.exporter = TRW_EXPORTER_TORCHSCRIPT;
+  }
+}
+
+void trw__runtime_export_leave(void)
+{
+  if (trw__export_leave() > 0)
+    return;
+  for (int n = trw__release_python(); n > 0; n--) {
+    trw__py_end();
+    trw__registry_set_active(0);
   }
 }
 

@@ -52,6 +52,10 @@ int trw__scope_enter(char *err, size_t errlen);
 void trw__scope_leave(void);
 int trw__scope_depth(void);
 
+/* The end of a torch.onnx.export call (the hook entered it with
+ * trw__export_enter): the Python rewriters its traces held are given back. */
+void trw__runtime_export_leave(void);
+
 /* The IR, opset and exporter of the activation this thread is about to
  * start (a hook of torch.export's path knows them; without this,
  * activation asks torch.onnx's TorchScript exporter).  Used once. */
