@@ -147,7 +147,9 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
     // A rewriter further in failed: its message already says everything.
     if (std::strncmp(e.what(), "torchrw: ", 9) == 0)
       return trw_error(ctx, TRW_EOP, "%s", e.what());
-    return trw_error(ctx, TRW_EOP, "%s failed: %s", what, e.what());
+    unknowable()++;  // a Python error of torch's dispatch modes (fake tensors)
+    return trw_error(ctx, TRW_EOP, "%s failed: %s", what,
+                     *e.what() ? e.what() : "a Python error in torch's dispatch");
   }
   trw_value* v = make_value(ctx, unpack_returns(stack));
   if (!v) return trw_error(ctx, TRW_ENOMEM, "out of memory");
