@@ -62,6 +62,13 @@ PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type);
  * read them.  original may be NULL. */
 PyObject *trw__py_stand_in_getattr(PyObject *self, PyObject *name, PyObject *original);
 
+/* After rewriter r's Python code raised: an Exception becomes
+ * torchrw.RewriterError (a RuntimeError) naming r's stable name and
+ * registration site, with the original as its __cause__ (and traceback);
+ * one raised by a rewriter further in, and what is not an Exception
+ * (KeyboardInterrupt, SystemExit), pass unchanged.  Returns NULL. */
+PyObject *trw__py_rewriter_failed(const trw__rewriter *r);
+
 /* Raises RuntimeError("torchrw: <message>"); returns NULL. */
 PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
 

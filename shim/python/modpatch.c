@@ -153,7 +153,7 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
   trw__py_context_pop();
   Py_XDECREF(w);
   Py_DECREF(key);
-  return r;
+  return r ? r : trw__py_rewriter_failed(f->rw);
 }
 
 static void modforward_dealloc(ModForward *f)

@@ -14,6 +14,40 @@
 #include "glue.h"
 
 static PyObject *the_module;
+static PyObject *rewriter_error; /* torchrw.RewriterError */
+
+PyObject *trw__py_rewriter_failed(const trw__rewriter *r)
+{
+  PyObject *type, *exc, *tb;
+  PyErr_Fetch(&type, &exc, &tb);
+  PyErr_NormalizeException(&type, &exc, &tb);
+  if (!exc || !rewriter_error || !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception) ||
+      PyObject_TypeCheck(exc, (PyTypeObject *)rewriter_error)) {
+    PyErr_Restore(type, exc, tb);
+    return NULL;
+  }
+  if (tb)
+    PyException_SetTraceback(exc, tb);
+  PyObject *text = PyObject_Str(exc);
+  PyObject *msg = text ? PyUnicode_FromFormat("torchrw: rewriter %s (%s:%d) raised %s: %U",
+                                              r->stable, r->file, r->line,
+                                              Py_TYPE(exc)->tp_name, text)
+                       : NULL;
+  PyObject *err = msg ? PyObject_CallOneArg(rewriter_error, msg) : NULL;
+  Py_XDECREF(text);
+  Py_XDECREF(msg);
+  if (!err) { /* the original stands */
+    PyErr_Clear();
+    PyErr_Restore(type, exc, tb);
+    return NULL;
+  }
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  PyException_SetCause(err, exc); /* steals exc */
+  PyErr_SetObject(rewriter_error, err);
+  Py_DECREF(err);
+  return NULL;
+}
 
 PyObject *trw__py_raise(const char *fmt, ...)
 {
@@ -599,6 +633,17 @@ static int add_ir(PyObject *m)
   return ns && PyModule_AddObject(m, "IR", ns) == 0 ? 0 : -1;
 }
 
+static int add_rewriter_error(PyObject *m)
+{
+  if (!rewriter_error)
+    rewriter_error = PyErr_NewExceptionWithDoc(
+        "torchrw.RewriterError",
+        "A rewriter raised: the message names it (stable name, registration site); "
+        "__cause__ is what it raised.",
+        PyExc_RuntimeError, NULL);
+  return rewriter_error ? PyModule_AddObjectRef(m, "RewriterError", rewriter_error) : -1;
+}
+
 static trw__py_builtin *pending;
 
 void trw__py_queue_builtin(trw__py_builtin *b)
@@ -682,6 +727,7 @@ static PyObject *create_module(void)
       add_registry(m, "SYMBOLIC_REWRITER", TRW_KIND_SYMBOLIC) < 0 || add_ir(m) < 0 ||
       PyModule_AddStringConstant(m, "__version__", "0.1") < 0 ||
       PyModule_AddStringConstant(m, "known_backends", trw_known_backends()) < 0 ||
+      add_rewriter_error(m) < 0 ||
       trw__py_context_ready(m) < 0 || trw__py_patch_ready(m) < 0 ||
       trw__py_register_builtins(m) < 0 || add_parts(m) < 0) {
     Py_DECREF(m);

@@ -46,7 +46,7 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
   trw__py_hit(p->rw);
   PyObject *r = PyObject_Vectorcall(p->fn, args, nargsf, kwnames);
   trw__py_context_pop();
-  return r;
+  return r ? r : trw__py_rewriter_failed(p->rw);
 }
 
 static void patched_dealloc(Patched *p)

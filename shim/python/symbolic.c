@@ -114,6 +114,8 @@ static PyObject *symfn_vectorcall(PyObject *self, PyObject *const *args, size_t 
   if (s->rw->lang == TRW__LANG_PYTHON) {
     PyObject *fn = PyTuple_GET_ITEM((PyObject *)s->rw->fn, TRW__PY_FN);
     r = PyObject_Vectorcall(fn, args, nargsf, kwnames);
+    if (!r)
+      trw__py_rewriter_failed(s->rw);
   } else if (trw__py_symbolic_c_call) {
     r = trw__py_symbolic_c_call(s->rw, ctx, &env, args, PyVectorcall_NARGS(nargsf), kwnames);
   } else {

@@ -610,3 +610,52 @@ print("RESTORED", ops.decode.__class__.__name__)
     run = export(tmp_path, script, "tensorrt", rw).check()
     assert lines(run, "RESULTS") == ["PatchedFunction 2.0 20.0"]
     assert lines(run, "RESTORED") == ["function"]
+
+
+RAISING = """
+from torchrw import FUNCTION_REWRITER, MODULE_REWRITER, SYMBOLIC_REWRITER
+import torch
+
+@FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt")
+def bad_relu(x, inplace=False):
+    raise ValueError("relu went wrong")
+
+@FUNCTION_REWRITER.register_rewriter("torch.sigmoid", backend="tensorrt")
+def interrupted(x):
+    raise KeyboardInterrupt
+"""
+
+RAISING_EXPORT = """
+import io, traceback, torch, torchrw
+class Relu(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.relu(x)
+class Sigmoid(torch.nn.Module):
+    def forward(self, x):
+        return torch.sigmoid(x)
+try:
+    torch.onnx.export(Relu(), (torch.ones(2),), io.BytesIO(), **TS)
+except Exception as e:
+    while not isinstance(e, torchrw.RewriterError) and e.__cause__ is not None:
+        e = e.__cause__  # torch.export's exporter wraps it
+    print("RAISED", type(e).__name__, e)
+    print("CAUSE", type(e.__cause__).__name__)
+    print("ORIGINAL_LINE", any("relu went wrong" in l for l in traceback.format_exception(e)))
+try:
+    torch.onnx.export(Sigmoid(), (torch.ones(2),), io.BytesIO(), **TS)
+except KeyboardInterrupt:
+    print("INTERRUPT passes unchanged")
+print("RESTORED", torch.nn.functional.relu.__module__)
+"""
+
+
+def test_a_rewriters_exception_names_it_and_chains_the_original(tmp_path):
+    rw = rewriters(tmp_path, RAISING)
+    run = export(tmp_path, RAISING_EXPORT, "tensorrt", rw).check()
+    raised = lines(run, "RAISED")
+    assert raised == [f"RewriterError torchrw: rewriter torch.nn.functional.relu@tensorrt "
+                      f"({rw}:5) raised ValueError: relu went wrong"], run.stdout
+    assert lines(run, "CAUSE") == ["ValueError"]
+    assert lines(run, "ORIGINAL_LINE") == ["True"]
+    assert lines(run, "INTERRUPT") == ["passes unchanged"]
+    assert lines(run, "RESTORED") == ["torch.nn.functional"]
