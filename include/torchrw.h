@@ -16,6 +16,19 @@
  *     current rewriter call and are released when the rewriter returns.  Do
  *     not keep them across calls.
  *   - No function here exits, aborts or throws into the caller.
+ *   - Threads: registration (trw_register and the macros) may run on any
+ *     thread, but not while an export is being rewritten (TRW_EPHASE).  A
+ *     rewriter runs on the thread that traces; everything it is handed, and
+ *     every trw_* call on those, belongs to that thread and that call.
+ *   - Lifetimes: a string or pointer returned by a trw_ctx_, trw_cfg_ or
+ *     trw_env_ call lives as long as what it was asked of: the rewriter
+ *     call for trw_ctx_ and trw_env_, the deployment config for trw_cfg_
+ *     (TORCHRW_CONFIG: the process; a RewriterContext's cfg: its block, so
+ *     strings from it die with the context).  Copy what must last longer.
+ *   - Versions: TRW_API_VERSION is the version of this API.  Every
+ *     registration carries the version and struct size it was built with;
+ *     a library of another version refuses it, naming the plugin and both
+ *     versions, instead of misreading it.
  */
 #ifndef TORCHRW_H
 #define TORCHRW_H
@@ -37,6 +50,8 @@ extern "C" {
 
 #define TRW_VERSION_MAJOR 0
 #define TRW_VERSION_MINOR 1
+/* Bumped when a change to this header breaks plugins built before it. */
+#define TRW_API_VERSION 2
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
@@ -58,7 +73,8 @@ extern "C" {
   X(ERECURSION, "rewriters nested too deeply")                                 \
   X(EIO, "i/o error")                                                          \
   X(ENOTORCH, "libtorch is not loaded")                                       \
-  X(ESYMBOLIC, "value not known while torch.export traces")
+  X(ESYMBOLIC, "value not known while torch.export traces")                   \
+  X(EVERSION, "built for another torchrw API version")
 
 enum {
   TRW_OK = 0,
@@ -133,25 +149,35 @@ typedef int (*trw_function_fn)(trw_ctx *ctx, size_t nargs,
 typedef int (*trw_checker_fn)(const trw_env *env);
 
 typedef struct trw_rewriter_def {
+  size_t size;      /* sizeof(trw_rewriter_def) where it was built */
+  int api_version;  /* TRW_API_VERSION where it was built */
   trw_kind kind;
   const char *name;    /* "torch.Tensor.repeat", "aten::topk", ... */
   const char *backend; /* "tensorrt", ..., or NULL / "default" */
   trw_ir ir;
-  trw_checker_fn checkers[4]; /* NULL-terminated if fewer than 4 */
-  void *fn;                   /* trw_function_fn for functions */
+  trw_checker_fn checkers[5]; /* up to 4, NULL-terminated */
+  void *fn; /* the kind's own type: trw_function_fn, trw_module_fn or
+               trw_symbolic_fn (the macros check it when they compile) */
   const char *file;
   int line;
   const char *checker_names; /* "opset_below_17" as written; for listings */
+  /* Handed to the rewriter as trw_ctx_user_data(); free_user_data (may be
+   * NULL) is called with it once the registration is replaced or torchrw
+   * unloads, or at once when the registration is refused. */
+  void *user_data;
+  void (*free_user_data)(void *user_data);
 } trw_rewriter_def;
 
 /*
  * Registers a rewriter.  The definition is copied; its strings must stay
  * valid while the library is loaded (literals are).  Registering a key
- * (kind, name, backend, ir) that exists replaces the earlier rewriter and
- * logs one warning naming both sites.
+ * (kind, name, backend, ir, checkers) that exists replaces the earlier
+ * rewriter and logs one warning naming both sites.  A rewriter of the
+ * same target and backend as one of torchrw's built-ins outranks it.
  *
  * Returns 0, or
  *   TRW_EINVAL   def, def->fn or def->file is NULL, or kind/ir is unknown;
+ *   TRW_EVERSION def was built for another TRW_API_VERSION (or size);
  *   TRW_ENAME    the name is empty, has spaces, or (for a function
  *                rewriter of an operator) is not "aten::op[.overload]",
  *                "torch.op" or "torch.Tensor.op";
@@ -159,7 +185,9 @@ typedef struct trw_rewriter_def {
  *   TRW_EPHASE   rewriting is active on some thread (register before the
  *                export starts);
  *   TRW_ENOMEM.
- * Every failure is also logged with the registration site.
+ * Every failure is also logged with the registration site.  An operator
+ * name this torch does not have is refused at the first trace, naming the
+ * site, and fails the export.
  */
 TRW_API int trw_register(const trw_rewriter_def *def);
 
@@ -179,25 +207,40 @@ int TRW__REGISTER_FN(const trw_rewriter_def *def);
 #define TRW__REGISTER_FN trw_register
 #endif
 
-/* Registers fn when the library that holds this line is loaded. */
-#define TRW_REWRITER_DEF(kind_, name_, backend_, ir_, fn_, ...)                \
+/* fn as type, or a compile error when it is a function of another type
+ * (a symbolic registered as a function rewriter). */
+#ifdef __cplusplus
+#define TRW__TYPED(type, fn) static_cast<type>(fn)
+#else
+#define TRW__TYPED(type, fn) _Generic((fn), type: (fn))
+#endif
+#define TRW__FIRST(a, ...) a
+#define TRW__REST(a, ...) __VA_ARGS__
+#define TRW__STR(...) #__VA_ARGS__
+#define TRW__STRX(...) TRW__STR(__VA_ARGS__)
+
+/* Registers fn (of type type_) when the library that holds this line is
+ * loaded; ... are its checkers, NULL-terminated. */
+#define TRW_REWRITER_DEF(kind_, type_, name_, backend_, ir_, fn_, ...)          \
   __attribute__((constructor)) static void TRW__CAT(trw__reg_, __LINE__)(void) \
   {                                                                            \
-    static const trw_rewriter_def def = {kind_,      name_,    backend_,       \
-                                         ir_,        {__VA_ARGS__},            \
-                                         (void *)fn_, __FILE__, __LINE__,       \
-                                         #__VA_ARGS__};                         \
+    static const trw_rewriter_def def = {                                      \
+        sizeof(trw_rewriter_def), TRW_API_VERSION, kind_, name_, backend_, ir_, \
+        {__VA_ARGS__}, (void *)TRW__TYPED(type_, fn_), __FILE__, __LINE__,       \
+        TRW__STRX(__VA_ARGS__), NULL, NULL};                                    \
     (void)TRW__REGISTER_FN(&def);                                              \
   }
 
 /* TRW_FUNCTION_REWRITER("torch.Tensor.repeat", "tensorrt", repeat_static); */
 #define TRW_FUNCTION_REWRITER(name, backend, fn)                               \
-  TRW_REWRITER_DEF(TRW_KIND_FUNCTION, name, backend, TRW_IR_ANY, fn, NULL)     \
-  struct trw__swallow_semicolon
+  TRW_FUNCTION_REWRITER_EX(name, backend, TRW_IR_ANY, fn)
 
-/* The same, for one IR only and with up to four checkers. */
-#define TRW_FUNCTION_REWRITER_EX(name, backend, ir, fn, ...)                   \
-  TRW_REWRITER_DEF(TRW_KIND_FUNCTION, name, backend, ir, fn, __VA_ARGS__)      \
+/* The same, for one IR, with up to four checkers after fn:
+ * TRW_FUNCTION_REWRITER_EX("torch.topk", "default", TRW_IR_ONNX, fn);
+ * TRW_FUNCTION_REWRITER_EX("torch.roll", NULL, TRW_IR_ANY, fn, below_opset_13); */
+#define TRW_FUNCTION_REWRITER_EX(name, backend, ir, ...)                       \
+  TRW_REWRITER_DEF(TRW_KIND_FUNCTION, trw_function_fn, name, backend, ir,       \
+                   TRW__FIRST(__VA_ARGS__, 0), TRW__REST(__VA_ARGS__, NULL))    \
   struct trw__swallow_semicolon
 
 /* ------------------------------------------------------------------------ */
@@ -226,6 +269,8 @@ TRW_API const char *trw_ctx_name(const trw_ctx *ctx);
 /* Where the rewriter was registered. */
 TRW_API const char *trw_ctx_file(const trw_ctx *ctx);
 TRW_API int trw_ctx_line(const trw_ctx *ctx);
+/* The user_data of the rewriter's registration (NULL if none). */
+TRW_API void *trw_ctx_user_data(const trw_ctx *ctx);
 /* The operator being rewritten, "aten::repeat" or "aten::squeeze.dim". */
 TRW_API const char *trw_ctx_op(const trw_ctx *ctx);
 
@@ -379,11 +424,11 @@ typedef int (*trw_symbolic_fn)(trw_ctx *ctx, trw_graph *g, size_t nin,
  * the full path of a torch.autograd.Function subclass ("pkg.ops.MyOp").
  */
 #define TRW_SYMBOLIC_REWRITER(name, backend, fn)                               \
-  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ANY, fn, NULL)     \
-  struct trw__swallow_semicolon
-#define TRW_SYMBOLIC_REWRITER_EX(name, backend, fn, ...)                       \
-  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, name, backend, TRW_IR_ANY, fn,           \
-                   __VA_ARGS__)                                                \
+  TRW_SYMBOLIC_REWRITER_EX(name, backend, fn)
+/* With up to four checkers after fn. */
+#define TRW_SYMBOLIC_REWRITER_EX(name, backend, ...)                           \
+  TRW_REWRITER_DEF(TRW_KIND_SYMBOLIC, trw_symbolic_fn, name, backend, TRW_IR_ANY, \
+                   TRW__FIRST(__VA_ARGS__, 0), TRW__REST(__VA_ARGS__, NULL))    \
   struct trw__swallow_semicolon
 
 typedef enum trw_attr_kind {
@@ -483,7 +528,8 @@ typedef int (*trw_module_fn)(trw_ctx *ctx, trw_module *m, size_t nargs,
 
 /* TRW_MODULE_REWRITER("torchvision.ops.misc.FrozenBatchNorm2d", "tensorrt", fn); */
 #define TRW_MODULE_REWRITER(class_path, backend, fn)                           \
-  TRW_REWRITER_DEF(TRW_KIND_MODULE, class_path, backend, TRW_IR_ANY, fn, NULL) \
+  TRW_REWRITER_DEF(TRW_KIND_MODULE, trw_module_fn, class_path, backend, TRW_IR_ANY, \
+                   fn, NULL)                                                   \
   struct trw__swallow_semicolon
 
 /* A parameter or buffer by (dotted) name: "weight", "conv1.bias".  0, or

@@ -76,7 +76,7 @@ static int atan2_quadrants(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return 0;
 }
 
-TRW_FUNCTION_REWRITER_EX("torch.atan2", "default", TRW_IR_ONNX, atan2_quadrants, NULL);
+TRW_FUNCTION_REWRITER_EX("torch.atan2", "default", TRW_IR_ONNX, atan2_quadrants);
 
 /* ------------------------------------------------------------------------ */
 /* any                                                                       */
@@ -110,7 +110,7 @@ static int any_nonzero(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return 0;
 }
 
-TRW_FUNCTION_REWRITER_EX("torch.any", "default", TRW_IR_ONNX, any_nonzero, NULL);
+TRW_FUNCTION_REWRITER_EX("torch.any", "default", TRW_IR_ONNX, any_nonzero);
 
 /* ------------------------------------------------------------------------ */
 /* remainder and fmod without Mod                                            */

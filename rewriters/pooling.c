@@ -70,4 +70,4 @@ static int adaptive_avg_pool2d_static(trw_ctx *ctx, size_t nargs,
 }
 
 TRW_FUNCTION_REWRITER_EX("aten::adaptive_avg_pool2d", "default", TRW_IR_ONNX,
-                         adaptive_avg_pool2d_static, NULL);
+                         adaptive_avg_pool2d_static);

@@ -96,7 +96,7 @@ static int roll_slices(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return 0;
 }
 
-TRW_FUNCTION_REWRITER_EX("torch.roll", "default", TRW_IR_ONNX, roll_slices, NULL);
+TRW_FUNCTION_REWRITER_EX("torch.roll", "default", TRW_IR_ONNX, roll_slices);
 
 /* ------------------------------------------------------------------------ */
 /* cat of bool and uint8 for TensorRT                                        */

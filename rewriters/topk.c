@@ -57,7 +57,7 @@ static int topk_dynamic_k(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   return trw_trace_set_input(ctx, *result, 1, k_run);
 }
 
-TRW_FUNCTION_REWRITER_EX("torch.topk", "default", TRW_IR_ONNX, topk_dynamic_k, NULL);
+TRW_FUNCTION_REWRITER_EX("torch.topk", "default", TRW_IR_ONNX, topk_dynamic_k);
 
 static int topk_static_k(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                          trw_value **result)

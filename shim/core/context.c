@@ -60,6 +60,8 @@ const char *trw_ctx_file(const trw_ctx *ctx)
 
 int trw_ctx_line(const trw_ctx *ctx) { return ctx && ctx->rw ? ctx->rw->line : 0; }
 
+void *trw_ctx_user_data(const trw_ctx *ctx) { return ctx && ctx->rw ? ctx->rw->user_data : NULL; }
+
 const char *trw_ctx_op(const trw_ctx *ctx)
 {
   return ctx && ctx->op ? ctx->op : "";

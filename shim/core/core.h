@@ -93,6 +93,8 @@ typedef struct trw__rewriter {
   char *stable;  /* "torch.Tensor.repeat@tensorrt"; built-ins: "builtin:..." */
   int builtin;   /* torchrw's own (rewriters/, symbolic/): yields to users' */
   uint64_t seq;  /* registration order */
+  void *user_data;
+  void (*free_user_data)(void *);
   int disabled;  /* named in TORCHRW_DISABLE */
   uint64_t hits; /* calls in the current trace */
   uint64_t total_hits;

@@ -27,6 +27,8 @@ static void free_entry(trw__rewriter *r)
     return;
   if (r->release && r->fn)
     r->release(r->fn);
+  if (r->free_user_data)
+    r->free_user_data(r->user_data);
   free(r->name);
   free(r->backend);
   free(r->file);
@@ -105,11 +107,43 @@ static void note_precedence(const trw__rewriter *r)
   }
 }
 
+static int add(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
+               void (*release)(void *),
+               int (*check_extra)(const struct trw__rewriter *, const trw_env *),
+               uintptr_t extra_key, char *err, size_t errlen);
+
 int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
                   void (*release)(void *),
                   int (*check_extra)(const struct trw__rewriter *,
                                      const trw_env *),
                   uintptr_t extra_key, char *err, size_t errlen)
+{
+  /* A definition of another API version cannot be read field by field:
+   * its size and version come first so that they can be checked.  Before
+   * version 2 the struct began with the kind (0 to 2). */
+  if (def && def->size < offsetof(trw_rewriter_def, kind))
+    return refuse(TRW_EVERSION, err, errlen,
+                  "a rewriter was built against a torchrw header older than API version 2 "
+                  "(it carries no version); this library speaks API version %d: rebuild it "
+                  "against this torchrw's include/torchrw.h",
+                  TRW_API_VERSION);
+  if (def && (def->size != sizeof(trw_rewriter_def) || def->api_version != TRW_API_VERSION))
+    return refuse(TRW_EVERSION, err, errlen,
+                  "a rewriter was built for torchrw API version %d (a %zu-byte definition); "
+                  "this library speaks API version %d (%zu bytes): rebuild it against this "
+                  "torchrw's include/torchrw.h",
+                  def->api_version, def->size, TRW_API_VERSION, sizeof(trw_rewriter_def));
+  int rc = add(def, lang, flags, release, check_extra, extra_key, err, errlen);
+  /* A refused registration's user data is the caller's no longer. */
+  if (rc != 0 && def && def->free_user_data)
+    def->free_user_data(def->user_data);
+  return rc;
+}
+
+static int add(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
+               void (*release)(void *),
+               int (*check_extra)(const struct trw__rewriter *, const trw_env *),
+               uintptr_t extra_key, char *err, size_t errlen)
 {
   if (!def || !def->fn || !def->file)
     return refuse(TRW_EINVAL, err, errlen,
@@ -155,6 +189,8 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
   memcpy(r->checkers, def->checkers, sizeof r->checkers);
   r->fn = def->fn;
   r->release = release;
+  r->user_data = def->user_data;
+  r->free_user_data = def->free_user_data;
   r->check_extra = check_extra;
   r->extra_key = extra_key;
   r->line = line;
@@ -169,6 +205,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
   r->stable = malloc(slen);
   if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op)) {
     r->release = NULL; /* the caller keeps its reference on failure */
+    r->free_user_data = NULL;
     free_entry(r);
     return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
   }
@@ -178,6 +215,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
   if (active) {
     pthread_mutex_unlock(&lock);
     r->release = NULL;
+    r->free_user_data = NULL;
     free_entry(r);
     return refuse(TRW_EPHASE, err, errlen,
                   "%s:%d: rewriter '%s' registered while an export is being "
@@ -190,6 +228,7 @@ int trw__register(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
     if (!grown) {
       pthread_mutex_unlock(&lock);
       r->release = NULL;
+      r->free_user_data = NULL;
       free_entry(r);
       return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
     }

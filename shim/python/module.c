@@ -290,8 +290,10 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
     Py_DECREF(payload);
     return NULL;
   }
-  trw_rewriter_def def = {d->kind, PyUnicode_AsUTF8(d->name), backend, d->ir,
-                          {NULL}, payload, d->file, d->line, NULL};
+  trw_rewriter_def def = {.size = sizeof def, .api_version = TRW_API_VERSION,
+                          .kind = d->kind, .name = PyUnicode_AsUTF8(d->name),
+                          .backend = backend, .ir = d->ir, .fn = payload,
+                          .file = d->file, .line = d->line};
   /* The checkers' identities are part of the key: the same name with other
    * checkers is another rewriter. */
   uintptr_t extra_key = 0;
@@ -681,8 +683,9 @@ int trw__py_register_builtins(PyObject *m)
     Py_XDECREF(empty);
     if (!payload)
       return -1;
-    trw_rewriter_def rd = {TRW_KIND_FUNCTION, b->name, b->backend, TRW_IR_ANY, {NULL},
-                           payload, b->file, b->line, NULL};
+    trw_rewriter_def rd = {.size = sizeof rd, .api_version = TRW_API_VERSION,
+                           .kind = TRW_KIND_FUNCTION, .name = b->name, .backend = b->backend,
+                           .fn = payload, .file = b->file, .line = b->line};
     char err[1024];
     if (trw__register(&rd, TRW__LANG_PYTHON, TRW__REG_BUILTIN, release_payload,
                       python_checkers, 0, err,

@@ -371,10 +371,13 @@ bool targets(const trw__rewriter* r, const std::string& op) {
 
 // Chooses, for each installed operator, the rewriter of this trace.  When
 // several names reach one operator (aten::repeat and torch.Tensor.repeat),
-// the one registered last wins and both are named.
-void select_all(const trw_env* env) {
+// the stronger claim wins (trw__rank, then the later registration), as for
+// Python homonyms, and both are named.  A user's rewriter of an operator
+// this torch does not have (a misspelt name) fails the export, naming its
+// site; a built-in's is reported as not found (some operators are newer
+// than some torches).  Returns 0, or TRW_ENAME with err filled.
+int select_all(const trw_env* env, char* err, size_t errlen) {
   size_t n = trw__registry_count();
-  std::vector<bool> seen_name(n, false);
   for (Slot* slot : *g_slots) slot->selected = nullptr;
   for (size_t i = 0; i < n; i++) {
     trw__rewriter* r = trw__registry_at(i);
@@ -386,17 +389,30 @@ void select_all(const trw_env* env) {
     for (Slot* slot : *g_slots) {
       if (!targets(r, slot->op)) continue;
       found = true;
-      if (slot->selected && slot->selected != r)
-        trw__log(TRW__LOG_WARN,
-                 "%s: both %s (%s:%d) and %s (%s:%d) rewrite it; using the "
-                 "later one",
-                 slot->op.c_str(), slot->selected->stable,
-                 slot->selected->file, slot->selected->line, r->stable,
-                 r->file, r->line);
+      trw__rewriter* had = slot->selected;
+      if (had && had != r) {
+        bool stronger = trw__rank(r) > trw__rank(had) ||
+                        (trw__rank(r) == trw__rank(had) && r->seq > had->seq);
+        trw__rewriter* win = stronger ? r : had;
+        trw__log(TRW__LOG_INFO, "%s: both %s (%s:%d) and %s (%s:%d) rewrite it; %s applies",
+                 slot->op.c_str(), had->stable, had->file, had->line, r->stable, r->file,
+                 r->line, win->stable);
+        if (!stronger) continue;
+      }
       slot->selected = r;
     }
-    if (!found) trw__report_not_found(r->stable, "no such torch operator");
+    if (found) continue;
+    if (r->builtin) {
+      trw__report_not_found(r->stable, "no such torch operator");
+      continue;
+    }
+    trw__fmt(err, errlen,
+             "torchrw: rewriter %s (%s:%d) names %s, which torch %d.%d does not have "
+             "(misspelt? see `torchrw list`)",
+             r->stable, r->file, r->line, r->op, env->torch_major, env->torch_minor);
+    return TRW_ENAME;
   }
+  return 0;
 }
 
 }  // namespace
@@ -422,7 +438,8 @@ extern "C" int trw__bridge_begin(const trw_env* env, const trw__bridge_options* 
     }
     if (trw::g_generation != trw__registry_generation()) trw::install();
     trw::g_env = env;
-    trw::select_all(env);
+    int rc = trw::select_all(env, err, errlen);
+    if (rc != 0) return rc;
     c10::impl::tls_set_dispatch_key_included(trw::kKey, true);
     return 0;
   } catch (const c10::Error& e) {

@@ -86,6 +86,23 @@ def test_broken_plugin_names_file_and_registration_site(tmp_path):
     assert "'tensorrrt'" in line
 
 
+def test_plugin_of_another_api_version_is_refused_by_name(tmp_path):
+    plugin = PLUGINS / "old_api_plugin.so"
+    run = run_script(tmp_path, RESILIENT, backend="tensorrt", TORCHRW_PLUGINS=plugin)
+    line = [l for l in run.stdout.splitlines() if l.startswith("ERROR:")][0]
+    assert f"plugin {plugin}" in line
+    assert "built for torchrw API version 1" in line and "speaks API version 2" in line
+
+
+def test_an_operator_no_torch_has_fails_the_export_naming_the_site(tmp_path):
+    run = run_script(tmp_path, RESILIENT, backend="tensorrt",
+                     TORCHRW_PLUGINS=PLUGINS / "misspelt_plugin.so")
+    line = [l for l in run.stdout.splitlines() if l.startswith("ERROR:")][0]
+    assert "aten::repaet@tensorrt (tests/plugins/misspelt_plugin.c:9)" in line or \
+        "misspelt_plugin.c:9) names aten::repaet" in line, line
+    assert "does not have" in line
+
+
 def test_rewriter_error_names_rewriter_and_process_survives(tmp_path):
     run = run_script(tmp_path, RESILIENT, backend="tensorrt",
                      TORCHRW_PLUGINS=OPS_PLUGIN)

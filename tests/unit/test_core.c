@@ -24,8 +24,9 @@ static int needs_opset13(const trw_env *env) { return trw_env_opset(env) >= 13; 
 static trw_rewriter_def def_of(const char *name, const char *backend, trw_ir ir,
                                void *fn, int line)
 {
-  trw_rewriter_def d = {TRW_KIND_FUNCTION, name, backend, ir, {NULL}, fn,
-                        "test.c", line, NULL};
+  trw_rewriter_def d = {.size = sizeof d, .api_version = TRW_API_VERSION,
+                        .kind = TRW_KIND_FUNCTION, .name = name, .backend = backend,
+                        .ir = ir, .fn = fn, .file = "test.c", .line = line};
   return d;
 }
 
@@ -87,6 +88,62 @@ START_TEST(registration_validates)
   ck_assert_int_eq(trw_register(NULL), TRW_EINVAL);
   ck_assert_uint_eq(trw__registry_error_count(), 5);
   ck_assert_uint_eq(trw__registry_count(), 0);
+}
+END_TEST
+
+START_TEST(registration_of_another_api_version_is_refused_unread)
+{
+  trw_rewriter_def d = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 1);
+  char err[512] = "";
+  d.api_version = TRW_API_VERSION + 1;
+  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, 0, NULL, NULL, 0, err, sizeof err),
+                   TRW_EVERSION);
+  char want[128];
+  snprintf(want, sizeof want, "built for torchrw API version %d", TRW_API_VERSION + 1);
+  ck_assert_ptr_nonnull(strstr(err, want));
+  snprintf(want, sizeof want, "speaks API version %d", TRW_API_VERSION);
+  ck_assert_ptr_nonnull(strstr(err, want));
+  /* A header before version 2 began with the kind: a size of 0 to 2. */
+  d = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 2);
+  d.size = TRW_KIND_SYMBOLIC;
+  ck_assert_int_eq(trw__register(&d, TRW__LANG_C, 0, NULL, NULL, 0, err, sizeof err),
+                   TRW_EVERSION);
+  ck_assert_ptr_nonnull(strstr(err, "older than API version 2"));
+  ck_assert_uint_eq(trw__registry_count(), 0);
+}
+END_TEST
+
+static int freed[4];
+static void free_counter(void *p) { (*(int *)p)++; }
+
+START_TEST(user_data_reaches_the_rewriter_and_is_freed_once)
+{
+  trw_rewriter_def a = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 1);
+  a.user_data = &freed[0];
+  a.free_user_data = free_counter;
+  ck_assert_int_eq(trw_register(&a), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  trw__rewriter *r = trw__select(TRW_KIND_FUNCTION, "torch.topk", &e);
+  trw_ctx ctx = {0};
+  ctx.rw = r;
+  ck_assert_ptr_eq(trw_ctx_user_data(&ctx), &freed[0]);
+  ck_assert_int_eq(freed[0], 0);
+  /* Replaced: freed once. */
+  trw_rewriter_def b = def_of("torch.topk", "tensorrt", TRW_IR_ANY, other_fn, 2);
+  b.user_data = &freed[1];
+  b.free_user_data = free_counter;
+  ck_assert_int_eq(trw_register(&b), 0);
+  ck_assert_int_eq(freed[0], 1);
+  /* Refused: freed at once. */
+  trw_rewriter_def c = def_of("torch.topk", "tensorrrt", TRW_IR_ANY, other_fn, 3);
+  c.user_data = &freed[2];
+  c.free_user_data = free_counter;
+  ck_assert_int_eq(trw_register(&c), TRW_EBACKEND);
+  ck_assert_int_eq(freed[2], 1);
+  /* Unloaded (the registry reset): freed. */
+  trw__registry_reset();
+  ck_assert_int_eq(freed[1], 1);
+  ck_assert_int_eq(freed[0], 1);
 }
 END_TEST
 
@@ -296,6 +353,8 @@ static Suite *core_suite(void)
   tcase_add_test(tc, errors_have_names);
   tcase_add_test(tc, names_map_to_operators);
   tcase_add_test(tc, registration_validates);
+  tcase_add_test(tc, registration_of_another_api_version_is_refused_unread);
+  tcase_add_test(tc, user_data_reaches_the_rewriter_and_is_freed_once);
   tcase_add_test(tc, later_registration_wins);
   tcase_add_test(tc, selection_prefers_backend_then_default);
   tcase_add_test(tc, selection_filters_ir_and_checkers);
