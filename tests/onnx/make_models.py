@@ -222,7 +222,7 @@ def main():
     save_external(convnet(), p("ext"), "external.onnx")
     big_external(p("big"))
     # The same, then broken in each way a reference can point nowhere.
-    for case in ("missing", "short", "escape", "absolute"):
+    for case in ("missing", "short", "escape", "absolute", "symlink"):
         d = p("ext_" + case)
         save_external(convnet(), d, "model.onnx")
         weights = os.path.join(d, "weights.bin")
@@ -236,6 +236,17 @@ def main():
             set_location(os.path.join(d, "model.onnx"), "../escaped.bin")
         elif case == "absolute":
             set_location(os.path.join(d, "model.onnx"), os.path.abspath(weights))
+        elif case == "symlink":
+            # A plain name, but a symbolic link that leads out of the directory.
+            os.rename(weights, os.path.join(out, "linked.bin"))
+            os.symlink(os.path.abspath(os.path.join(out, "linked.bin")), weights)
+
+    # In-file data shorter than the tensor's shape and type need.
+    short = convnet()
+    w = short.graph.initializer[0]
+    w.raw_data = w.raw_data[: len(w.raw_data) // 2]
+    with open(p("raw_short.onnx"), "wb") as f:
+        f.write(short.SerializeToString())
 
     # Broken files.
     good = convnet().SerializeToString()

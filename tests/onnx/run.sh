@@ -261,6 +261,12 @@ for cmd in inspect check diff; do
   bad_input "$cmd external data absolute" "$m/ext_absolute/model.onnx" \
     "its location escapes the model's directory" \
     "$trw" "$cmd" "${pre[@]}" "$m/ext_absolute/model.onnx" "${args[@]}"
+  bad_input "$cmd external data through a symlink" "$m/ext_symlink/model.onnx" \
+    "external data 'weights.bin': its location leads out of the model's directory through a symbolic link" \
+    "$trw" "$cmd" "${pre[@]}" "$m/ext_symlink/model.onnx" "${args[@]}"
+  bad_input "$cmd raw data shorter than its shape" "$m/raw_short.onnx" \
+    "initializer 'conv1.weight': raw_data holds [0-9]+ bytes; its shape and type need [0-9]+" \
+    "$trw" "$cmd" "${pre[@]}" "$m/raw_short.onnx" "${args[@]}"
 done
 
 # --- check: expected violations per backend ----------------------------------

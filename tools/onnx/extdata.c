@@ -1,8 +1,10 @@
 /*
  * extdata.c - lists tensors stored in external files and checks that each
- * reference points at data that exists, without reading it.
+ * reference points at data that exists, inside the model's directory,
+ * without reading it; and that data stored in the file is as long as the
+ * tensor's shape and type say.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +20,10 @@ struct ext_walk {
   size_t n, cap;
   int bad;           /* index of the first bad reference, or -1 */
   int bad_is_init;
+  /* The first tensor whose raw_data is not as long as its shape needs. */
+  const char *raw_bad;
+  int raw_is_init;
+  uint64_t raw_have, raw_need;
   char *err;
   size_t errlen;
 };
@@ -56,6 +62,17 @@ static int escapes(const char *location)
       p++;
   }
   return 0;
+}
+
+/* 1 when path, symbolic links followed, lies in dir (also resolved). */
+static int inside(const char *dir, const char *path)
+{
+  char *d = realpath(dir, NULL), *p = realpath(path, NULL);
+  size_t n = d ? strlen(d) : 0;
+  int in = d && p && strncmp(d, p, n) == 0 && (p[n] == '/' || (n == 1 && d[0] == '/'));
+  free(d);
+  free(p);
+  return in;
 }
 
 static void check_ref(const trw__onnx_model *model, trw__onnx_extref *r,
@@ -110,6 +127,12 @@ static void check_ref(const trw__onnx_model *model, trw__onnx_extref *r,
     free(full);
     return;
   }
+  if (!inside(model->dir, full)) {
+    r->problem = "its location leads out of the model's directory through a "
+                 "symbolic link";
+    free(full);
+    return;
+  }
   free(full);
   if (!S_ISREG(st.st_mode)) {
     r->problem = "its location is not a regular file";
@@ -130,8 +153,18 @@ static int visit(const Onnx__TensorProto *t, int is_init, void *user)
   trw__onnx_extref *r;
 
   if (!t->has_data_location ||
-      t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+      t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    uint64_t need;
+    if (t->has_raw_data && !w->raw_bad &&
+        trw__onnx_dtype_size(t->has_data_type ? t->data_type : 0) != 0 &&
+        trw__onnx_tensor_bytes(t, &need) == 0 && t->raw_data.len != need) {
+      w->raw_bad = t->name != NULL ? t->name : "";
+      w->raw_is_init = is_init;
+      w->raw_have = t->raw_data.len;
+      w->raw_need = need;
+    }
     return 0;
+  }
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 16;
     trw__onnx_extref *grown = realloc(w->refs, cap * sizeof(*grown));
@@ -207,6 +240,13 @@ int trw__onnx_extdata(const trw__onnx_model *model, trw__onnx_extref **refs,
   if (w.bad >= 0) {
     describe(&w);
     return TRW_ENOTFOUND;
+  }
+  if (w.raw_bad) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "%s '%s': raw_data holds %llu bytes; its shape and type need %llu",
+               w.raw_is_init ? "initializer" : "constant", w.raw_bad,
+               (unsigned long long)w.raw_have, (unsigned long long)w.raw_need);
+    return TRW_ERANGE;
   }
   return 0;
 }

@@ -159,7 +159,7 @@ int trw__onnx_summarize(const trw__onnx_model *model, trw__onnx_summary *s)
   /* Bad references are reported by whoever checks them; here they only
    * count. */
   rc = trw__onnx_extdata(model, &refs, &nrefs, NULL, 0);
-  if (rc != 0 && rc != TRW_ENOTFOUND)
+  if (rc != 0 && rc != TRW_ENOTFOUND && rc != TRW_ERANGE)
     goto fail;
   for (size_t i = 0; i < nrefs; i++) {
     s->ext_inits++;

@@ -182,8 +182,11 @@ typedef struct trw__onnx_extref {
  *
  * On success *refs is an array of *n entries that the caller frees with
  * free(); it is NULL when n is 0.  Returns 0 when every reference is sound,
- * TRW_ENOTFOUND when one points nowhere (the list is still returned and err
- * names the first bad tensor and what is wrong), TRW_EINVAL or TRW_ENOMEM.
+ * TRW_ENOTFOUND when one points nowhere or leads out of the model's
+ * directory through a symbolic link (the list is still returned and err
+ * names the first bad tensor and what is wrong), TRW_ERANGE when a tensor
+ * stored in the file has raw_data of another length than its shape and
+ * type need (err names it), TRW_EINVAL or TRW_ENOMEM.
  */
 int trw__onnx_extdata(const trw__onnx_model *model, trw__onnx_extref **refs,
                       size_t *n, char *err, size_t errlen);
