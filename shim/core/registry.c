@@ -253,7 +253,10 @@ static int add(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
   pthread_mutex_unlock(&lock);
 
   if (old) {
-    trw__log(TRW__LOG_WARN,
+    /* The same site again is a module imported again (after an interrupted
+     * import, say), not a replacement to warn about. */
+    int again = old->line == r->line && strcmp(old->file, r->file) == 0;
+    trw__log(again ? TRW__LOG_DEBUG : TRW__LOG_WARN,
              "%s rewriter %s registered at %s:%d replaces the one "
              "registered at %s:%d",
              kind_names[r->kind], r->stable, r->file, r->line, old->file,

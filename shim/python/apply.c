@@ -2,6 +2,7 @@
  * apply.c - the Python side of a trace's scope: user rewriter modules
  * (TORCHRW_PYTHON) and the Python rewriters applied for a trace.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "glue.h"
@@ -9,8 +10,10 @@
 /* ------------------------------------------------------------------------ */
 /* What activation asks of Python                                            */
 
-int trw__py_import_modules(const char *list, char *err, size_t errlen)
+int trw__py_import_modules(const char *list, char *err, size_t errlen, int *interrupted)
 {
+  if (interrupted)
+    *interrupted = 0;
   if (!Py_IsInitialized())
     return 0;
   PyGILState_STATE gil = PyGILState_Ensure();
@@ -66,6 +69,12 @@ int trw__py_import_modules(const char *list, char *err, size_t errlen)
     } else {
       mod = PyImport_ImportModule(tok);
     }
+    if (!mod && interrupted && !PyErr_ExceptionMatches(PyExc_Exception)) {
+      /* Ctrl-C (or sys.exit) while it imports: the export's to raise. */
+      *interrupted = 1;
+      rc = TRW_EPYTHON;
+      break;
+    }
     if (!mod) {
       char tb[6000];
       trw__py_describe_error(tb, sizeof tb, 1);
@@ -83,16 +92,38 @@ int trw__py_import_modules(const char *list, char *err, size_t errlen)
 /* Threads tracing at once share one set of patches (they are attributes
  * of classes and modules): the first to start applies them, the last to
  * end removes them, and each replacement rewrites only on a thread that is
- * tracing (trw__tracing_depth).  The GIL guards the count. */
+ * tracing (trw__rewriting_here).  The GIL guards the count; applying runs
+ * Python, which lets other threads run, so a thread that starts while
+ * another applies waits (without the GIL) until the patches are in place,
+ * and does not trace without them. */
 static int py_users;
+static int py_applying;
+static pthread_t py_applier;
+static pthread_mutex_t py_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t py_applied = PTHREAD_COND_INITIALIZER;
+
+static void wait_for_applier(void)
+{
+  PyThreadState *ts = PyEval_SaveThread();
+  pthread_mutex_lock(&py_lock);
+  while (py_applying)
+    pthread_cond_wait(&py_applied, &py_lock);
+  pthread_mutex_unlock(&py_lock);
+  PyEval_RestoreThread(ts);
+}
 
 int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
-  if (py_users++ > 0) {
+  while (py_applying && !pthread_equal(py_applier, pthread_self()))
+    wait_for_applier();
+  if (py_users > 0 || py_applying) { /* applied, or applying on this very thread */
+    py_users++;
     PyGILState_Release(gil);
     return 0;
   }
+  py_applying = 1;
+  py_applier = pthread_self();
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   int rc = 0;
@@ -106,10 +137,15 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
     trw__py_drop_deferred(TRW__PY_UNTIL_TRACE);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
-    py_users = 0;
     rc = TRW_EPYTHON;
   }
+  /* Begins nested on this thread (an import while applying) counted themselves. */
+  py_users += rc == 0 ? 1 : 0;
   PyErr_Restore(type, value, tb);
+  pthread_mutex_lock(&py_lock);
+  py_applying = 0;
+  pthread_cond_broadcast(&py_applied);
+  pthread_mutex_unlock(&py_lock);
   PyGILState_Release(gil);
   return rc;
 }

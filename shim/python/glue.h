@@ -227,8 +227,11 @@ int trw__py_register_builtins(PyObject *module);
 
 /* Imports TORCHRW_PYTHON's modules (a comma-separated list of modules or
  * .py files; NULL creates the torchrw module only); the first failure's
- * traceback in err.  Takes the GIL. */
-int trw__py_import_modules(const char *list, char *err, size_t errlen);
+ * traceback in err.  An interrupt (an exception that is not an Exception:
+ * KeyboardInterrupt, SystemExit) stops the import and stays raised, with
+ * *interrupted set (when interrupted is not NULL; otherwise it is a
+ * failure like others).  Takes the GIL. */
+int trw__py_import_modules(const char *list, char *err, size_t errlen, int *interrupted);
 /* Applies the Python rewriters (and, if asked, registers the symbolic
  * rewriters with torch.onnx) for a trace; trw__py_end gives everything
  * back.  Take the GIL. */

@@ -138,6 +138,11 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
 {
   Hook *h = (Hook *)self;
   char err[4096];
+  if (trw__runtime_load(err, sizeof err) != 0) {
+    if (!PyErr_Occurred())
+      PyErr_SetString(PyExc_RuntimeError, err);
+    return NULL;
+  }
   switch (h->role) {
   case TRW__HOOK_EXPORT:
     /* The TorchScript exporter reaches the tracer, which brackets itself;
@@ -161,7 +166,8 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
     break;
   }
   if (trw__scope_enter(err, sizeof err) != 0) {
-    PyErr_SetString(PyExc_RuntimeError, err);
+    if (!PyErr_Occurred())
+      PyErr_SetString(PyExc_RuntimeError, err);
     return NULL;
   }
   if (h->role == TRW__HOOK_CAPTURE)

@@ -217,7 +217,8 @@ static PyObject *prepare(PyObject *self, PyObject *noargs)
   (void)noargs;
   char err[8192];
   if (trw__runtime_prepare(err, sizeof err) != 0) {
-    PyErr_SetString(PyExc_RuntimeError, err);
+    if (!PyErr_Occurred())
+      PyErr_SetString(PyExc_RuntimeError, err);
     return NULL;
   }
   Py_RETURN_NONE;

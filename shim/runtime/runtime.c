@@ -1,6 +1,7 @@
 /* runtime.c - reads the environment once, and brackets each trace. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,10 +76,10 @@ static void load_plugins(const char *list)
 
 static void flush_at_exit(void) { trw__report_flush(); }
 
-static void init_once(void)
+/* What the environment says, once per process. */
+static void init_environment(void)
 {
   char msg[2048];
-  rt.initialized = 1;
   atexit(flush_at_exit);
   trw__log_init();
   const trw__adapter *a = trw__adapter_get();
@@ -125,17 +126,82 @@ static void init_once(void)
   /* The torchrw module first (its built-ins), then plugins, then user
    * modules: later registrations replace earlier ones. */
   char err[8192];
-  if (trw__py_import_modules(NULL, err, sizeof err) != 0)
+  if (trw__py_import_modules(NULL, err, sizeof err, NULL) != 0)
     keep(rt.load_fatal, sizeof rt.load_fatal, err);
   load_plugins(getenv("TORCHRW_PLUGINS"));
-  if (trw__py_import_modules(getenv("TORCHRW_PYTHON"), err, sizeof err) != 0)
+}
+
+/*
+ * The first activation loads everything (init_environment, then the
+ * TORCHRW_PYTHON modules) exactly once, whatever the number of threads
+ * whose first traces start together: the others wait, without the GIL,
+ * until it is done, and then trace with the rewriters.  An interrupt
+ * (KeyboardInterrupt, SystemExit) while the modules import is the
+ * export's, not a load failure: it stays raised, and the next activation
+ * imports them again.  Returns 0, or 1 when interrupted (the Python
+ * exception is set).
+ */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t init_changed = PTHREAD_COND_INITIALIZER;
+static enum { INIT_NONE, INIT_RUNNING, INIT_DONE } init_state;
+static int environment_read;
+static pthread_t init_owner;
+
+static int init_once(void)
+{
+  pthread_mutex_lock(&init_lock);
+  while (init_state == INIT_RUNNING && !pthread_equal(init_owner, pthread_self())) {
+    int gil = Py_IsInitialized() && PyGILState_Check();
+    PyThreadState *ts = gil ? PyEval_SaveThread() : NULL;
+    pthread_cond_wait(&init_changed, &init_lock);
+    pthread_mutex_unlock(&init_lock);
+    if (ts)
+      PyEval_RestoreThread(ts); /* never with init_lock held: the owner needs the GIL */
+    pthread_mutex_lock(&init_lock);
+  }
+  if (init_state != INIT_NONE) { /* done, or this thread's own load re-entered */
+    pthread_mutex_unlock(&init_lock);
+    return 0;
+  }
+  init_state = INIT_RUNNING;
+  init_owner = pthread_self();
+  pthread_mutex_unlock(&init_lock);
+
+  if (!environment_read) {
+    environment_read = 1;
+    init_environment();
+  }
+  char err[8192];
+  int interrupted = 0;
+  int rc = trw__py_import_modules(getenv("TORCHRW_PYTHON"), err, sizeof err, &interrupted);
+  if (rc != 0 && !interrupted)
     keep(rt.load_fatal, sizeof rt.load_fatal, err);
+
+  pthread_mutex_lock(&init_lock);
+  init_state = interrupted ? INIT_NONE : INIT_DONE;
+  rt.initialized = init_state == INIT_DONE;
+  pthread_cond_broadcast(&init_changed);
+  pthread_mutex_unlock(&init_lock);
+  return interrupted;
+}
+
+/* What an interrupted load says; the Python exception stays raised. */
+static int interrupted(char *err, size_t errlen)
+{
+  trw__fmt(err, errlen, "torchrw: interrupted while the rewriter modules imported "
+                        "(TORCHRW_PYTHON); the next export imports them again");
+  return TRW_EPYTHON;
+}
+
+int trw__runtime_load(char *err, size_t errlen)
+{
+  return !rt.initialized && init_once() ? interrupted(err, errlen) : 0;
 }
 
 int trw__runtime_prepare(char *err, size_t errlen)
 {
-  if (!rt.initialized)
-    init_once();
+  if (!rt.initialized && init_once())
+    return interrupted(err, errlen);
   if (rt.load_fatal[0] || rt.env_fatal[0]) {
     trw__fmt(err, errlen, "%s", rt.load_fatal[0] ? rt.load_fatal : rt.env_fatal);
     return TRW_ECONFIG;
@@ -146,8 +212,8 @@ int trw__runtime_prepare(char *err, size_t errlen)
 int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path,
                            const char *ir, int opset, char *err, size_t errlen)
 {
-  if (!rt.initialized)
-    init_once();
+  if (!rt.initialized && init_once())
+    return interrupted(err, errlen);
   if (rt.load_fatal[0]) {
     trw__fmt(err, errlen, "%s", rt.load_fatal);
     return TRW_ECONFIG;
@@ -227,8 +293,8 @@ static double now_ms(void)
 int trw__activate(char *err, size_t errlen)
 {
   double t0 = now_ms();
-  if (!rt.initialized)
-    init_once();
+  if (!rt.initialized && init_once())
+    return interrupted(err, errlen);
   double t_init = now_ms();
   if (rt.load_fatal[0] || (!rt.explicit_mode && rt.env_fatal[0])) {
     trw__fmt(err, errlen, "%s", rt.load_fatal[0] ? rt.load_fatal : rt.env_fatal);

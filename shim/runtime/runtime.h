@@ -52,6 +52,13 @@ int trw__scope_enter(char *err, size_t errlen);
 void trw__scope_leave(void);
 int trw__scope_depth(void);
 
+/* Loads what the first activation loads (plugins, TORCHRW_PYTHON), once;
+ * the Python entry points call it before the trace, so that Ctrl-C while
+ * the modules import reaches the caller as KeyboardInterrupt (still set
+ * when this returns TRW_EPYTHON with err filled).  0 otherwise: what
+ * failed to load is reported at activation. */
+int trw__runtime_load(char *err, size_t errlen);
+
 /* The end of a torch.onnx.export call (the hook entered it with
  * trw__export_enter): the Python rewriters its traces held are given back. */
 void trw__runtime_export_leave(void);
