@@ -117,7 +117,8 @@ def test_every_mmdeploy_pytorch_rewriter_registers_with_its_site(tmp_path, mmdep
 
 
 MMUSER = """
-from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
+import torch
+from mmdeploy.core import FUNCTION_REWRITER, MODULE_REWRITER, SYMBOLIC_REWRITER
 from mmdeploy.utils import Backend
 
 
@@ -138,7 +139,23 @@ if True:
     @SYMBOLIC_REWRITER.register_symbolic("mmuser.Fn", backend="ncnn")
     def fn_symbolic(g, x):
         return x
+
+
+@MODULE_REWRITER.register_rewrite_module("mmuser.Block", backend="tensorrt", scale=3)
+class BlockWrapper(torch.nn.Module):
+    def __init__(self, module, cfg, scale=1):
+        super().__init__()
+        self.scale = scale
+
+
+@FUNCTION_REWRITER.register_rewriter("mmuser.f", backend="vacc")
+def f_vacc(x):
+    return x
 """
+
+
+def line_of(text, code=MMUSER):
+    return code.splitlines().index(text) + 1
 
 
 def test_sites_are_the_same_whether_mmdeploy_registered_first(tmp_path):
@@ -148,20 +165,30 @@ def test_sites_are_the_same_whether_mmdeploy_registered_first(tmp_path):
     (tmp_path / "b").mkdir()
     for d in ("a", "b"):
         (tmp_path / d / "mmuser.py").write_text(MMUSER)
-    _, before, _ = torchrw_list(tmp_path / "a", before="import sys; sys.path.insert(0, '.')\n"
+    _, before, run_before = torchrw_list(tmp_path / "a", before="import sys; sys.path.insert(0, '.')\n"
                                 "import mmdeploy, mmuser\n")
-    _, after, _ = torchrw_list(tmp_path / "b", before="import sys; sys.path.insert(0, '.')\n"
+    _, after, run_after = torchrw_list(tmp_path / "b", before="import sys; sys.path.insert(0, '.')\n"
                                "import torchrw.mmdeploy, mmuser\n")
     def site(listed):
         return sorted((key(r), Path(r["file"]).name, r["line"])
                       for r in listed if r["name"].startswith("mmuser."))
 
+    f = line_of("@FUNCTION_REWRITER.register_rewriter(")
     assert site(after) == [
-        (("function", "mmuser.f", "ncnn", "default"), "mmuser.py", 10),
-        (("function", "mmuser.f", "tensorrt", "default"), "mmuser.py", 12),
-        (("function", "mmuser.g", "default", "default"), "mmuser.py", 14),
-        (("symbolic", "mmuser.Fn", "ncnn", "default"), "mmuser.py", 20)]
+        (("function", "mmuser.f", "ncnn", "default"), "mmuser.py", f),
+        (("function", "mmuser.f", "tensorrt", "default"), "mmuser.py", f + 2),
+        (("function", "mmuser.g", "default", "default"), "mmuser.py", f + 4),
+        (("module", "mmuser.Block", "tensorrt", "default"), "mmuser.py",
+         line_of('@MODULE_REWRITER.register_rewrite_module("mmuser.Block", backend="tensorrt", '
+                 'scale=3)')),
+        (("symbolic", "mmuser.Fn", "ncnn", "default"), "mmuser.py",
+         line_of('    @SYMBOLIC_REWRITER.register_symbolic("mmuser.Fn", backend="ncnn")'))]
     assert site(before) == site(after)
+    # A backend torchrw does not know: left out, and said.
+    vacc = line_of('@FUNCTION_REWRITER.register_rewriter("mmuser.f", backend="vacc")')
+    for run in (run_before, run_after):
+        assert (f"mmuser.py:{vacc}: FUNCTION_REWRITER mmuser.f is for backend 'vacc', "
+                "which torchrw does not know") in run.stderr, run.stderr[-2000:]
 
 
 def test_torchrw_list_shows_mmdeploy_files(tmp_path):
