@@ -8,6 +8,7 @@
  *         ...
  */
 #include <jansson.h>
+#include <limits.h>
 #include <string.h>
 
 #include "../adapter/adapter.h"
@@ -251,17 +252,46 @@ static void decorator_dealloc(Decorator *d)
   Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
+/* site=(file, line): where the registration is to be said to come from.
+ * Fails with a TypeError naming the value when it is not a str and an int
+ * >= 0. */
+static int parse_site(PyObject *site, char *file, size_t len, int *line)
+{
+  PyObject *f = NULL, *l = NULL;
+  if (PyTuple_Check(site) && PyTuple_GET_SIZE(site) == 2) {
+    f = PyTuple_GET_ITEM(site, 0);
+    l = PyTuple_GET_ITEM(site, 1);
+  }
+  long n = l && PyLong_Check(l) && !PyBool_Check(l) ? PyLong_AsLong(l) : -1;
+  const char *s = f && PyUnicode_Check(f) ? PyUnicode_AsUTF8(f) : NULL;
+  if (!s || n < 0 || n > INT_MAX) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError,
+                 "torchrw: site=%R: expected (file, line), a str and an int >= 0", site);
+    return -1;
+  }
+  trw__fmt(file, len, "%s", s);
+  *line = (int)n;
+  return 0;
+}
+
+/* decorator(fn, *, site=None): registers fn.  site=(file, line) names the
+ * registration's site for listings and messages, for code that registers
+ * on behalf of another file (torchrw.mmdeploy); by default it is where
+ * register_*() was called. */
 static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
 {
-  PyObject *fn;
-  if (kw && PyDict_GET_SIZE(kw)) {
-    PyErr_SetString(PyExc_TypeError, "torchrw: the decorator takes the rewriter only");
-    return NULL;
-  }
-  if (!PyArg_UnpackTuple(args, "register", 1, 1, &fn))
+  static char *kwlist[] = {"", "site", NULL};
+  PyObject *fn, *site = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:register", kwlist, &fn, &site))
     return NULL;
   if (!PyCallable_Check(fn))
     return PyErr_Format(PyExc_TypeError, "torchrw: %R is not callable", fn);
+  char file[sizeof d->file];
+  int line = d->line;
+  trw__fmt(file, sizeof file, "%s", d->file);
+  if (site != Py_None && parse_site(site, file, sizeof file, &line) != 0)
+    return NULL;
 
   PyObject *callable = fn;
   Py_INCREF(callable);
@@ -293,7 +323,7 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   trw_rewriter_def def = {.size = sizeof def, .api_version = TRW_API_VERSION,
                           .kind = d->kind, .name = PyUnicode_AsUTF8(d->name),
                           .backend = backend, .ir = d->ir, .fn = payload,
-                          .file = d->file, .line = d->line};
+                          .file = file, .line = line};
   /* The checkers' identities are part of the key: the same name with other
    * checkers is another rewriter. */
   uintptr_t extra_key = 0;
@@ -320,7 +350,9 @@ static PyTypeObject DecoratorType = {
     .tp_dealloc = (destructor)decorator_dealloc,
     .tp_call = (ternaryfunc)decorator_call,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Registers the decorated rewriter and returns it unchanged.",
+    .tp_doc = "decorator(fn, *, site=None): registers fn and returns it unchanged.\n"
+              "site=(file, line) says where the registration comes from (listings,\n"
+              "messages); by default, where register_*() was called.",
 };
 
 /* ------------------------------------------------------------------------ */
@@ -718,6 +750,33 @@ static int add_parts(PyObject *m)
   return 0;
 }
 
+/* The module takes the torchrw package's place in sys.modules (loaded by
+ * the package's __init__.py, or created at activation in preload mode,
+ * where PYTHONPATH holds the package), so it gets the package's __path__:
+ * the package's submodules (torchrw.mmdeploy) then import.  Without a
+ * torchrw package on sys.path the module has no __path__; that is no
+ * error. */
+static int add_package_path(PyObject *m)
+{
+  PyObject *machinery = PyImport_ImportModule("importlib.machinery");
+  PyObject *finder = machinery ? PyObject_GetAttrString(machinery, "PathFinder") : NULL;
+  PyObject *spec = finder ? PyObject_CallMethod(finder, "find_spec", "s", "torchrw") : NULL;
+  PyObject *where = spec && spec != Py_None
+                        ? PyObject_GetAttrString(spec, "submodule_search_locations")
+                        : NULL;
+  PyObject *path = where && where != Py_None ? PySequence_List(where) : NULL;
+  int rc = path ? PyModule_AddObject(m, "__path__", path) : 0;
+  if (rc != 0)
+    Py_DECREF(path);
+  Py_XDECREF(where);
+  Py_XDECREF(spec);
+  Py_XDECREF(finder);
+  Py_XDECREF(machinery);
+  if (!path)
+    PyErr_Clear();
+  return rc;
+}
+
 static PyObject *create_module(void)
 {
   if (PyType_Ready(&DecoratorType) < 0 || PyType_Ready(&RegistryType) < 0)
@@ -732,7 +791,7 @@ static PyObject *create_module(void)
       PyModule_AddStringConstant(m, "known_backends", trw_known_backends()) < 0 ||
       add_rewriter_error(m) < 0 ||
       trw__py_context_ready(m) < 0 || trw__py_patch_ready(m) < 0 ||
-      trw__py_register_builtins(m) < 0 || add_parts(m) < 0) {
+      trw__py_register_builtins(m) < 0 || add_parts(m) < 0 || add_package_path(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }

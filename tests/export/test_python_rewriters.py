@@ -659,3 +659,49 @@ def test_a_rewriters_exception_names_it_and_chains_the_original(tmp_path):
     assert lines(run, "ORIGINAL_LINE") == ["True"]
     assert lines(run, "INTERRUPT") == ["passes unchanged"]
     assert lines(run, "RESTORED") == ["torch.nn.functional"]
+
+
+# --- An explicit registration site ---------------------------------------------
+
+def test_registration_site_given_explicitly(tmp_path):
+    # Code that registers on behalf of another file (torchrw.mmdeploy) names
+    # that file's line; listings, reports and errors then point there.
+    script = """
+import json, torch, torchrw
+from torchrw import FUNCTION_REWRITER, SYMBOLIC_REWRITER
+
+def repeat_twice(input, *size):
+    return FUNCTION_REWRITER.get_context().origin_func(input, *size)
+
+FUNCTION_REWRITER.register_rewriter("torch.Tensor.repeat", backend="tensorrt")(
+    repeat_twice, site=("/elsewhere/their_rewriters.py", 42))
+SYMBOLIC_REWRITER.register_symbolic("squeeze", is_pytorch=True)(lambda g, x, dim=None: x)
+for bad in [("f.py",), ("f.py", -1), (3, 4), ("f.py", "4"), "f.py:4"]:
+    try:
+        FUNCTION_REWRITER.register_rewriter("torch.topk")(repeat_twice, site=bad)
+        print("ACCEPTED", bad)
+    except TypeError as e:
+        print("REFUSED", e)
+try:
+    FUNCTION_REWRITER.register_rewriter("torch.topk")(repeat_twice, where=("f.py", 1))
+except TypeError as e:
+    print("REFUSED", e)
+sites = {r["stable"]: (r["file"], r["line"]) for r in torchrw.rewriters()}
+print("SITE", json.dumps(sites["torch.Tensor.repeat@tensorrt"]))
+print("SITE", json.dumps(sites["squeeze@default"]))
+print("TOPK", "torch.topk@default" in sites and sites["torch.topk@default"][0] == "f.py")
+# The module stands for the torchrw package: its submodules import.
+print("PATH", [p.endswith("torchrw") for p in torchrw.__path__])
+"""
+    run = export(tmp_path, script, "tensorrt").check()
+    assert lines(run, "SITE") == ['["/elsewhere/their_rewriters.py", 42]',
+                                  f'["{tmp_path / "export.py"}", 10]']
+    refused = lines(run, "REFUSED")
+    assert len(refused) == 6, run.stdout
+    for bad, message in zip(["('f.py',)", "('f.py', -1)", "(3, 4)", "('f.py', '4')",
+                             "'f.py:4'"], refused):
+        assert message == (f"torchrw: site={bad}: expected (file, line), "
+                           "a str and an int >= 0"), message
+    assert "where" in refused[5]
+    assert lines(run, "TOPK") == ["False"]
+    assert lines(run, "PATH") == ["[True]"]
