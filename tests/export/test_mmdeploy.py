@@ -474,24 +474,10 @@ NOT_RUNNABLE = {
                     "source: the graph is not meant to compute what x.copy_(y) does",
     "linear@ncnn": "ncnn's Gemm takes a 3-D input, which ONNX's Gemm does not",
     F_ + "linear@ncnn": "ncnn's Gemm takes a 3-D input, which ONNX's Gemm does not",
-}
-# Known gaps of torchrw, being fixed in main (issue 10): the test fails
-# until then, and fails again (strict) once the fix lands here.
-GAP_D = ("torchrw's C built-in of the same stable name runs instead of mmdeploy's "
-         "(built-ins are to yield to user rewriters, named builtin:...)")
-GAP_C = ("torchrw restores Python patches when the trace ends; torch.onnx calls this "
-         "helper afterwards, while it converts the graph (patches are to stay until "
-         "torch.onnx.export returns)")
-KNOWN_GAPS = {
-    "torch.onnx.symbolic_opset11._prepare_onnx_paddings@tensorrt": GAP_C,
-    "torch.onnx.symbolic_opset9._generic_rnn@ncnn": GAP_C,
-    "torch.any@default": GAP_D,
-    "torch.Tensor.any@default": GAP_D + "; the model calls torch.any too",
-    "torch.topk@default": GAP_D,
-    "torch.Tensor.topk@default": GAP_D + "; the model calls torch.topk too",
-    "torch.atan2@default": GAP_D,
-    "torch.triu@default": GAP_D,
-    "torch.Tensor.triu@default": GAP_D + "; the model calls torch.triu too",
+    # mmdeploy/pytorch/functions/atan2.py: atan(y / (x + 1e-6)), which is
+    # off by pi wherever x < 0 (torchrw's own builtin:torch.atan2@default
+    # keeps the quadrants): the same graph as mmdeploy's, wrong as there.
+    "torch.atan2@default": "mmdeploy's rewriter is atan(y / x), off by pi where x < 0",
 }
 
 SCRIPT = """
@@ -601,10 +587,7 @@ def run_args(workdir, argv, **env):
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("rewriter", [
-    pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[r]))
-    if r in KNOWN_GAPS else r
-    for r in sorted(CASES) + sorted(set(NOT_EXERCISED) - set(CASES))])
+@pytest.mark.parametrize("rewriter", sorted(CASES) + sorted(set(NOT_EXERCISED) - set(CASES)))
 def test_same_graph_as_mmdeploy(tmp_path, rewriter, torchrw_builtins, mmdeploy_names):
     if rewriter in NOT_EXERCISED:
         pytest.skip(NOT_EXERCISED[rewriter])
