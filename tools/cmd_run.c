@@ -33,7 +33,7 @@ static void usage(FILE *out)
           "  --plugin P      TORCHRW_PLUGINS: a C plugin .so (repeatable)\n"
           "  --python M      TORCHRW_PYTHON: a Python rewriter module or .py (repeatable)\n"
           "  --disable N     TORCHRW_DISABLE: switch a rewriter off by name (repeatable)\n"
-          "  --report R      TORCHRW_REPORT: also keep the JSON report in R\n"
+          "  --report R      TORCHRW_REPORT: also append the report to R (JSON Lines)\n"
           "  --log L         TORCHRW_LOG: error, warn, info, debug\n"
           "  --trace[=FILE]  TORCHRW_TRACE: log every operator the trace calls\n\n"
           "The build's Python directory is put on PYTHONPATH, so CMD can import\n"
@@ -115,15 +115,39 @@ static void print_written(const file_list *before, const file_list *after, const
 
 /* ---- the report ----------------------------------------------------------- */
 
-static void summarise(const char *report)
+/* The records the report got since offset (JSON Lines, one per trace): a
+ * JSON array, empty when there are none or the file cannot be read back. */
+static json_t *records_since(const char *report, long long offset)
 {
-  json_error_t je;
-  json_t *doc = json_load_file(report, 0, &je);
-  json_t *traces = json_object_get(doc, "traces");
-  if (!json_is_array(traces) || json_array_size(traces) == 0) {
-    fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
-    json_decref(doc);
-    return;
+  json_t *traces = json_array();
+  FILE *f = fopen(report, "r");
+  if (!f)
+    return traces;
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || fseeko(f, offset, SEEK_SET) != 0) {
+    fclose(f);
+    return traces;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    json_t *record = json_loads(line, 0, NULL);
+    if (json_is_object(record))
+      json_array_append(traces, record);
+    json_decref(record);
+  }
+  free(line);
+  fclose(f);
+  return traces;
+}
+
+/* Prints what the records since offset say; returns how many there were. */
+static size_t summarise(const char *report, long long offset)
+{
+  json_t *traces = records_since(report, offset);
+  if (json_array_size(traces) == 0) {
+    json_decref(traces);
+    return 0;
   }
   /* Counts per rewriter over all traces, in first-seen order. */
   json_t *fired = json_object(), *order = json_array(), *missing = json_object();
@@ -170,7 +194,9 @@ static void summarise(const char *report)
   json_decref(fired);
   json_decref(order);
   json_decref(missing);
-  json_decref(doc);
+  size_t n = json_array_size(traces);
+  json_decref(traces);
+  return n;
 }
 
 /* ---- no trace: was there a torch at all? --------------------------------- */
@@ -300,9 +326,12 @@ int trw__cmd_run(int argc, char **argv)
   if (realpath(path, real))
     trw__env_prepend("PYTHONPATH", real, ':');
 
-  /* Without --report the summary reads a private report, removed after. */
+  /* Without --report the summary reads a private report (mkstemp: a name
+   * nobody can plant anything at), removed after.  With one, the records
+   * CMD appends to it: what was there before stays, and is not summarised. */
   char tmp_report[] = "/tmp/torchrw-report-XXXXXX";
   int own_report = !o.report;
+  long long offset = 0;
   if (own_report) {
     int fd = mkstemp(tmp_report);
     if (fd < 0) {
@@ -310,9 +339,12 @@ int trw__cmd_run(int argc, char **argv)
       trw__runopts_free(&o);
       return TRW__EXIT_BAD;
     }
-    close(fd);
-    unlink(tmp_report); /* the runtime creates it; none means no trace ran */
+    close(fd); /* kept, empty: the runtime appends; nothing means no trace ran */
     o.report = tmp_report;
+  } else {
+    struct stat st;
+    if (stat(o.report, &st) == 0 && S_ISREG(st.st_mode))
+      offset = (long long)st.st_size;
   }
   trw__runopts_export(&o);
   const char *backend = getenv("TORCHRW_BACKEND");
@@ -352,9 +384,7 @@ int trw__cmd_run(int argc, char **argv)
   fprintf(stderr, "torchrw: %s finished in %.2f s, exit status %d%s%s%s\n", argv[i], secs, code,
           backend && *backend ? " (backend " : "", backend && *backend ? backend : "",
           backend && *backend ? ")" : "");
-  if (access(o.report, R_OK) == 0) {
-    summarise(o.report);
-  } else if (backend && *backend) {
+  if (summarise(o.report, offset) == 0 && backend && *backend) {
     fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
     explain_no_trace(argv + i);
   }

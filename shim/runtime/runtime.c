@@ -283,9 +283,12 @@ void trw__deactivate(void)
 {
   trw__py_end();
   trw__bridge_end();
-  /* The trace's report record stays open for the symbolics that run after
-   * it; trw__report_flush closes it. */
+  /* Inside torch.onnx.export the record stays open for the symbolics that
+   * run after the trace, and the export's hook closes it; a trace outside
+   * one (torch.jit.trace, torch.export.export) is over. */
   trw__registry_set_active(0);
+  if (!trw__hooks_exporting())
+    trw__report_flush();
   if (rt.explicit_mode) {
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
@@ -294,25 +297,6 @@ void trw__deactivate(void)
   }
 }
 
-FILE *trw__trace_stream(void)
-{
-  static int opened;
-  static FILE *stream;
-  if (!opened) {
-    opened = 1;
-    const char *t = getenv("TORCHRW_TRACE");
-    if (t && *t && strcmp(t, "0") != 0) {
-      if (strcmp(t, "1") == 0 || strcmp(t, "stderr") == 0) {
-        stream = stderr;
-      } else {
-        stream = fopen(t, "a");
-        if (!stream)
-          trw__log(TRW__LOG_ERROR, "cannot open TORCHRW_TRACE=%s; tracing to stderr", t);
-        stream = stream ? stream : stderr;
-      }
-    }
-  }
-  return stream;
-}
+FILE *trw__trace_stream(void) { return trw__output_stream(TRW__OUT_TRACE); }
 
 const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }

@@ -65,6 +65,9 @@ void trw__runtime_expect(trw_ir ir, int opset, trw_exporter exporter);
 typedef enum trw__hooks_owner { TRW__HOOKS_PROCESS = 0, TRW__HOOKS_CONTEXT = 1 } trw__hooks_owner;
 int trw__hooks_install(trw__hooks_owner owner, int with_trace);
 void trw__hooks_remove(trw__hooks_owner owner);
+/* Nonzero while this thread is inside torch.onnx.export: the report's
+ * record then closes when the export returns, not when its trace does. */
+int trw__hooks_exporting(void);
 
 /* exportinfo.c: the IR and opset of the export under way (0 when not an
  * ONNX export).  Returns 0, or TRW_EPYTHON when Python cannot tell. */

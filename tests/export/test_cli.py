@@ -4,7 +4,7 @@ import os
 import subprocess
 import textwrap
 
-from conftest import BUILD, PLUGINS, PYTHON, with_ts
+from conftest import BUILD, PLUGINS, PYTHON, read_report, with_ts
 
 TORCHRW = BUILD / "tools" / "torchrw"
 
@@ -37,7 +37,7 @@ def test_run_preloads_sets_variables_and_summarises(tmp_path):
     assert "fired      torch.Tensor.repeat@tensorrt x1  (rewriters/repeat.c:" in err
     assert "fired      aten::neg@tensorrt x1" in err
     assert "wrote      model.onnx" in err and "wrote      r.json" not in err
-    assert json.loads((tmp_path / "r.json").read_text())["traces"][0]["ir"] == "onnx"
+    assert read_report(tmp_path / "r.json")[0]["ir"] == "onnx"
 
 
 def test_run_exit_status_is_the_commands(tmp_path):

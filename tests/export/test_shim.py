@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from conftest import PLUGINS, ort_run, run_script
+from conftest import PLUGINS, ort_run, read_report, run_script
 
 OPS_PLUGIN = PLUGINS / "ops_plugin.so"
 
@@ -135,7 +135,7 @@ def test_operators_called_by_a_rewriter_are_rewritten_too(tmp_path):
     ops = run.ops()
     # neg -> mul.Scalar (rewritten: original mul, then abs (rewritten))
     assert "Neg" not in ops and "Mul" in ops and "Abs" in ops, ops
-    fired = {f["name"]: f["count"] for f in json.loads(report.read_text())["traces"][0]["fired"]}
+    fired = {f["name"]: f["count"] for f in read_report(report)[0]["fired"]}
     # abs's rewriter only ran the original for this 2-D input: it passed
     # through and does not count as fired.
     assert fired == {"aten::neg@tensorrt": 1, "aten::mul.Scalar@tensorrt": 1}
@@ -188,7 +188,7 @@ print("EQUAL", torch.equal(traced(x), m(x)))
     traced = [l for l in run.stdout.splitlines() if l.startswith("TRACED")][0]
     assert "aten::unsqueeze" in traced and "aten::squeeze" in traced
     assert "EQUAL True" in run.stdout
-    trace = json.loads(report.read_text())["traces"][0]
+    trace = read_report(report)[0]
     assert trace["ir"] == "torchscript"
     assert trace["fired"][0]["name"] == "torch.Tensor.repeat@tensorrt"
 
@@ -204,6 +204,6 @@ for opset in (11, 13):
 """
     report = tmp_path / "r.json"
     run_script(tmp_path, code, backend="tensorrt", TORCHRW_REPORT=report).check()
-    traces = json.loads(report.read_text())["traces"]
+    traces = read_report(report)
     assert [t["opset"] for t in traces] == [11, 13]
     assert all(t["fired"][0]["count"] == 2 for t in traces)
