@@ -263,6 +263,30 @@ START_TEST(config_load_from_file)
 }
 END_TEST
 
+/* A FIFO, a directory or a device as the config: one error naming it,
+ * and never a read that blocks (CK_FORK's timeout catches one). */
+START_TEST(config_refuses_what_is_not_a_regular_file)
+{
+  char dir[] = "/tmp/trw_cfgdir_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char fifo[sizeof dir + 16];
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  const struct {
+    const char *path, *says;
+  } cases[] = {{fifo, "is a FIFO"}, {dir, "is a directory"}, {"/dev/null", "is a device"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    trw_cfg *cfg = NULL;
+    char err[512] = "";
+    ck_assert_int_eq(trw__cfg_load(cases[i].path, &cfg, err, sizeof err), TRW_EIO);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, cases[i].path) && strstr(err, cases[i].says), "%s", err);
+  }
+  unlink(fifo);
+  rmdir(dir);
+}
+END_TEST
+
 static trw_env report_env(void)
 {
   static trw_env e;
@@ -376,6 +400,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, config_dotted_paths);
   tcase_add_test(tc, config_errors_name_file_and_position);
   tcase_add_test(tc, config_load_from_file);
+  tcase_add_test(tc, config_refuses_what_is_not_a_regular_file);
   tcase_add_test(tc, report_costs_no_memory_unless_asked);
   tcase_add_test(tc, report_appends_one_record_per_trace);
   tcase_add_test(tc, context_error_names_rewriter_and_site);
