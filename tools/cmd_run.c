@@ -37,7 +37,9 @@ static void usage(FILE *out)
           "  --log L         TORCHRW_LOG: error, warn, info, debug\n"
           "  --trace[=FILE]  TORCHRW_TRACE: log every operator the trace calls\n\n"
           "The build's Python directory is put on PYTHONPATH, so CMD can import\n"
-          "torchrw.  The summary goes to stderr; the exit status is CMD's.\n");
+          "torchrw.  SIGINT, SIGTERM and SIGHUP sent to torchrw go on to CMD.  The\n"
+          "summary goes to stderr; the exit status is CMD's (128 + the signal when\n"
+          "a signal ended it).\n");
 }
 
 /* ---- files written ------------------------------------------------------ */
@@ -277,6 +279,32 @@ static void explain_no_trace(char *const argv[])
             python, trw__python_exe());
 }
 
+/* ---- signals -------------------------------------------------------------- */
+
+static volatile pid_t child_pid;
+static const int passed_on[] = {SIGINT, SIGTERM, SIGHUP};
+#define NPASSED (sizeof passed_on / sizeof passed_on[0])
+
+/* A signal sent to torchrw goes on to the command, which decides what it
+ * means; torchrw waits for it and exits with its status.  One the
+ * terminal sends (si_code SI_KERNEL) reached the command's process group
+ * already: passing it on would deliver it twice. */
+static void pass_on(int sig, siginfo_t *info, void *ucontext)
+{
+  (void)ucontext;
+  if (child_pid > 0 && (!info || info->si_code != SI_KERNEL))
+    kill(child_pid, sig);
+}
+
+static void block_passed_on(int how, sigset_t *old)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t k = 0; k < NPASSED; k++)
+    sigaddset(&set, passed_on[k]);
+  sigprocmask(how, &set, old);
+}
+
 /* ---- run ---------------------------------------------------------------- */
 
 int trw__cmd_run(int argc, char **argv)
@@ -360,20 +388,32 @@ int trw__cmd_run(int argc, char **argv)
   struct timespec start, end;
   clock_gettime(CLOCK_MONOTONIC, &start);
   fflush(NULL);
+  /* Blocked across fork: a signal that comes before the handler is in
+   * place waits for it, and the child starts with its own default. */
+  sigset_t mask;
+  block_passed_on(SIG_BLOCK, &mask);
   pid_t pid = fork();
   if (pid < 0) {
     fprintf(stderr, "torchrw run: fork failed: %s\n", strerror(errno));
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     trw__runopts_free(&o);
     return TRW__EXIT_BAD;
   }
   if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     execvp(argv[i], argv + i);
     fprintf(stderr, "torchrw run: cannot run %s: %s\n", argv[i], strerror(errno));
     _exit(127);
   }
-  /* The child gets the terminal's signals; the parent waits for it. */
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
+  child_pid = pid;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = pass_on;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (size_t k = 0; k < NPASSED; k++)
+    sigaction(passed_on[k], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &mask, NULL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
