@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from conftest import PLUGINS, ort_run, read_report, run_script
 
@@ -84,6 +85,30 @@ def test_broken_plugin_names_file_and_registration_site(tmp_path):
     assert "bad_backend_plugin.so" in line
     assert "tests/plugins/bad_backend_plugin.c:10" in line
     assert "'tensorrrt'" in line
+
+
+PLAIN_EXPORT = """
+import torch
+torch.onnx.export(torch.nn.ReLU(), (torch.randn(3),), "model.onnx", **TS)
+print("EXPORTED")
+"""
+
+
+@pytest.mark.parametrize("plugin, dies_by", [("crash_plugin.so", -11), ("exit_plugin.so", 3)])
+def test_plugin_that_kills_the_process_while_loading_is_named(tmp_path, plugin, dies_by):
+    run = run_script(tmp_path, PLAIN_EXPORT, backend="tensorrt", TORCHRW_PLUGINS=PLUGINS / plugin)
+    assert run.returncode == dies_by
+    named = [l for l in run.stderr.splitlines() if plugin in l]
+    assert len(named) == 1 and named[0].startswith("torchrw: error: plugin "), run.stderr
+    assert "while loading" in named[0]
+
+
+def test_plugin_that_registers_nothing_is_warned_about(tmp_path):
+    plugin = PLUGINS / "empty_plugin.so"
+    run = run_script(tmp_path, PLAIN_EXPORT, backend="tensorrt", TORCHRW_PLUGINS=plugin).check()
+    assert "EXPORTED" in run.stdout
+    (line,) = [l for l in run.stderr.splitlines() if "empty_plugin.so" in l]
+    assert line.startswith("torchrw: warning: plugin ") and "registered no rewriter" in line
 
 
 def test_rewriter_error_names_rewriter_and_process_survives(tmp_path):
