@@ -52,6 +52,10 @@ static output outputs[] = {
 };
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A fork child must not inherit the lock held by a thread it does not have. */
+static void unlock_in_child(void) { pthread_mutex_init(&lock, NULL); }
+__attribute__((constructor)) static void at_fork(void) { pthread_atfork(NULL, NULL, unlock_in_child); }
+
 static output *get(trw__output_id id)
 {
   return (unsigned)id < sizeof outputs / sizeof outputs[0] ? &outputs[id] : NULL;

@@ -28,6 +28,10 @@ static json_t *current;   /* the record, when the report is asked for */
 static json_t *not_found; /* {"stable name": "why"} for the trace */
 static pid_t owner;       /* the process the open record belongs to */
 
+/* A fork child must not inherit the lock held by a thread it does not have. */
+static void unlock_in_child(void) { pthread_mutex_init(&lock, NULL); }
+__attribute__((constructor)) static void at_fork(void) { pthread_atfork(NULL, NULL, unlock_in_child); }
+
 static void drop_record(void)
 {
   json_decref(current);
