@@ -33,11 +33,13 @@ static void usage(FILE *out)
           "  --plugin P      TORCHRW_PLUGINS: a C plugin .so (repeatable)\n"
           "  --python M      TORCHRW_PYTHON: a Python rewriter module or .py (repeatable)\n"
           "  --disable N     TORCHRW_DISABLE: switch a rewriter off by name (repeatable)\n"
-          "  --report R      TORCHRW_REPORT: also keep the JSON report in R\n"
+          "  --report R      TORCHRW_REPORT: also append the report to R (JSON Lines)\n"
           "  --log L         TORCHRW_LOG: error, warn, info, debug\n"
           "  --trace[=FILE]  TORCHRW_TRACE: log every operator the trace calls\n\n"
           "The build's Python directory is put on PYTHONPATH, so CMD can import\n"
-          "torchrw.  The summary goes to stderr; the exit status is CMD's.\n");
+          "torchrw.  SIGINT, SIGTERM and SIGHUP sent to torchrw go on to CMD.  The\n"
+          "summary goes to stderr; the exit status is CMD's (128 + the signal when\n"
+          "a signal ended it).\n");
 }
 
 /* ---- files written ------------------------------------------------------ */
@@ -115,15 +117,39 @@ static void print_written(const file_list *before, const file_list *after, const
 
 /* ---- the report ----------------------------------------------------------- */
 
-static void summarise(const char *report)
+/* The records the report got since offset (JSON Lines, one per trace): a
+ * JSON array, empty when there are none or the file cannot be read back. */
+static json_t *records_since(const char *report, long long offset)
 {
-  json_error_t je;
-  json_t *doc = json_load_file(report, 0, &je);
-  json_t *traces = json_object_get(doc, "traces");
-  if (!json_is_array(traces) || json_array_size(traces) == 0) {
-    fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
-    json_decref(doc);
-    return;
+  json_t *traces = json_array();
+  FILE *f = fopen(report, "r");
+  if (!f)
+    return traces;
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || fseeko(f, offset, SEEK_SET) != 0) {
+    fclose(f);
+    return traces;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    json_t *record = json_loads(line, 0, NULL);
+    if (json_is_object(record))
+      json_array_append(traces, record);
+    json_decref(record);
+  }
+  free(line);
+  fclose(f);
+  return traces;
+}
+
+/* Prints what the records since offset say; returns how many there were. */
+static size_t summarise(const char *report, long long offset)
+{
+  json_t *traces = records_since(report, offset);
+  if (json_array_size(traces) == 0) {
+    json_decref(traces);
+    return 0;
   }
   /* Counts per rewriter over all traces, in first-seen order. */
   json_t *fired = json_object(), *order = json_array(), *missing = json_object();
@@ -170,7 +196,9 @@ static void summarise(const char *report)
   json_decref(fired);
   json_decref(order);
   json_decref(missing);
-  json_decref(doc);
+  size_t n = json_array_size(traces);
+  json_decref(traces);
+  return n;
 }
 
 /* ---- no trace: was there a torch at all? --------------------------------- */
@@ -251,6 +279,32 @@ static void explain_no_trace(char *const argv[])
             python, trw__python_exe());
 }
 
+/* ---- signals -------------------------------------------------------------- */
+
+static volatile pid_t child_pid;
+static const int passed_on[] = {SIGINT, SIGTERM, SIGHUP};
+#define NPASSED (sizeof passed_on / sizeof passed_on[0])
+
+/* A signal sent to torchrw goes on to the command, which decides what it
+ * means; torchrw waits for it and exits with its status.  One the
+ * terminal sends (si_code SI_KERNEL) reached the command's process group
+ * already: passing it on would deliver it twice. */
+static void pass_on(int sig, siginfo_t *info, void *ucontext)
+{
+  (void)ucontext;
+  if (child_pid > 0 && (!info || info->si_code != SI_KERNEL))
+    kill(child_pid, sig);
+}
+
+static void block_passed_on(int how, sigset_t *old)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t k = 0; k < NPASSED; k++)
+    sigaddset(&set, passed_on[k]);
+  sigprocmask(how, &set, old);
+}
+
 /* ---- run ---------------------------------------------------------------- */
 
 int trw__cmd_run(int argc, char **argv)
@@ -300,9 +354,12 @@ int trw__cmd_run(int argc, char **argv)
   if (realpath(path, real))
     trw__env_prepend("PYTHONPATH", real, ':');
 
-  /* Without --report the summary reads a private report, removed after. */
+  /* Without --report the summary reads a private report (mkstemp: a name
+   * nobody can plant anything at), removed after.  With one, the records
+   * CMD appends to it: what was there before stays, and is not summarised. */
   char tmp_report[] = "/tmp/torchrw-report-XXXXXX";
   int own_report = !o.report;
+  long long offset = 0;
   if (own_report) {
     int fd = mkstemp(tmp_report);
     if (fd < 0) {
@@ -310,9 +367,12 @@ int trw__cmd_run(int argc, char **argv)
       trw__runopts_free(&o);
       return TRW__EXIT_BAD;
     }
-    close(fd);
-    unlink(tmp_report); /* the runtime creates it; none means no trace ran */
+    close(fd); /* kept, empty: the runtime appends; nothing means no trace ran */
     o.report = tmp_report;
+  } else {
+    struct stat st;
+    if (stat(o.report, &st) == 0 && S_ISREG(st.st_mode))
+      offset = (long long)st.st_size;
   }
   trw__runopts_export(&o);
   const char *backend = getenv("TORCHRW_BACKEND");
@@ -328,20 +388,32 @@ int trw__cmd_run(int argc, char **argv)
   struct timespec start, end;
   clock_gettime(CLOCK_MONOTONIC, &start);
   fflush(NULL);
+  /* Blocked across fork: a signal that comes before the handler is in
+   * place waits for it, and the child starts with its own default. */
+  sigset_t mask;
+  block_passed_on(SIG_BLOCK, &mask);
   pid_t pid = fork();
   if (pid < 0) {
     fprintf(stderr, "torchrw run: fork failed: %s\n", strerror(errno));
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     trw__runopts_free(&o);
     return TRW__EXIT_BAD;
   }
   if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     execvp(argv[i], argv + i);
     fprintf(stderr, "torchrw run: cannot run %s: %s\n", argv[i], strerror(errno));
     _exit(127);
   }
-  /* The child gets the terminal's signals; the parent waits for it. */
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
+  child_pid = pid;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = pass_on;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (size_t k = 0; k < NPASSED; k++)
+    sigaction(passed_on[k], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &mask, NULL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
@@ -352,9 +424,7 @@ int trw__cmd_run(int argc, char **argv)
   fprintf(stderr, "torchrw: %s finished in %.2f s, exit status %d%s%s%s\n", argv[i], secs, code,
           backend && *backend ? " (backend " : "", backend && *backend ? backend : "",
           backend && *backend ? ")" : "");
-  if (access(o.report, R_OK) == 0) {
-    summarise(o.report);
-  } else if (backend && *backend) {
+  if (summarise(o.report, offset) == 0 && backend && *backend) {
     fprintf(stderr, "torchrw:   no trace ran: nothing was rewritten\n");
     explain_no_trace(argv + i);
   }

@@ -18,7 +18,9 @@ static const trw__py_attr trace_hooks[] = {
 
 /* torch.export's entry points and the ONNX exporter that calls them
  * (torch/onnx/_internal/exporter/_core.py: capture with torch.export,
- * run_decompositions, then translation). */
+ * run_decompositions, then translation).  torch.onnx.export comes first:
+ * torches without torch.export hook it alone (its output file, and the
+ * end of the export for the report). */
 static const trw__hook export_hooks[] = {
     {"torch.onnx", "export", TRW__HOOK_EXPORT},
     {"torch.export", "export", TRW__HOOK_CAPTURE},
@@ -45,7 +47,8 @@ static const trw__hook onnx_export_hook[] = {{"torch.onnx", "export", TRW__HOOK_
  * 2.5: torch.onnx.export takes dynamo=; torch.export (2.1 on) is what it
  *      calls with dynamo=True.
  * 1.13: torch.onnx._globals and torch.onnx._internal.registration (the
- *      registry of symbolics by opset), ONNX_MAX_OPSET = 17; no torch.export.
+ *      registry of symbolics by opset), ONNX_MAX_OPSET = 17; no torch.export
+ *      (of the export hooks, torch.onnx.export only).
  */
 static const trw__adapter rows[] = {
     {TRW_TORCH_VERSION, 2, 9, "torch.onnx._internal.torchscript_exporter._globals",

@@ -1,8 +1,11 @@
 /* config.c - the deployment config (TORCHRW_CONFIG), JSON read by jansson. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -56,10 +59,30 @@ int trw__cfg_load(const char *path, trw_cfg **out, char *err, size_t errlen)
     return TRW_EINVAL;
   }
   *out = NULL;
-  FILE *f = fopen(path, "rb");
+  /* Without blocking: opening a FIFO for reading waits for a writer. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    trw__fmt(err, errlen, "%s: cannot read the deployment config: %s", path,
+             strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return TRW_EIO;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    trw__fmt(err, errlen, "%s: the deployment config %s, not a regular file", path,
+             S_ISFIFO(st.st_mode)  ? "is a FIFO"
+             : S_ISDIR(st.st_mode) ? "is a directory"
+             : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "is a device"
+                                                          : "is a socket");
+    close(fd);
+    return TRW_EIO;
+  }
+  FILE *f = fdopen(fd, "rb");
   if (!f) {
     trw__fmt(err, errlen, "%s: cannot read the deployment config: %s", path,
              strerror(errno));
+    close(fd);
     return TRW_EIO;
   }
   char *buf = NULL;

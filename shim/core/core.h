@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "torchrw.h"
 
@@ -228,20 +229,56 @@ int trw__rewriting_here(void);
 void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
+/* Output files (output.c)                                                   */
+
+/* The files torchrw writes when asked: TORCHRW_REPORT, TORCHRW_TRACE
+ * ("1" or "stderr" there mean stderr). */
+typedef enum trw__output_id { TRW__OUT_REPORT = 0, TRW__OUT_TRACE = 1 } trw__output_id;
+
+/* Nonzero when the output's variable asks for it and it was not refused. */
+int trw__output_wanted(trw__output_id id);
+/*
+ * Opens the output once per process (a fork child reopens) for appending,
+ * without replacing what is there, following no symlink it creates, never
+ * blocking.  A missing directory, a directory, a read-only file, a FIFO
+ * without reader, a block device or a socket is logged once as an error
+ * naming the variable, and the output stays off.  Returns 0, or TRW_EIO
+ * when it is off (also when not asked for).
+ */
+int trw__output_open(trw__output_id id);
+/* Appends buf whole (under an exclusive flock, so records of processes
+ * that share the file never interleave).  0, or TRW_EIO (logged once;
+ * the output is then off). */
+int trw__output_write(trw__output_id id, const char *buf, size_t len);
+/* A line-buffered stream over the output (stderr for "1"), or NULL when
+ * off.  Owned by output.c: do not close it. */
+FILE *trw__output_stream(trw__output_id id);
+/* The process is about to write target (whose: "the export's output
+ * file"): every output that is that file, or would be once created, is
+ * turned off with one error.  Outputs not opened yet are checked by the
+ * path their variable names. */
+void trw__output_guard(const char *target, const char *whose);
+/* Closes the outputs and forgets refusals (tests). */
+void trw__output_reset(void);
+
+/* ------------------------------------------------------------------------ */
 /* Report                                                                    */
 
 /* Starts a trace's report (the trace's IR and opset).  The record stays
  * open after the trace for the symbolics that run then, until the next
- * trw__report_begin or trw__report_flush. */
+ * trw__report_begin or trw__report_flush.  Without TORCHRW_REPORT no
+ * record is kept: the report costs memory only when asked for. */
 void trw__report_begin(const trw_env *env);
 /* Notes a name that a rewriter targets but that does not exist. */
 void trw__report_not_found(const char *stable, const char *why);
 /*
- * Closes the last trace's record: one info line per rewriter that fired,
- * JSON written to TORCHRW_REPORT when set (the whole process's traces so
- * far).  Resets the hit counters.  An unwritable report path is logged
- * once.  Called at the next trace, at the end of a RewriterContext block
- * and when the process exits.
+ * Closes the open record: one info line per rewriter that fired, and with
+ * TORCHRW_REPORT one line of JSON appended to that file (JSON Lines: a
+ * record per trace, from every process that exports; see output.c).
+ * Resets the hit counters.  Called when an export or a trace outside one
+ * ends, at the next trace, at the end of a RewriterContext block and when
+ * the process exits.  A record a fork child inherits is the parent's: the
+ * child drops it.
  */
 void trw__report_flush(void);
 /* Frees what the report holds (tests). */

@@ -80,39 +80,11 @@ static int own_dir(char *buf, size_t len)
   return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
-/*
- * In a Python interpreter with TORCHRW_BACKEND set, appends the build's
- * python directory (../python beside this library, which holds the torchrw
- * package) to PYTHONPATH, so that an export script or a rewriter module
- * can `import torchrw` before the first trace.  Python reads PYTHONPATH
- * after constructors have run.  Other processes are left alone.
- */
-static void offer_python_module(void)
-{
-  if (!dlsym(RTLD_DEFAULT, "Py_Initialize"))
-    return;
-  char here[PATH_MAX], rel[PATH_MAX + 16], dir[PATH_MAX];
-  if (own_dir(here, sizeof here) != 0)
-    return;
-  snprintf(rel, sizeof rel, "%s/../python", here);
-  if (!realpath(rel, dir) || access(dir, R_OK | X_OK) != 0)
-    return;
-  const char *old = getenv("PYTHONPATH");
-  if (old && strstr(old, dir))
-    return;
-  char value[8192];
-  int n = old && *old ? snprintf(value, sizeof value, "%s:%s", old, dir)
-                      : snprintf(value, sizeof value, "%s", dir);
-  if (n > 0 && (size_t)n < sizeof value)
-    setenv("PYTHONPATH", value, 1);
-}
-
 __attribute__((constructor)) static void preload_init(void)
 {
-  /* Tiny on purpose: every process on the system may run this. */
+  /* Tiny on purpose: every process on the system may run this.  It reads
+   * and changes no variable but its own. */
   read_env();
-  if (configured == 1)
-    offer_python_module();
 }
 
 /* A child must not inherit a lock held by a thread that does not exist in
@@ -429,6 +401,43 @@ static void fail_exports_in_python(void)
   release(gil);
 }
 
+/*
+ * Appends the build's python directory (../python beside this library,
+ * which holds the torchrw package) to sys.path, so that an export script
+ * or a rewriter module can `import torchrw` once torch is imported.  No
+ * environment variable changes: nothing reaches the process's children.
+ * The caller (torch's import) holds the GIL; take it all the same.
+ */
+static void offer_python_module(void)
+{
+  typedef void *obj;
+  int (*ensure)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+  void (*release)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+  obj (*sys_get)(const char *) = (obj(*)(const char *))dlsym(RTLD_DEFAULT, "PySys_GetObject");
+  obj (*from_string)(const char *) =
+      (obj(*)(const char *))dlsym(RTLD_DEFAULT, "PyUnicode_FromString");
+  int (*contains)(obj, obj) = (int (*)(obj, obj))dlsym(RTLD_DEFAULT, "PySequence_Contains");
+  int (*append)(obj, obj) = (int (*)(obj, obj))dlsym(RTLD_DEFAULT, "PyList_Append");
+  void (*decref)(obj) = (void (*)(obj))dlsym(RTLD_DEFAULT, "Py_DecRef");
+  void (*clear)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "PyErr_Clear");
+  char here[PATH_MAX], rel[PATH_MAX + 16], dir[PATH_MAX];
+  if (!ensure || !release || !sys_get || !from_string || !contains || !append || !decref ||
+      !clear || own_dir(here, sizeof here) != 0)
+    return;
+  snprintf(rel, sizeof rel, "%s/../python", here);
+  if (!realpath(rel, dir) || access(dir, R_OK | X_OK) != 0)
+    return;
+  int gil = ensure();
+  obj path = sys_get("path"); /* borrowed */
+  obj item = path ? from_string(dir) : NULL;
+  if (item && contains(path, item) == 0)
+    append(path, item);
+  if (item)
+    decref(item);
+  clear();
+  release(gil);
+}
+
 /* torch._C is being built: torch is being imported. */
 void *trw_torch_init(void)
 {
@@ -447,6 +456,7 @@ void *trw_torch_init(void)
   read_env();
   if (!module || configured != 1)
     return module;
+  offer_python_module();
   load_runtime_once();
   if (runtime)
     runtime->torch_imported();

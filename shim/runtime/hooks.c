@@ -133,6 +133,24 @@ static PyObject *export_with_translations(Hook *h, PyObject *const *args, size_t
   return r;
 }
 
+
+/* torch.onnx.export's f when it is a path: no file torchrw writes may be it. */
+static void guard_output(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+  PyObject *f = kwarg(args, nargsf, kwnames, "f");
+  if (!f && PyVectorcall_NARGS(nargsf) > 2)
+    f = args[2];
+  if (!f || !(PyUnicode_Check(f) || PyBytes_Check(f) || PyObject_HasAttrString(f, "__fspath__")))
+    return;
+  PyObject *path = PyOS_FSPath(f);
+  PyObject *bytes = NULL;
+  if (path && PyUnicode_FSConverter(path, &bytes) && bytes)
+    trw__output_guard(PyBytes_AS_STRING(bytes), "the export's output file");
+  Py_XDECREF(bytes);
+  Py_XDECREF(path);
+  PyErr_Clear();
+}
+
 static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
 {
@@ -143,18 +161,15 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
       PyErr_SetString(PyExc_RuntimeError, err);
     return NULL;
   }
+  int through_torch_export = 1;
   switch (h->role) {
   case TRW__HOOK_EXPORT:
-    /* The TorchScript exporter reaches the tracer, which brackets itself;
-     * the Python rewriters of the trace stay until the export returns. */
-    if (!goes_through_torch_export(args, nargsf, kwnames)) {
-      trw__export_enter();
-      PyObject *r = PyObject_Vectorcall(h->original, args, nargsf, kwnames);
-      trw__runtime_export_leave();
-      return r;
-    }
-    trw__runtime_expect(TRW_IR_ONNX, export_opset(args, nargsf, kwnames),
-                        TRW_EXPORTER_TORCH_EXPORT);
+    guard_output(args, nargsf, kwnames);
+    /* The TorchScript exporter reaches the tracer, which brackets itself. */
+    through_torch_export = goes_through_torch_export(args, nargsf, kwnames);
+    if (through_torch_export)
+      trw__runtime_expect(TRW_IR_ONNX, export_opset(args, nargsf, kwnames),
+                          TRW_EXPORTER_TORCH_EXPORT);
     break;
   case TRW__HOOK_CAPTURE:
   case TRW__HOOK_LOWER:
@@ -165,22 +180,34 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
   default:
     break;
   }
-  if (trw__scope_enter(err, sizeof err) != 0) {
-    if (!PyErr_Occurred())
-      PyErr_SetString(PyExc_RuntimeError, err);
-    return NULL;
+  PyObject *r = NULL;
+  if (h->role == TRW__HOOK_EXPORT) {
+    /* The Python rewriters of its traces, and the trace's report record,
+     * stay until the export returns (torch.onnx calls some of their targets
+     * after the trace; a pool worker never exits to flush the report). */
+    trw__export_enter();
+    r = through_torch_export ? NULL : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
-  if (h->role == TRW__HOOK_CAPTURE)
-    trw__bridge_capture(1);
-  else if (h->role == TRW__HOOK_LOWER)
-    trw__bridge_lower(1);
-  PyObject *r = h->role == TRW__HOOK_EXPORT ? export_with_translations(h, args, nargsf, kwnames)
-                                            : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
-  if (h->role == TRW__HOOK_CAPTURE)
-    trw__bridge_capture(0);
-  else if (h->role == TRW__HOOK_LOWER)
-    trw__bridge_lower(0);
-  trw__scope_leave();
+  if (through_torch_export) {
+    if (trw__scope_enter(err, sizeof err) != 0) {
+      if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, err);
+    } else {
+      if (h->role == TRW__HOOK_CAPTURE)
+        trw__bridge_capture(1);
+      else if (h->role == TRW__HOOK_LOWER)
+        trw__bridge_lower(1);
+      r = h->role == TRW__HOOK_EXPORT ? export_with_translations(h, args, nargsf, kwnames)
+                                      : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+      if (h->role == TRW__HOOK_CAPTURE)
+        trw__bridge_capture(0);
+      else if (h->role == TRW__HOOK_LOWER)
+        trw__bridge_lower(0);
+      trw__scope_leave();
+    }
+  }
+  if (h->role == TRW__HOOK_EXPORT)
+    trw__runtime_export_leave();
   return r;
 }
 

@@ -2,10 +2,12 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../adapter/adapter.h"
 #include "../python/glue.h"
@@ -34,12 +36,75 @@ static void keep(char *slot, size_t len, const char *msg)
     trw__fmt(slot, len, "%s", msg);
 }
 
-/* Loads one plugin; its refused registrations make it a broken plugin. */
+/*
+ * A plugin's constructors run inside dlopen.  One that crashes or exits
+ * takes the process with it; before it goes, stderr gets one line naming
+ * the plugin.  The handlers are in place only while dlopen runs, and give
+ * the signal back to what was there before.
+ */
+static const char *volatile loading; /* the plugin whose dlopen runs */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+#define NFATAL (sizeof fatal_signals / sizeof fatal_signals[0])
+static struct sigaction before_loading[NFATAL];
+
+/* Async-signal-safe: write(2) only. */
+static void say_died(const char *how)
+{
+  const char *name = loading;
+  if (!name)
+    return;
+  loading = NULL;
+  const char *parts[] = {"torchrw: error: plugin ", name, how, " (TORCHRW_PLUGINS)\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t len = strlen(parts[i]);
+    while (len > 0) {
+      ssize_t n = write(2, parts[i], len);
+      if (n <= 0)
+        break;
+      parts[i] += n;
+      len -= (size_t)n;
+    }
+  }
+}
+
+static void died_loading(int sig)
+{
+  say_died(" crashed while loading (a signal in its constructor)");
+  for (size_t i = 0; i < NFATAL; i++)
+    if (fatal_signals[i] == sig)
+      sigaction(sig, &before_loading[i], NULL);
+  raise(sig); /* delivered when this handler returns */
+}
+
+static void exited_loading(void) { say_died(" exited the process while loading (in its constructor)"); }
+
+static void *dlopen_plugin(const char *path)
+{
+  static int registered;
+  if (!registered)
+    registered = atexit(exited_loading) == 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = died_loading;
+  sigemptyset(&sa.sa_mask);
+  loading = path;
+  for (size_t i = 0; i < NFATAL; i++)
+    sigaction(fatal_signals[i], &sa, &before_loading[i]);
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  for (size_t i = 0; i < NFATAL; i++)
+    sigaction(fatal_signals[i], &before_loading[i], NULL);
+  loading = NULL;
+  return h;
+}
+
+/* Loads one plugin; its refused registrations make it a broken plugin, and
+ * one that registers nothing is worth a warning. */
 static void load_plugin(const char *path)
 {
   char msg[2048];
   size_t before = trw__registry_error_count();
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  uint64_t generation = trw__registry_generation();
+  void *h = dlopen_plugin(path);
   if (!h) {
     const char *why = dlerror();
     trw__fmt(msg, sizeof msg, "torchrw: cannot load plugin %s (TORCHRW_PLUGINS): %s", path,
@@ -50,6 +115,9 @@ static void load_plugin(const char *path)
   if (trw__registry_error_count() > before) {
     trw__fmt(msg, sizeof msg, "torchrw: plugin %s: %s", path, trw__registry_error(before));
     keep(rt.load_fatal, sizeof rt.load_fatal, msg);
+  } else if (trw__registry_generation() == generation) {
+    trw__log(TRW__LOG_WARN, "plugin %s registered no rewriter (TORCHRW_PLUGINS; loaded "
+             "twice, or not built with TRW_*_REWRITER?)", path);
   }
   trw__log(TRW__LOG_DEBUG, "loaded plugin %s", path);
 }
@@ -357,9 +425,12 @@ void trw__deactivate(void)
     trw__py_end();
   trw__bridge_end();
   /* The trace's report record stays open for the symbolics that run after
-   * it; trw__report_flush closes it. */
-  if (!hold)
+   * it; the export's hook closes it (trw__runtime_export_leave).  A trace
+   * outside one (torch.jit.trace, torch.export.export) is over. */
+  if (!hold) {
     trw__registry_set_active(0);
+    trw__report_flush();
+  }
   if (rt.explicit_mode) {
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
@@ -376,27 +447,9 @@ void trw__runtime_export_leave(void)
     trw__py_end();
     trw__registry_set_active(0);
   }
+  trw__report_flush();
 }
 
-FILE *trw__trace_stream(void)
-{
-  static int opened;
-  static FILE *stream;
-  if (!opened) {
-    opened = 1;
-    const char *t = getenv("TORCHRW_TRACE");
-    if (t && *t && strcmp(t, "0") != 0) {
-      if (strcmp(t, "1") == 0 || strcmp(t, "stderr") == 0) {
-        stream = stderr;
-      } else {
-        stream = fopen(t, "a");
-        if (!stream)
-          trw__log(TRW__LOG_ERROR, "cannot open TORCHRW_TRACE=%s; tracing to stderr", t);
-        stream = stream ? stream : stderr;
-      }
-    }
-  }
-  return stream;
-}
+FILE *trw__trace_stream(void) { return trw__output_stream(TRW__OUT_TRACE); }
 
 const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }

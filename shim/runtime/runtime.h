@@ -60,7 +60,8 @@ int trw__scope_depth(void);
 int trw__runtime_load(char *err, size_t errlen);
 
 /* The end of a torch.onnx.export call (the hook entered it with
- * trw__export_enter): the Python rewriters its traces held are given back. */
+ * trw__export_enter): the Python rewriters its traces held are given back,
+ * and the report's record closes. */
 void trw__runtime_export_leave(void);
 
 /* The IR, opset and exporter of the activation this thread is about to

@@ -167,7 +167,7 @@ void trace_op(const c10::OperatorHandle& op, const torch::jit::Stack* stack,
 
 void trace_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
                     torch::jit::Stack* stack) {
-  if (recording()) trace_op(op, stack, nullptr);
+  if (g_trace && recording()) trace_op(op, stack, nullptr);
   op.redispatchBoxed(ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey), stack);
 }
 
@@ -432,10 +432,10 @@ int& unknowable() {
 extern "C" int trw__bridge_begin(const trw_env* env, const trw__bridge_options* opts,
                                   char* err, size_t errlen) {
   try {
-    if (!trw::g_fallback && opts) {
-      trw::g_trace = opts->trace;
-      trw::g_where = opts->where;
-    }
+    if (!trw::g_fallback && opts) trw::g_where = opts->where;
+    // Every activation: the stream is the process's own after a fork, and
+    // none once it was turned off (it named the export's output file).
+    if (opts) trw::g_trace = opts->trace;
     if (trw::g_generation != trw__registry_generation()) trw::install();
     trw::g_env = env;
     int rc = trw::select_all(env, err, errlen);

@@ -169,6 +169,13 @@ def ort_run(model_path, inputs):
     return result
 
 
+def read_report(path):
+    """The records of a TORCHRW_REPORT file (JSON Lines: one JSON object
+    per trace, appended by every process that exports)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def save_inputs(path, **arrays):
     np.savez(path, **arrays)
 

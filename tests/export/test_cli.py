@@ -1,10 +1,13 @@
 """The torchrw command's run, list and --trace (issue 5)."""
 import json
 import os
+import signal
 import subprocess
 import textwrap
 
-from conftest import BUILD, PLUGINS, PYTHON, with_ts
+import pytest
+
+from conftest import BUILD, PLUGINS, PYTHON, read_report, with_ts
 
 TORCHRW = BUILD / "tools" / "torchrw"
 
@@ -37,7 +40,7 @@ def test_run_preloads_sets_variables_and_summarises(tmp_path):
     assert "fired      builtin:torch.Tensor.repeat@tensorrt x1  (rewriters/repeat.c:" in err
     assert "fired      aten::neg@tensorrt x1" in err
     assert "wrote      model.onnx" in err and "wrote      r.json" not in err
-    assert json.loads((tmp_path / "r.json").read_text())["traces"][0]["ir"] == "onnx"
+    assert read_report(tmp_path / "r.json")[0]["ir"] == "onnx"
 
 
 def test_run_exit_status_is_the_commands(tmp_path):
@@ -139,3 +142,27 @@ def test_run_says_plainly_when_the_interpreter_has_no_torch(tmp_path):
     script.chmod(0o755)
     p = torchrw(tmp_path, "run", "--backend", "tensorrt", "--", "./direct.py")
     assert f"{bare} has no torch" in p.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_run_passes_signals_on_and_exits_with_128_plus_the_signal(tmp_path, sig):
+    # The command waits forever unless the signal reaches it.
+    script = "import sys, time\nprint('READY', flush=True)\ntime.sleep(120)\n"
+    (tmp_path / "wait.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHRW_")}
+    env.pop("LD_PRELOAD", None)
+    # A process group of its own: a signal from the terminal is not what
+    # this tests, a signal sent to torchrw alone (kill PID) is.
+    p = subprocess.Popen([str(TORCHRW), "run", "--backend", "tensorrt", "--", PYTHON, "wait.py"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 128 + sig, (p.returncode, err)
+    assert "exit status %d" % (128 + sig) in err

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from conftest import BUILD, EXPORTER, ort_run, run_script, squeeze_axes, torchscript_only
+from conftest import BUILD, EXPORTER, ort_run, read_report, run_script, squeeze_axes, torchscript_only
 
 HERE = Path(__file__).resolve().parent
 
@@ -370,7 +370,7 @@ def f(x):
     report = tmp_path / "report.json"
     run = export(tmp_path, REPEAT_EXPORT, "tensorrt", rw, TORCHRW_REPORT=report).check()
     assert "nosuchpkg" not in run.stderr  # not an error, not a warning
-    trace = json.loads(report.read_text())["traces"][0]
+    trace = read_report(report)[0]
     assert "nosuchpkg.mod.func@tensorrt" in trace["not_found"]
 
 

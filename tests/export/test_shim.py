@@ -2,8 +2,9 @@
 import json
 
 import numpy as np
+import pytest
 
-from conftest import PLUGINS, ort_run, run_script
+from conftest import PLUGINS, ort_run, read_report, run_script
 
 OPS_PLUGIN = PLUGINS / "ops_plugin.so"
 
@@ -103,6 +104,30 @@ def test_an_operator_no_torch_has_fails_the_export_naming_the_site(tmp_path):
     assert "does not have" in line
 
 
+PLAIN_EXPORT = """
+import torch
+torch.onnx.export(torch.nn.ReLU(), (torch.randn(3),), "model.onnx", **TS)
+print("EXPORTED")
+"""
+
+
+@pytest.mark.parametrize("plugin, dies_by", [("crash_plugin.so", -11), ("exit_plugin.so", 3)])
+def test_plugin_that_kills_the_process_while_loading_is_named(tmp_path, plugin, dies_by):
+    run = run_script(tmp_path, PLAIN_EXPORT, backend="tensorrt", TORCHRW_PLUGINS=PLUGINS / plugin)
+    assert run.returncode == dies_by
+    named = [l for l in run.stderr.splitlines() if plugin in l]
+    assert len(named) == 1 and named[0].startswith("torchrw: error: plugin "), run.stderr
+    assert "while loading" in named[0]
+
+
+def test_plugin_that_registers_nothing_is_warned_about(tmp_path):
+    plugin = PLUGINS / "empty_plugin.so"
+    run = run_script(tmp_path, PLAIN_EXPORT, backend="tensorrt", TORCHRW_PLUGINS=plugin).check()
+    assert "EXPORTED" in run.stdout
+    (line,) = [l for l in run.stderr.splitlines() if "empty_plugin.so" in l]
+    assert line.startswith("torchrw: warning: plugin ") and "registered no rewriter" in line
+
+
 def test_rewriter_error_names_rewriter_and_process_survives(tmp_path):
     run = run_script(tmp_path, RESILIENT, backend="tensorrt",
                      TORCHRW_PLUGINS=OPS_PLUGIN)
@@ -152,7 +177,7 @@ def test_operators_called_by_a_rewriter_are_rewritten_too(tmp_path):
     ops = run.ops()
     # neg -> mul.Scalar (rewritten: original mul, then abs (rewritten))
     assert "Neg" not in ops and "Mul" in ops and "Abs" in ops, ops
-    fired = {f["name"]: f["count"] for f in json.loads(report.read_text())["traces"][0]["fired"]}
+    fired = {f["name"]: f["count"] for f in read_report(report)[0]["fired"]}
     # abs's rewriter only ran the original for this 2-D input: it passed
     # through and does not count as fired.
     assert fired == {"aten::neg@tensorrt": 1, "aten::mul.Scalar@tensorrt": 1}
@@ -205,7 +230,7 @@ print("EQUAL", torch.equal(traced(x), m(x)))
     traced = [l for l in run.stdout.splitlines() if l.startswith("TRACED")][0]
     assert "aten::unsqueeze" in traced and "aten::squeeze" in traced
     assert "EQUAL True" in run.stdout
-    trace = json.loads(report.read_text())["traces"][0]
+    trace = read_report(report)[0]
     assert trace["ir"] == "torchscript"
     assert trace["fired"][0]["name"] == "builtin:torch.Tensor.repeat@tensorrt"
 
@@ -221,6 +246,6 @@ for opset in (11, 13):
 """
     report = tmp_path / "r.json"
     run_script(tmp_path, code, backend="tensorrt", TORCHRW_REPORT=report).check()
-    traces = json.loads(report.read_text())["traces"]
+    traces = read_report(report)
     assert [t["opset"] for t in traces] == [11, 13]
     assert all(t["fired"][0]["count"] == 2 for t in traces)

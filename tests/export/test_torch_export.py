@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BUILD, PLUGINS, TORCH, ort_run, run_script
+from conftest import BUILD, PLUGINS, TORCH, ort_run, read_report, run_script
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,7 +50,7 @@ def test_seed_repeat_in_c_under_the_default_exporter(tmp_path):
     i = ops.index("Tile")
     assert "Unsqueeze" in ops[:i] and ops[i + 1] == "Squeeze", ops
     _numerics(run)
-    (trace,) = json.loads(report.read_text())["traces"]
+    (trace,) = read_report(report)
     assert trace["exporter"] == "torch.export"
     # Once per call the model makes (torch lowers the program in passes;
     # only the one that makes the graph counts).

@@ -61,6 +61,15 @@ for tag in "backend unset" "backend set"; do
     sh -c 'echo out; echo err >&2; exit 3'
   same "git status ($tag)" "$@" git status --short --branch
   same "python3 without torch ($tag)" "$@" python3 -c 'import sys; print(sys.version_info[0])'
+  # No variable changes, in the process or in what it starts (PYTHONPATH
+  # would reach every descendant, even python3 -I and non-Python ones).
+  same "python3 environment and children ($tag)" "$@" python3 -c '
+import os, subprocess
+print(sorted((k, v) for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_") and not k.startswith("TORCHRW_")))
+subprocess.run(["sh", "-c", "env | grep -v -e ^LD_PRELOAD= -e ^TORCHRW_ -e ^_= | sort"])'
+  same "python3 -I environment ($tag)" "$@" python3 -I -c '
+import os
+print(sorted(k for k in os.environ if k not in ("LD_PRELOAD", "_") and not k.startswith("TORCHRW_")))'
   # The environment the host sees: nothing but what we set ourselves.
   same "environment ($tag)" "$@" \
     sh -c 'env | grep -v -e "^LD_PRELOAD=" -e "^TORCHRW_" -e "^_=" | sort'
@@ -73,6 +82,13 @@ for py in $pythons; do
     [ "$tag" = "backend set" ] && set -- TORCHRW_BACKEND=tensorrt TORCHRW_LOG=debug --
     same "$py -c pass ($tag)" "$@" "$py" -c pass
   done
+
+  # Importing torch (the runtime loads) changes no variable either.
+  same "$py import torch: environment and children (backend set)" \
+    TORCHRW_BACKEND=tensorrt TORCHRW_LOG=debug -- "$py" -c '
+import os, subprocess, torch
+print(sorted((k, v) for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TORCHRW_BACKEND", "TORCHRW_LOG", "_")))
+subprocess.run(["sh", "-c", "env | grep -v -e ^LD_PRELOAD= -e ^TORCHRW_ -e ^_= | sort"])'
 
   # A torch process without TORCHRW_BACKEND: exports exactly as without.
   same "torch $torch export, backend unset" -- "$py" -c '

@@ -1,9 +1,13 @@
 /* test_core.c - Check unit tests of torchrw's core (registry, selection,
  * names, config, context, errors).  Run in CK_FORK mode. */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -316,6 +320,96 @@ START_TEST(config_load_from_file)
 }
 END_TEST
 
+/* A FIFO, a directory or a device as the config: one error naming it,
+ * and never a read that blocks (CK_FORK's timeout catches one). */
+START_TEST(config_refuses_what_is_not_a_regular_file)
+{
+  char dir[] = "/tmp/trw_cfgdir_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char fifo[sizeof dir + 16];
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  const struct {
+    const char *path, *says;
+  } cases[] = {{fifo, "is a FIFO"}, {dir, "is a directory"}, {"/dev/null", "is a device"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    trw_cfg *cfg = NULL;
+    char err[512] = "";
+    ck_assert_int_eq(trw__cfg_load(cases[i].path, &cfg, err, sizeof err), TRW_EIO);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, cases[i].path) && strstr(err, cases[i].says), "%s", err);
+  }
+  unlink(fifo);
+  rmdir(dir);
+}
+END_TEST
+
+static trw_env report_env(void)
+{
+  static trw_env e;
+  e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  return e;
+}
+
+/* Without TORCHRW_REPORT the report holds nothing from one trace to the
+ * next: its memory is only spent when it is asked for. */
+START_TEST(report_costs_no_memory_unless_asked)
+{
+  unsetenv("TORCHRW_REPORT");
+  trw_env e = report_env();
+  for (int i = 0; i < 10; i++) {
+    trw__report_begin(&e);
+    trw__report_not_found("some.missing.name@tensorrt", "no module named some");
+    trw__report_flush();
+  }
+  size_t before = mallinfo2().uordblks;
+  for (int i = 0; i < 2000; i++) {
+    trw__report_begin(&e);
+    trw__report_not_found("some.missing.name@tensorrt", "no module named some");
+    trw__report_flush();
+  }
+  size_t after = mallinfo2().uordblks;
+  ck_assert_msg(after < before + 4096, "grew by %zu bytes over 2000 traces", after - before);
+}
+END_TEST
+
+/* With it, each trace appends one line (JSON Lines) and leaves what is
+ * already in the file as it is. */
+START_TEST(report_appends_one_record_per_trace)
+{
+  char path[] = "/tmp/trw_report_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  setenv("TORCHRW_REPORT", path, 1);
+  trw_env e = report_env();
+  trw__report_begin(&e);
+  trw__report_flush();
+  FILE *f = fopen(path, "a");
+  fputs("{\"someone\": \"else\"}\n", f);
+  fclose(f);
+  trw__report_begin(&e);
+  trw__report_not_found("x.y@tensorrt", "gone");
+  trw__report_flush();
+  char buf[4096] = "";
+  f = fopen(path, "r");
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *second = strstr(buf, "{\"someone\": \"else\"}\n");
+  ck_assert_msg(second && second > buf, "%s", buf);
+  int lines = 0;
+  for (size_t i = 0; i < n; i++)
+    lines += buf[i] == '\n';
+  ck_assert_int_eq(lines, 3);
+  ck_assert_ptr_nonnull(strstr(second, "\"x.y@tensorrt\": \"gone\""));
+  ck_assert_ptr_nonnull(strstr(buf, "\"backend\": \"tensorrt\""));
+  ck_assert_int_eq(buf[n - 1], '\n');
+  trw__report_reset();
+  unlink(path);
+}
+END_TEST
+
 START_TEST(context_error_names_rewriter_and_site)
 {
   trw_rewriter_def d = def_of("torch.topk", "tensorrt", TRW_IR_ANY, dummy_fn, 42);
@@ -365,6 +459,9 @@ static Suite *core_suite(void)
   tcase_add_test(tc, config_dotted_paths);
   tcase_add_test(tc, config_errors_name_file_and_position);
   tcase_add_test(tc, config_load_from_file);
+  tcase_add_test(tc, config_refuses_what_is_not_a_regular_file);
+  tcase_add_test(tc, report_costs_no_memory_unless_asked);
+  tcase_add_test(tc, report_appends_one_record_per_trace);
   tcase_add_test(tc, context_error_names_rewriter_and_site);
   tcase_add_test(tc, backends_canonical);
   suite_add_tcase(s, tc);
