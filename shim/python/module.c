@@ -229,24 +229,10 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   if (!PyCallable_Check(fn))
     return PyErr_Format(PyExc_TypeError, "torchrw: %R is not callable", fn);
 
-  PyObject *callable = fn;
-  Py_INCREF(callable);
-  if (d->kind == TRW_KIND_SYMBOLIC && d->descriptors != Py_None) {
-    /* Parse the inputs as torch's own symbolics do. */
-    PyObject *helper = PyImport_ImportModule(trw__adapter_get()->symbolic_helper);
-    PyObject *parse = helper ? PyObject_GetAttrString(helper, "parse_args") : NULL;
-    PyObject *deco = parse ? PyObject_CallObject(parse, d->descriptors) : NULL;
-    Py_XDECREF(helper);
-    Py_XDECREF(parse);
-    Py_DECREF(callable);
-    callable = deco ? PyObject_CallOneArg(deco, fn) : NULL;
-    Py_XDECREF(deco);
-    if (!callable)
-      return NULL;
-  }
-  PyObject *payload = PyTuple_Pack(TRW__PY_NFIELDS, callable, d->kwargs, d->checkers,
+  /* A symbolic's arg_descriptors are applied when it is installed
+   * (symbolic.c), where torch.onnx is imported: not here. */
+  PyObject *payload = PyTuple_Pack(TRW__PY_NFIELDS, fn, d->kwargs, d->checkers,
                                    d->is_pytorch ? Py_True : Py_False, d->descriptors);
-  Py_DECREF(callable);
   if (!payload)
     return NULL;
 
