@@ -317,7 +317,7 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
   SymFn *s = symfn_new(r, env, qual, NULL);
   int rc = s ? 0 : -1;
   /* Every opset torch knows: a custom symbolic wins only at its own. */
-  int newest = max_opset();
+  int newest = rc == 0 ? max_opset() : 0; /* max_opset clears errors: not after one */
   for (int opset = trw__adapter_get()->min_opset; rc == 0 && opset <= newest; opset++) {
     PyObject *res = PyObject_CallMethod(registry, "register", "OiOO", qual, opset,
                                         (PyObject *)s, Py_True);
