@@ -38,6 +38,33 @@ static PyObject *finder; /* in sys.meta_path while anything is deferred */
 
 static int is_module(PyObject *o) { return PyModule_Check(o); }
 
+/* obj.name without side effects a module could attach to it: for a module
+ * its namespace only (and its type's descriptors), never its __getattr__
+ * (PEP 562), which imports submodules in torch 2.x (torch.onnx,
+ * torch._dynamo) and in lazily loading packages.  New reference, or NULL
+ * with no exception set when obj has no such attribute (yet). */
+static PyObject *lookup(PyObject *obj, const char *name)
+{
+  PyObject *key = PyUnicode_FromString(name);
+  PyObject *r = !key               ? NULL
+                : is_module(obj) ? PyObject_GenericGetAttr(obj, key)
+                                 : PyObject_GetAttr(obj, key);
+  Py_XDECREF(key);
+  if (!r)
+    PyErr_Clear();
+  return r;
+}
+
+/* Does module m compute missing attributes (a module __getattr__)? */
+static int computes_attributes(PyObject *m)
+{
+  PyObject *d = PyModule_GetDict(m); /* borrowed */
+  if (d && PyDict_GetItemString(d, "__getattr__"))
+    return 1;
+  /* A module subclass may define it on its type (transformers' _LazyModule). */
+  return Py_TYPE(m) != &PyModule_Type && PyObject_HasAttrString((PyObject *)Py_TYPE(m), "__getattr__");
+}
+
 int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char *why,
                     size_t whylen)
 {
@@ -86,9 +113,8 @@ int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char 
     const char *dot = strchr(p, '.');
     memcpy(buf, p, (size_t)(dot - p));
     buf[dot - p] = '\0';
-    PyObject *next = PyObject_GetAttrString(obj, buf);
+    PyObject *next = lookup(obj, buf);
     if (!next) {
-      PyErr_Clear();
       int waiting = is_module(obj);
       if (waiting)
         trw__fmt(why, whylen, "module '%.*s' is not imported", (int)(dot - name), name);
@@ -103,11 +129,20 @@ int trw__py_resolve(const char *name, PyObject **owner, const char **attr, char 
     p = dot + 1;
   }
   PyMem_Free(buf);
-  if (!PyObject_HasAttrString(obj, last + 1)) {
-    trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(last - name), name, last + 1);
+  PyObject *found = lookup(obj, last + 1);
+  if (!found) {
+    /* A module that computes attributes may give this one once something
+     * is imported: wait, without asking it. */
+    int waiting = is_module(obj) && computes_attributes(obj);
+    if (waiting)
+      trw__fmt(why, whylen, "'%.*s' has no attribute '%s' yet (its __getattr__ is not asked)",
+               (int)(last - name), name, last + 1);
+    else
+      trw__fmt(why, whylen, "'%.*s' has no attribute '%s'", (int)(last - name), name, last + 1);
     Py_DECREF(obj);
-    return -1;
+    return waiting ? 1 : -1;
   }
+  Py_DECREF(found);
   *owner = obj;
   *attr = last + 1;
   return 0;
@@ -164,6 +199,28 @@ static void forget(size_t i)
   deferred[i] = deferred[--ndeferred];
 }
 
+/* The modules the wrapper is executing, innermost last.  A package's
+ * __init__ imports its submodules: when one of them has executed, the
+ * package on the same path has not, and what waits on the path waits for
+ * it too (it hears when the package has executed).  Deeper nesting than
+ * this is not waited for. */
+enum { MAX_RUNNING = 64 };
+static PyObject *running[MAX_RUNNING];
+static int nrunning;
+
+/* Is a module on path other than done still executing? */
+static int path_running(const char *path, const char *done)
+{
+  for (int i = 0; i < nrunning; i++) {
+    const char *m = PyUnicode_AsUTF8(running[i]);
+    size_t n = m ? strlen(m) : 0;
+    if (m && strcmp(m, done) != 0 && strncmp(path, m, n) == 0 && path[n] == '.')
+      return 1;
+  }
+  PyErr_Clear();
+  return 0;
+}
+
 /* Applies what waits on module name; 0, or -1 with an exception set. */
 static int imported(const char *name)
 {
@@ -171,7 +228,7 @@ static int imported(const char *name)
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < ndeferred;) {
     Deferred *d = &deferred[i];
-    if (strncmp(d->path, name, n) != 0 || d->path[n] != '.') {
+    if (strncmp(d->path, name, n) != 0 || d->path[n] != '.' || path_running(d->path, name)) {
       i++;
       continue;
     }
@@ -212,14 +269,23 @@ static PyObject *loader_exec_module(Loader *self, PyObject *module)
     return NULL;
   }
   Py_DECREF(spec);
-  PyObject *r = PyObject_CallMethod(self->loader, "exec_module", "O", module);
-  if (!r)
-    return NULL;
-  Py_DECREF(r);
   PyObject *name = PyObject_GetAttrString(module, "__name__");
-  const char *s = name ? PyUnicode_AsUTF8(name) : NULL;
+  if (!name)
+    return NULL;
+  if (nrunning < MAX_RUNNING)
+    running[nrunning++] = name;
+  PyObject *r = PyObject_CallMethod(self->loader, "exec_module", "O", module);
+  /* Threads import at once: take out this one, wherever it is. */
+  for (int i = nrunning - 1; i >= 0; i--)
+    if (running[i] == name) {
+      memmove(&running[i], &running[i + 1], (size_t)(nrunning - i - 1) * sizeof *running);
+      nrunning--;
+      break;
+    }
+  const char *s = r ? PyUnicode_AsUTF8(name) : NULL;
   int rc = s ? imported(s) : -1;
-  Py_XDECREF(name);
+  Py_XDECREF(r);
+  Py_DECREF(name);
   if (rc != 0)
     return NULL;
   Py_RETURN_NONE;

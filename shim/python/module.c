@@ -293,24 +293,10 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   if (site != Py_None && parse_site(site, file, sizeof file, &line) != 0)
     return NULL;
 
-  PyObject *callable = fn;
-  Py_INCREF(callable);
-  if (d->kind == TRW_KIND_SYMBOLIC && d->descriptors != Py_None) {
-    /* Parse the inputs as torch's own symbolics do. */
-    PyObject *helper = PyImport_ImportModule(trw__adapter_get()->symbolic_helper);
-    PyObject *parse = helper ? PyObject_GetAttrString(helper, "parse_args") : NULL;
-    PyObject *deco = parse ? PyObject_CallObject(parse, d->descriptors) : NULL;
-    Py_XDECREF(helper);
-    Py_XDECREF(parse);
-    Py_DECREF(callable);
-    callable = deco ? PyObject_CallOneArg(deco, fn) : NULL;
-    Py_XDECREF(deco);
-    if (!callable)
-      return NULL;
-  }
-  PyObject *payload = PyTuple_Pack(TRW__PY_NFIELDS, callable, d->kwargs, d->checkers,
+  /* A symbolic's arg_descriptors are applied when it is installed
+   * (symbolic.c), where torch.onnx is imported: not here. */
+  PyObject *payload = PyTuple_Pack(TRW__PY_NFIELDS, fn, d->kwargs, d->checkers,
                                    d->is_pytorch ? Py_True : Py_False, d->descriptors);
-  Py_DECREF(callable);
   if (!payload)
     return NULL;
 

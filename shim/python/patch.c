@@ -229,12 +229,39 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
   return 0;
 }
 
+/* sys.modules as it was when the patches began.  A module imported since
+ * (during the trace) may hold a replacement under a name of its own, as
+ * `from pkg.ops import decode` binds while decode is patched; the log does
+ * not know those names, so they are looked for when the patches end. */
+static PyObject *modules_before;
+
+/* Module globals of modules imported during the trace that are a
+ * replacement get its original back. */
+static void restore_new_aliases(void)
+{
+  PyObject *now = PyImport_GetModuleDict(); /* borrowed */
+  PyObject *name, *mod;
+  Py_ssize_t pos = 0;
+  while (modules_before && now && PyDict_Next(now, &pos, &name, &mod)) {
+    if (!PyModule_Check(mod) || PyDict_GetItemWithError(modules_before, name) == mod)
+      continue;
+    PyObject *d = PyModule_GetDict(mod), *key, *value;
+    Py_ssize_t i = 0;
+    while (PyDict_Next(d, &i, &key, &value))
+      if (Py_IS_TYPE(value, &PatchedType) && PyDict_SetItem(d, key, ((Patched *)value)->origin) != 0)
+        PyErr_Clear(); /* replacing an existing key's value does not fail */
+  }
+  PyErr_Clear();
+  Py_CLEAR(modules_before);
+}
+
 void trw__py_unpatch_functions(void)
 {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   Py_CLEAR(claims);
   Py_CLEAR(contexts);
+  restore_new_aliases();
   while (npatches > 0) {
     Patch *p = &patches[--npatches];
     int rc;
@@ -430,8 +457,10 @@ int trw__py_patch_functions(const trw_env *env)
   trw__rewriter **order = PyMem_Calloc(n + 1, sizeof *order);
   size_t nalias = 0, norder = 0;
   int rc = 0;
-  if (!origins || !replacements || !order) {
-    PyErr_NoMemory();
+  Py_XSETREF(modules_before, PyDict_Copy(PyImport_GetModuleDict()));
+  if (!origins || !replacements || !order || !modules_before) {
+    if (!PyErr_Occurred())
+      PyErr_NoMemory();
     rc = -1;
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -22,6 +22,7 @@ typedef struct {
   PyObject *contexts; /* opset -> Context */
   int fx;             /* a translation on torch.export: origin is the exporter's */
   PyObject *route;    /* torch.export, Functions: torchrw's operator for apply */
+  PyObject *fn;       /* a Python rewriter, its inputs parsed by arg_descriptors */
   trw_env env;
   vectorcallfunc vectorcall;
 } SymFn;
@@ -112,8 +113,7 @@ static PyObject *symfn_vectorcall(PyObject *self, PyObject *const *args, size_t 
   trw__py_hit(s->rw);
   PyObject *r;
   if (s->rw->lang == TRW__LANG_PYTHON) {
-    PyObject *fn = PyTuple_GET_ITEM((PyObject *)s->rw->fn, TRW__PY_FN);
-    r = PyObject_Vectorcall(fn, args, nargsf, kwnames);
+    r = PyObject_Vectorcall(s->fn, args, nargsf, kwnames);
     if (!r)
       trw__py_rewriter_failed(s->rw);
   } else if (trw__py_symbolic_c_call) {
@@ -131,6 +131,7 @@ static void symfn_dealloc(SymFn *s)
   Py_XDECREF(s->origin);
   Py_XDECREF(s->contexts);
   Py_XDECREF(s->route);
+  Py_XDECREF(s->fn);
   Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -151,6 +152,25 @@ static PyTypeObject SymFnType = {
     .tp_doc = "An ONNX symbolic replaced by a torchrw rewriter.",
 };
 
+/* Python rewriter rw's function, with its inputs parsed as torch's own
+ * symbolics parse theirs (torch.onnx's parse_args) when it gave
+ * arg_descriptors.  New reference, or NULL with an exception set. */
+static PyObject *python_symbolic(trw__rewriter *rw)
+{
+  PyObject *fn = PyTuple_GET_ITEM((PyObject *)rw->fn, TRW__PY_FN);
+  PyObject *descriptors = PyTuple_GET_ITEM((PyObject *)rw->fn, TRW__PY_DESCRIPTORS);
+  if (descriptors == Py_None)
+    return Py_NewRef(fn);
+  PyObject *helper = PyImport_ImportModule(trw__adapter_get()->symbolic_helper);
+  PyObject *parse = helper ? PyObject_GetAttrString(helper, "parse_args") : NULL;
+  PyObject *deco = parse ? PyObject_CallObject(parse, descriptors) : NULL;
+  PyObject *r = deco ? PyObject_CallOneArg(deco, fn) : NULL;
+  Py_XDECREF(helper);
+  Py_XDECREF(parse);
+  Py_XDECREF(deco);
+  return r;
+}
+
 static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualname,
                         PyObject *origin)
 {
@@ -167,7 +187,8 @@ static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualnam
   s->route = NULL;
   s->env = *env;
   s->vectorcall = symfn_vectorcall;
-  if (!s->contexts) {
+  s->fn = rw->lang == TRW__LANG_PYTHON ? python_symbolic(rw) : NULL;
+  if (!s->contexts || (rw->lang == TRW__LANG_PYTHON && !s->fn)) {
     Py_DECREF(s);
     return NULL;
   }
@@ -206,9 +227,9 @@ static int remember(PyObject *owner, PyObject *name, PyObject *old, int opset)
   return 0;
 }
 
-void trw__py_uninstall_symbolics(void)
+/* Gives back what was installed; keeps a pending exception. */
+static void restore_installed(void)
 {
-  trw__py_drop_deferred(TRW__PY_UNTIL_SYMBOLICS);
   if (ninstalled == 0)
     return;
   PyObject *type, *value, *tb;
@@ -239,6 +260,12 @@ void trw__py_uninstall_symbolics(void)
   Py_XDECREF(registry);
   Py_XDECREF(reg);
   PyErr_Restore(type, value, tb);
+}
+
+void trw__py_uninstall_symbolics(void)
+{
+  trw__py_drop_deferred(TRW__PY_UNTIL_SYMBOLICS);
+  restore_installed();
 }
 
 /* "squeeze", "::squeeze" -> "aten::squeeze"; "ns::op" as is; NULL for a
@@ -292,7 +319,7 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
   SymFn *s = symfn_new(r, env, qual, NULL);
   int rc = s ? 0 : -1;
   /* Every opset torch knows: a custom symbolic wins only at its own. */
-  int newest = max_opset();
+  int newest = rc == 0 ? max_opset() : 0; /* max_opset clears errors: not after one */
   for (int opset = trw__adapter_get()->min_opset; rc == 0 && opset <= newest; opset++) {
     PyObject *res = PyObject_CallMethod(registry, "register", "OiOO", qual, opset,
                                         (PyObject *)s, Py_True);
@@ -330,12 +357,19 @@ static int install_function_class(void *arg, const trw_env *env)
   return rc;
 }
 
-int trw__py_install_symbolics(const trw_env *env)
+/* Installs every selected symbolic rewriter: 0, 1 when torch.onnx is not
+ * imported yet (nothing is installed: a process that never exports to ONNX
+ * never imports it), -1 with an exception set (nothing stays installed). */
+static int install_all(void *arg, const trw_env *env)
 {
-  trw__py_uninstall_symbolics();
-  PyObject *reg = PyImport_ImportModule(trw__adapter_get()->onnx_registration);
-  PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
-  Py_XDECREF(reg);
+  (void)arg;
+  PyObject *name = PyUnicode_FromString(trw__adapter_get()->onnx_registration);
+  PyObject *reg = name ? PyImport_GetModule(name) : NULL;
+  Py_XDECREF(name);
+  if (!reg)
+    return PyErr_Occurred() ? -1 : 1;
+  PyObject *registry = PyObject_GetAttrString(reg, "registry");
+  Py_DECREF(reg);
   if (!registry)
     return -1;
   int rc = 0;
@@ -351,6 +385,20 @@ int trw__py_install_symbolics(const trw_env *env)
                          TRW__PY_UNTIL_SYMBOLICS);
   }
   Py_DECREF(registry);
+  if (rc != 0)
+    restore_installed();
+  return rc;
+}
+
+int trw__py_install_symbolics(const trw_env *env)
+{
+  trw__py_uninstall_symbolics();
+  int rc = install_all(NULL, env);
+  if (rc == 1) {
+    char path[256];
+    trw__fmt(path, sizeof path, "%s.registry", trw__adapter_get()->onnx_registration);
+    rc = trw__py_defer(path, NULL, install_all, NULL, env, TRW__PY_UNTIL_SYMBOLICS);
+  }
   if (rc != 0) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);

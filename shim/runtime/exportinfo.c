@@ -6,14 +6,23 @@
 #include "runtime.h"
 
 /* torch.onnx's GLOBALS know whether an ONNX export is running and at which
- * opset (the adapter says where they live in this torch). */
+ * opset (the adapter says where they live in this torch).  When torch.onnx
+ * is not imported no ONNX export is running, and it stays not imported. */
 int trw__runtime_export_info(trw_ir *ir, int *opset)
 {
   if (!ir || !opset || !Py_IsInitialized())
     return TRW_EPYTHON;
   PyGILState_STATE gil = PyGILState_Ensure();
   int rc = TRW_EPYTHON;
-  PyObject *mod = PyImport_ImportModule(trw__adapter_get()->onnx_globals);
+  PyObject *name = PyUnicode_FromString(trw__adapter_get()->onnx_globals);
+  PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+  Py_XDECREF(name);
+  if (!mod && !PyErr_Occurred()) {
+    *ir = TRW_IR_TORCHSCRIPT;
+    *opset = 0;
+    PyGILState_Release(gil);
+    return 0;
+  }
   PyObject *globals = mod ? PyObject_GetAttrString(mod, "GLOBALS") : NULL;
   PyObject *in_export = globals ? PyObject_GetAttrString(globals, "in_onnx_export") : NULL;
   if (in_export) {
