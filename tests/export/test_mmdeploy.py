@@ -662,3 +662,39 @@ def test_torchscript_ir_rewriter_traces_as_in_mmdeploy(tmp_path):
     assert lines(trw, "KINDS") == theirs
     fired = {f["name"] for t in read_report(tmp_path / "report.json") for f in t["fired"]}
     assert TORCHSCRIPT_CASE in fired, fired
+
+
+# --- mmengine's Config as a RewriterContext's cfg (issue 10, item 6) -------
+
+MMENGINE_CFG = """
+import io, torch, onnx, torchrw
+from mmengine import Config
+from torchrw import FUNCTION_REWRITER
+
+@FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt")
+def relu_as_clamp(x, inplace=False):
+    ctx = FUNCTION_REWRITER.get_context()
+    print("CFG", type(ctx.cfg).__name__, ctx.cfg.backend_config.type,
+          ctx.cfg.onnx_config.opset_version, ctx.cfg.codebase_config.get("path"))
+    return x.clamp(min=0)
+
+class M(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.relu(x)
+
+# A Config holds what JSON cannot (a Path): it is kept as its str().
+from pathlib import Path
+cfg = Config(dict(backend_config=dict(type="tensorrt"), onnx_config=dict(opset_version=11),
+                  codebase_config=dict(path=Path("/models/x"))))
+with torchrw.RewriterContext(cfg=cfg):
+    buf = io.BytesIO()
+    torch.onnx.export(M(), (torch.ones(2),), buf, opset_version=11, **TS)
+print("OPS", [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node])
+"""
+
+
+def test_rewriter_context_takes_an_mmengine_config(tmp_path):
+    run = run_unloaded(tmp_path, MMENGINE_CFG)
+    assert lines(run, "CFG") == ["Config tensorrt 11 /models/x"]
+    ops = lines(run, "OPS")[0]
+    assert "Relu" not in ops and "Clip" in ops, ops
