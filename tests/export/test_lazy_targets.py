@@ -285,7 +285,7 @@ np.savez("io.npz", x=x.numpy(), y=m(x).detach().numpy())
 def test_frozen_batch_norm_when_torchvision_is_imported_during_the_export(tmp_path):
     run = run_script(tmp_path, LATE_TORCHVISION, backend="tensorrt", TORCHRW_LOG="info").check()
     assert "BEFORE False" in run.stdout.splitlines()
-    assert "fired torchvision.ops.misc.FrozenBatchNorm2d@tensorrt x1 (rewriters/frozen_bn.c:" \
+    assert "fired builtin:torchvision.ops.misc.FrozenBatchNorm2d@tensorrt x1 (rewriters/frozen_bn.c:" \
         in run.stderr
     ops = run.ops()
     assert "Mul" not in ops and "Relu" in ops, ops  # folded, not spelled out

@@ -61,7 +61,7 @@ def test_report_writes_through_a_symlink_to_stdout(tmp_path):
     exported(run)
     assert out.is_symlink() and os.readlink(out) == "/proc/self/fd/1"
     records = [l for l in run.stdout.splitlines() if l.startswith("{")]
-    assert len(records) == 1 and '"torch.Tensor.repeat@tensorrt"' in records[0]
+    assert len(records) == 1 and '"builtin:torch.Tensor.repeat@tensorrt"' in records[0]
     assert errors(run) == []
 
 
@@ -83,7 +83,7 @@ def test_report_writes_into_a_fifo_and_never_blocks(tmp_path):
     finally:
         os.close(fd)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    assert data.count("\n") == 1 and '"torch.Tensor.repeat@tensorrt"' in data
+    assert data.count("\n") == 1 and '"builtin:torch.Tensor.repeat@tensorrt"' in data
 
 
 # ---- no predictable name ---------------------------------------------------
@@ -185,7 +185,7 @@ print("EXPORTED")
     records = read_report(report)
     assert len(records) == 6, records
     assert len({r["pid"] for r in records}) >= 4
-    assert all(r["fired"][0]["name"] == "torch.Tensor.repeat@tensorrt" for r in records)
+    assert all(r["fired"][0]["name"] == "builtin:torch.Tensor.repeat@tensorrt" for r in records)
 
 
 def test_records_are_appended_not_rewritten(tmp_path):
