@@ -92,10 +92,11 @@ int trw__py_import_modules(const char *list, char *err, size_t errlen, int *inte
 /* Threads tracing at once share one set of patches (they are attributes
  * of classes and modules): the first to start applies them, the last to
  * end removes them, and each replacement rewrites only on a thread that is
- * tracing (trw__rewriting_here).  The GIL guards the count; applying runs
- * Python, which lets other threads run, so a thread that starts while
- * another applies waits (without the GIL) until the patches are in place,
- * and does not trace without them. */
+ * tracing (trw__rewriting_here).  The GIL guards the count; applying and
+ * removing run Python, which lets other threads run, so a thread that
+ * starts or ends meanwhile waits (without the GIL) until the patches are
+ * all in place, or all gone: it never traces with half of them, nor
+ * applies them while they are being removed. */
 static int py_users;
 static int py_applying;
 static pthread_t py_applier;
@@ -157,10 +158,18 @@ void trw__py_end(void)
    * end the scope from Python): giving things back must not lose it. */
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
+  while (py_applying && !pthread_equal(py_applier, pthread_self()))
+    wait_for_applier();
   if (py_users > 0 && --py_users == 0) {
+    py_applying = 1;
+    py_applier = pthread_self();
     trw__py_drop_deferred(TRW__PY_UNTIL_TRACE);
     trw__py_unpatch_modules();
     trw__py_unpatch_functions();
+    pthread_mutex_lock(&py_lock);
+    py_applying = 0;
+    pthread_cond_broadcast(&py_applied);
+    pthread_mutex_unlock(&py_lock);
   }
   PyErr_Restore(type, value, tb);
   PyGILState_Release(gil);
