@@ -58,12 +58,19 @@ EXPORT = textwrap.dedent("""
     print(min(times))
 """)
 
-def main():
-    args = parser(__doc__).parse_args()
-    lib = Path(args.build).resolve() / "lib" / "libtorchrw.so"
+def workdir(build):
+    """The preloaded library, and a directory holding benchlib and its
+    rewriter module (both benchmarks that time Python rewriters use them)."""
+    lib = Path(build).resolve() / "lib" / "libtorchrw.so"
     work = Path(tempfile.mkdtemp())
     (work / "benchlib.py").write_text(LIB)
     (work / "bench_rewriters.py").write_text(REWRITER)
+    return lib, work
+
+
+def main():
+    args = parser(__doc__).parse_args()
+    lib, work = workdir(args.build)
     base = env_with(PYTHONPATH=work)
     shim = env_with(lib, PYTHONPATH=work, TORCHRW_PYTHON="bench_rewriters")
     table = Table()

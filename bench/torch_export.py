@@ -15,12 +15,10 @@ for each torch that has that exporter (2.9+; the venv's by default).
 Target for both: ratio <= 1.03, as under the TorchScript exporter.
 """
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
 
 from common import ROOT, Table, env_with, inner, paired, parser, torch_of
-from python_rewriters import LIB, REWRITER
+from python_rewriters import workdir
 
 CALLS = 100
 
@@ -73,10 +71,7 @@ def has_torch_export_exporter(py):
 
 def main():
     args = parser(__doc__).parse_args()
-    lib = Path(args.build).resolve() / "lib" / "libtorchrw.so"
-    work = Path(tempfile.mkdtemp())
-    (work / "benchlib.py").write_text(LIB)
-    (work / "bench_rewriters.py").write_text(REWRITER)
+    lib, work = workdir(args.build)
     base = env_with(PYTHONPATH=work)
     table = Table()
     pythons = args.pythons or [str(ROOT / ".venv" / "bin" / "python")]
