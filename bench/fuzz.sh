@@ -83,12 +83,16 @@ debian_source() {
   local name=$1 dev=$2 pkg ver
   read -r pkg ver < <(dpkg-query -W -f='${source:Package} ${source:Version}\n' "$dev" 2>/dev/null)
   [ -n "${ver:-}" ] || die "$dev is not installed (scripts/setup installs it)"
-  if [ -f "$sources/$name/.torchrw-source" ]; then
-    [ "$(cat "$sources/$name/.torchrw-source")" = "$pkg $ver" ] && return 0
-    [ -n "${FUZZ_SOURCES:-}" ] && echo "fuzz.sh: $sources/$name is $(cat "$sources/$name/.torchrw-source"), $dev is $pkg $ver"
-  elif [ -n "${FUZZ_SOURCES:-}" ] && [ -d "$sources/$name" ]; then
-    return 0 # unpacked by hand: taken as it is
+  if [ -n "${FUZZ_SOURCES:-}" ]; then
+    # Given by hand: taken as it is, never replaced.
+    [ -d "$sources/$name" ] || die "FUZZ_SOURCES=$sources has no $name/ ($pkg $ver)"
+    [ -f "$sources/$name/.torchrw-source" ] &&
+      [ "$(cat "$sources/$name/.torchrw-source")" != "$pkg $ver" ] &&
+      echo "fuzz.sh: note: $sources/$name is $(cat "$sources/$name/.torchrw-source"), $dev is $pkg $ver"
+    return 0
   fi
+  [ -f "$sources/$name/.torchrw-source" ] &&
+    [ "$(cat "$sources/$name/.torchrw-source")" = "$pkg $ver" ] && return 0
   command -v apt-get >/dev/null || die "apt-get not found: put the sources of $pkg $ver in FUZZ_SOURCES"
   if [ -z "$apt_updated" ]; then
     mkdir -p "$aptdir/sources.list.d" "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
