@@ -389,8 +389,10 @@ TRW_API const char *trw_dtype_name(trw_dtype d);
 /*
  * Lookups by dotted path ("onnx_config.opset_version",
  * "codebase_config.post_processing.max_output_boxes_per_class"); a numeric
- * segment indexes an array ("onnx_config.input_names.0").  A NULL cfg, a
- * missing path or a value of another type gives the default.  Strings are
+ * segment (decimal digits only) indexes an array
+ * ("onnx_config.input_names.0").  No segment is empty: "", ".a", "a..b" and
+ * "a." name nothing, and a key holding a dot cannot be reached.  A NULL
+ * cfg, a missing path or a value of another type gives the default.  Strings are
  * owned by the config and live as long as the process.
  */
 TRW_API int trw_cfg_has(const trw_cfg *cfg, const char *path);

@@ -127,34 +127,59 @@ void trw__cfg_free(trw_cfg *cfg)
 
 void *trw__cfg_root(const trw_cfg *cfg) { return cfg ? cfg->root : NULL; }
 
+/* The member of obj whose key is the n bytes at key. */
+static json_t *member(json_t *obj, const char *key, size_t n)
+{
+  char buf[256];
+  char *k = n < sizeof buf ? buf : malloc(n + 1);
+  if (!k)
+    return NULL;
+  memcpy(k, key, n);
+  k[n] = '\0';
+  json_t *v = json_object_get(obj, k);
+  if (k != buf)
+    free(k);
+  return v;
+}
+
+/* The element of arr at the decimal index in the n bytes at s: digits
+ * only, no sign, no space. */
+static json_t *element(json_t *arr, const char *s, size_t n)
+{
+  size_t idx = 0, size = json_array_size(arr);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return NULL;
+    idx = idx * 10 + (size_t)(s[i] - '0');
+    if (idx >= size)
+      return NULL; /* also stops before idx can overflow */
+  }
+  return json_array_get(arr, idx);
+}
+
+/* Segments are separated by dots and none is empty: "", ".a", "a..b" and
+ * "a." name nothing.  A key of any length is found. */
 void *trw__cfg_lookup(const trw_cfg *cfg, const char *path)
 {
   if (!cfg || !path)
     return NULL;
   json_t *cur = cfg->root;
   const char *p = path;
-  char seg[256];
-  while (cur && *p) {
+  for (;;) {
     const char *dot = strchr(p, '.');
     size_t n = dot ? (size_t)(dot - p) : strlen(p);
-    if (n == 0 || n >= sizeof seg)
+    if (n == 0)
       return NULL;
-    memcpy(seg, p, n);
-    seg[n] = '\0';
-    if (json_is_object(cur)) {
-      cur = json_object_get(cur, seg);
-    } else if (json_is_array(cur)) {
-      char *end = NULL;
-      unsigned long idx = strtoul(seg, &end, 10);
-      cur = (*end == '\0' && seg[0] >= '0' && seg[0] <= '9')
-                ? json_array_get(cur, idx)
-                : NULL;
-    } else {
+    if (json_is_object(cur))
+      cur = member(cur, p, n);
+    else if (json_is_array(cur))
+      cur = element(cur, p, n);
+    else
       return NULL;
-    }
-    p = dot ? dot + 1 : p + n;
+    if (!cur || !dot)
+      return cur;
+    p = dot + 1;
   }
-  return cur;
 }
 
 int trw_cfg_has(const trw_cfg *cfg, const char *path)

@@ -287,6 +287,31 @@ START_TEST(config_dotted_paths)
 }
 END_TEST
 
+/* Found by fuzz_config: an empty path gave the whole config and a trailing
+ * dot was ignored, and a key of 256 bytes or more was never found. */
+START_TEST(config_paths_with_empty_segments_name_nothing)
+{
+  char json[700], key[301], path[400];
+  memset(key, 'k', 300);
+  key[300] = '\0';
+  snprintf(json, sizeof json, "{\"a\": {\"b\": [1, 2]}, \"%s\": {\"x\": 4}}", key);
+  trw_cfg *cfg = NULL;
+  char err[256];
+  ck_assert_int_eq(trw__cfg_parse(json, strlen(json), "deploy.json", &cfg, err, sizeof err), 0);
+  ck_assert(!trw_cfg_has(cfg, ""));
+  ck_assert(!trw_cfg_has(cfg, "a."));
+  ck_assert(!trw_cfg_has(cfg, "a.b.1."));
+  ck_assert(!trw_cfg_has(cfg, ".a"));
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "a.b.1", 0), 2);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, "a.b.01", 0), 2);
+  ck_assert(!trw_cfg_has(cfg, "a.b.+1"));
+  ck_assert(!trw_cfg_has(cfg, "a.b.18446744073709551617"));
+  snprintf(path, sizeof path, "%s.x", key);
+  ck_assert_int_eq(trw_cfg_get_int(cfg, path, 0), 4);
+  trw__cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(config_errors_name_file_and_position)
 {
   const char *bad = "{\n  \"onnx_config\": {\"opset_version\": 13,}\n}";
@@ -457,6 +482,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, disable_by_stable_or_bare_name);
   tcase_add_test(tc, registration_refused_while_active);
   tcase_add_test(tc, config_dotted_paths);
+  tcase_add_test(tc, config_paths_with_empty_segments_name_nothing);
   tcase_add_test(tc, config_errors_name_file_and_position);
   tcase_add_test(tc, config_load_from_file);
   tcase_add_test(tc, config_refuses_what_is_not_a_regular_file);
