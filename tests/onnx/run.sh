@@ -144,6 +144,11 @@ expect "check without --backend" 2 "expected MODEL.onnx and --backend" "$trw" ch
 expect "check --backend without value" 2 "needs a value" "$trw" check "$m/convnet.onnx" --backend
 expect "check unknown backend" 2 "unknown backend 'tpu' \(known: ncnn, onnxruntime, openvino, tensorrt\)" \
   "$trw" check "$m/convnet.onnx" --backend tpu
+for b in default torchscript rknn coreml snpe ascend pplnn tvm; do
+  expect "check $b: a torchrw backend without a table says so" 2 \
+    "no capability table for backend '$b': torchrw rewrites exports for it, but has no table of what it accepts, so nothing was checked \(tables: ncnn, onnxruntime, openvino, tensorrt\)" \
+    "$trw" check "$m/convnet.onnx" --backend "$b"
+done
 expect "check backend that is a path" 2 "unknown backend '../x'" \
   "$trw" check "$m/convnet.onnx" --backend ../x
 expect "diff with one model" 2 "expected A.onnx and B.onnx" "$trw" diff "$m/convnet.onnx"
