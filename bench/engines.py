@@ -241,6 +241,16 @@ def _read(path):
         return ""
 
 
+def _pnnx_said(log):
+    """What pnnx said about a failure: its complaints when it made any (it
+    echoes its options and prints progress around them), else its last
+    lines."""
+    lines = [l.strip() for l in log.splitlines() if l.strip()]
+    said = [l for l in lines if re.search(r"unsupported|not supported|fail|error|expect|"
+                                          r"invalid|cannot|can't", l, re.I)]
+    return "\n".join(dict.fromkeys(said or lines[-10:]))
+
+
 def _unconverted(log):
     """Operators pnnx left in the ncnn graph as they were ("ignore ..."
     lines): ncnn has no layer for them."""
@@ -273,9 +283,8 @@ def _run_ncnn(onnx_path, feeds, workdir):
     log = proc.stdout + proc.stderr
     (workdir / "pnnx.log").write_text(log)
     if proc.returncode != 0 or not Path(out["param"]).is_file():
-        tail = "\n".join(log.strip().splitlines()[-15:])
         raise EngineError("ncnn", "convert",
-                          f"pnnx exited with status {proc.returncode}: {tail}")
+                          f"pnnx exited with status {proc.returncode}: {_pnnx_said(log)}")
     axes = _batch_axes(workdir / "model_ncnn.py")
     ignored = _unconverted(log)
 
