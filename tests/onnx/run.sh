@@ -320,6 +320,17 @@ check_model "check ncnn: Resize cubic is fine" ncnn resize_cubic.onnx 0
 check_model "check ncnn: If in subgraphs too" ncnn nested_ok.onnx 5 \
   "^top: If: operator is not supported" "^\(unnamed If #3\): If:"
 
+# Held against the engines (data/backends/README.md, "Held against the engines").
+check_model "check openvino: Resize antialias" openvino resize_antialias.onnx 1 \
+  "^down: Resize: attribute antialias=1 is not supported \(supported: 0\) - downsampling with antialias=1 computes something else \(.*openvino 2026.4.1"
+check_model "check onnxruntime: Resize antialias" onnxruntime resize_antialias.onnx 0
+check_model "check ncnn: Resize antialias" ncnn resize_antialias.onnx 1 \
+  "^down: Resize: attribute antialias=1 is not supported \(supported: 0\) - ncnn's Interp has no antialiasing"
+check_model "check onnxruntime: Scatter at opset 11" onnxruntime scatter_opset11.onnx 1 \
+  "^scatter: Scatter: supported by onnxruntime only up to opset 10; the model uses opset 11 \(.*Scatter-11"
+check_model "check openvino: Scatter at opset 11" openvino scatter_opset11.onnx 0
+check_model "check ncnn: Upsample" ncnn upsample_opset11.onnx 1 \
+  "^up: Upsample: operator is not supported by ncnn - pnnx does not take"
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
