@@ -285,6 +285,11 @@ def _run_ncnn(onnx_path, feeds, workdir):
     if proc.returncode != 0 or not Path(out["param"]).is_file():
         raise EngineError("ncnn", "convert",
                           f"pnnx exited with status {proc.returncode}: {_pnnx_said(log)}")
+    if "FATAL ERROR" in log:
+        # pnnx says so and carries on (status 0) with what it could not
+        # read, e.g. external data, which makes an ncnn model of garbage.
+        raise EngineError("ncnn", "convert", "pnnx: " + "\n".join(
+            l.strip() for l in log.splitlines() if "FATAL ERROR" in l))
     axes = _batch_axes(workdir / "model_ncnn.py")
     ignored = _unconverted(log)
 
