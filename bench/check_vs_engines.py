@@ -14,8 +14,12 @@ each pair:
     table-strict   the table reports a violation; the engine runs it right:
                    the table is wrong, or must cite why it is stricter
 
-Files without expected outputs are "right" when they load and run (and, for
-openvino and ncnn, match ONNX Runtime where ONNX Runtime runs them).
+Files without expected outputs are fed random inputs (floats from a normal
+distribution, integers 1 to 3: an index input may then be out of range,
+and an engine that refuses it is not wrong) and are "right" when they load
+and run (and, for openvino and ncnn, match ONNX Runtime where ONNX Runtime
+runs them).  ONNX's node tests bring their own inputs and outputs; cases
+of dtypes numpy lacks (bfloat16, float8, ...) are left out.
 
 usage: PYTHON bench/check_vs_engines.py [--build build] [--node-tests [REGEX]]
            [--engine E ...] [--out results.jsonl] FILE.onnx|DIR ...
