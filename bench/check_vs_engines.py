@@ -115,9 +115,8 @@ def node_cases(regex):
 
 def _array(a):
     """A test case's value as a numpy array of a dtype numpy has."""
-    from onnx import numpy_helper
-    if not isinstance(a, np.ndarray):
-        a = numpy_helper.to_array(a)
+    from onnx import TensorProto, numpy_helper
+    a = numpy_helper.to_array(a) if isinstance(a, TensorProto) else np.asarray(a)
     if a.dtype.kind == "V" or a.dtype.name not in np.sctypeDict:
         raise TypeError(f"no numpy dtype for {a.dtype}")
     return a
