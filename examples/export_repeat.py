@@ -1,8 +1,9 @@
 """A plain export script: nothing in it knows about torchrw.
 
-The model tiles a 1-D tensor with x.repeat(n), which TensorRT's ONNX parser
-cannot build; under TORCHRW_BACKEND=tensorrt torchrw exports it as
-Unsqueeze -> Tile -> Squeeze instead.
+The model tiles a 1-D tensor with x.repeat(n); under TORCHRW_BACKEND=tensorrt
+torchrw exports it as Unsqueeze -> Tile -> Squeeze, as mmdeploy's tensorrt
+rewriter does.  TensorRT's ONNX parser takes both graphs (README: "Capability
+tables and the engines").
 
 usage: PYTHON export_repeat.py OUT.onnx   (an interpreter that has torch)
 """

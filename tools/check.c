@@ -597,6 +597,36 @@ static int check_node(const Onnx__NodeProto *node,
   return c->stop;
 }
 
+/* graph.external_data with "supported": false: the backend cannot read
+ * initializers stored outside the file.  One violation for the model,
+ * naming how many and the first file they are in. */
+static void check_external_data(struct ctx *c, const json_t *rule)
+{
+  const Onnx__GraphProto *g = c->model->proto->graph;
+  const char *where = NULL;
+  size_t n = 0;
+
+  if (!json_is_object(rule) || !json_is_false(json_object_get(rule, "supported")))
+    return;
+  for (size_t i = 0; i < g->n_initializer; i++) {
+    const Onnx__TensorProto *t = g->initializer[i];
+    if (!t->has_data_location ||
+        t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+      continue;
+    n++;
+    for (size_t k = 0; where == NULL && k < t->n_external_data; k++)
+      if (t->external_data[k] != NULL && t->external_data[k]->key != NULL &&
+          strcmp(t->external_data[k]->key, "location") == 0)
+        where = t->external_data[k]->value;
+  }
+  if (n > 0)
+    report(c, "(model)", "initializers", source_of(c, rule, NULL, NULL), rule,
+           "%zu initializer%s stored outside the file (external data, in "
+           "'%.200s'); %s cannot read external data",
+           n, n == 1 ? " is" : "s are", where != NULL ? where : "?",
+           c->backend);
+}
+
 static void check_graph_rules(struct ctx *c)
 {
   const Onnx__ModelProto *m = c->model->proto;
@@ -622,6 +652,7 @@ static void check_graph_rules(struct ctx *c)
              "%s opset %lld is above the highest %s supports (%lld)", dn,
              (long long)v, c->backend, (long long)hi);
   }
+  check_external_data(c, json_object_get(graph, "external_data"));
   for (size_t i = 0; i < g->n_input; i++) {
     const Onnx__ValueInfoProto *vi = g->input[i];
     const struct value *v = lookup(&c->vals, vi->name);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "core.h" /* trw__backend_index: the backends torchrw knows */
 
 #ifndef TORCHRW_DATA_DEFAULT
 #define TORCHRW_DATA_DEFAULT "data"
@@ -125,7 +126,15 @@ json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
           (int)sizeof(path) ||
       stat(path, &st) != 0) {
     known(dir, list, sizeof(list));
-    snprintf(err, errlen, "unknown backend '%s' (known: %s)", backend, list);
+    /* A backend torchrw rewrites for but has no table of: say that, not
+     * "unknown", and never pass the file unchecked. */
+    if (trw__backend_index(backend) >= 0)
+      snprintf(err, errlen,
+               "no capability table for backend '%s': torchrw rewrites exports "
+               "for it, but has no table of what it accepts, so nothing was "
+               "checked (tables: %s)", backend, list);
+    else
+      snprintf(err, errlen, "unknown backend '%s' (known: %s)", backend, list);
     return NULL;
   }
   table = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);

@@ -35,6 +35,10 @@ static void help(void)
          "share/torchrw/backends\nbeside the executable, else the source "
          "tree's data/backends.\n"
          "\n"
+         "A backend torchrw rewrites for but has no table of (default, "
+         "torchscript, rknn,\n...) is refused with exit status 2: nothing is "
+         "checked, nothing passes.\n"
+         "\n"
          "Exit status: 0 no violation, 1 violations, 2 bad usage or bad "
          "input.\n");
 }

@@ -127,6 +127,28 @@ def upsample_opset11():
     return model([node], [x], [y], [scales], opset=11)
 
 
+def resize_antialias():
+    """An opset-18 linear downsampling Resize with antialias=1."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 4, 4])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])
+    scales = numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32),
+                                     "scales")
+    node = h.make_node("Resize", ["x", "", "scales"], ["y"], name="down",
+                       mode="linear", antialias=1)
+    return model([node], [x], [y], [scales], opset=18)
+
+
+def scatter_opset11():
+    """Scatter, which ONNX deprecated at opset 11 (ScatterElements)."""
+    d = h.make_tensor_value_info("d", T.FLOAT, [3, 3])
+    i = h.make_tensor_value_info("i", T.INT64, [2, 3])
+    u = h.make_tensor_value_info("u", T.FLOAT, [2, 3])
+    y = h.make_tensor_value_info("y", T.FLOAT, [3, 3])
+    node = h.make_node("Scatter", ["d", "i", "u"], ["y"], name="scatter",
+                       axis=0)
+    return model([node], [d, i, u], [y], opset=11)
+
+
 def nested_if(depth):
     """If nodes nested depth deep: each then-branch holds the next level,
     each else-branch a constant."""
@@ -215,6 +237,8 @@ def main():
     save(custom_domain(), p("custom_domain.onnx"))
     save(resize_cubic(), p("resize_cubic.onnx"))
     save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(resize_antialias(), p("resize_antialias.onnx"))
+    save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(nested_if(4), p("nested_ok.onnx"))
     save(nested_if(40), p("nested_deep.onnx"))
 
