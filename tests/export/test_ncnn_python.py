@@ -99,3 +99,11 @@ class M(torch.nn.Module):
 torch.onnx.export(M(), (torch.randn(2, 3, 4),), "model.onnx", opset_version=11, **TS)
 """, backend="ncnn").check()
 
+
+def test_ncnn_size_rewriters_skip_the_exporters_own_calls(tmp_path):
+    """The model calls .shape once and .size() once; torch.export's exporter
+    (fake tensors, meta functions, decompositions, the ONNX translation)
+    calls them hundreds of times, which the rewriters leave alone."""
+    run = run_script(tmp_path, SHAPES, backend="ncnn", TORCHRW_LOG="info").check()
+    assert "fired builtin:torch.Tensor.shape@ncnn x1 " in run.stderr, run.stderr
+    assert "fired builtin:torch.Tensor.size@ncnn x1 " in run.stderr, run.stderr
