@@ -6,9 +6,9 @@
  *
  * torch.Tensor.size / torch.Tensor.shape (ncnn): ncnn has no Shape
  * operator and its converter needs static reshape targets, so sizes are
- * returned as constants (StaticSize: ints that also act as the tracer's
- * 0-dim tensors): the export records them as constants instead of
- * Shape -> Gather chains.
+ * returned as constants (0-dim tensors, as the tracer's, that it does not
+ * trace): the export records them as constants instead of Shape -> Gather
+ * chains.
  *
  * torch.nn.functional.normalize (ncnn): ncnn drops the batch axis, so a
  * normalisation over dim 1 of an NCHW tensor lands on the wrong axis; add a
@@ -50,28 +50,20 @@ static void decline_info(const char *why)
 }
 
 /* ------------------------------------------------------------------------ */
-/* torchrw.StaticSize                                                        */
+/* Sizes as constants                                                        */
 
 /*
- * While tracing, torch answers x.size(i) and x.shape[i] with 0-dim tensors
- * that the graph computes (Shape, Gather), and model code is written for
- * that as much as for ints: torchvision's detection models call .float()
- * or .to() on a size element, or torch.stack sizes, which an int cannot
- * do.  ncnn wants the sizes constant, so the rewriter returns them as
- * StaticSize: an int (arithmetic, indexing, range, int lists of torch's
- * functions, isinstance(s, int) all see the example's value, recorded as
- * a constant), which also does what the tracer's tensor does:
- *   - a Tensor method or attribute an int lacks (s.float(), s.to(...),
- *     s.unsqueeze(0), s.dtype) is the 0-dim int64 tensor's;
- *   - a torch function given one where it takes a tensor (torch.stack of
- *     sizes, x * s) receives it as that tensor, through torch's
- *     __torch_function__ protocol.
- * The tensor is made while the tracer looks away, so the graph holds it as
- * a constant: what the model computes from sizes is static either way.
+ * While tracing, torch answers x.size(i) and x.shape with 0-dim tensors
+ * that the graph computes (Shape, Gather), and model code written for the
+ * tracer relies on them being tensors: torchvision's detection models call
+ * .float() or .to() on a size element and torch.stack sizes, which plain
+ * ints (what mmdeploy's rewriter returns) cannot do.  ncnn wants the sizes
+ * constant, so the rewriter returns what the tracer returns, 0-dim int64
+ * tensors in a torch.Size, but made while the tracer looks away: the graph
+ * holds them (and what the model computes from them) as constants, which
+ * the export folds.  Whatever works with the tracer's sizes works with
+ * these.
  */
-typedef struct {
-  PyLongObject base;
-} StaticSize;
 
 /* A 0-dim int64 tensor of v's value that no trace records (the tracer
  * bakes it in as a constant where it is used).  New reference. */
@@ -80,10 +72,11 @@ static PyObject *constant_tensor(PyObject *v)
   PyObject *torch = PyImport_ImportModule("torch");
   PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
   PyObject *state = c ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
-  PyObject *as_int = state ? PyNumber_Long(v) : NULL; /* a plain int */
+  PyObject *as_int = state ? PyNumber_Long(v) : NULL; /* a traced size's value */
   PyObject *t = NULL;
+  PyObject *off = NULL;
   if (as_int && (state == Py_None ||
-                 PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None) != NULL)) {
+                 (off = PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)) != NULL)) {
     PyObject *dtype = PyObject_GetAttrString(torch, "int64");
     PyObject *tensor = PyObject_GetAttrString(torch, "tensor");
     PyObject *kw = dtype ? Py_BuildValue("{s:O}", "dtype", dtype) : NULL;
@@ -103,6 +96,7 @@ static PyObject *constant_tensor(PyObject *v)
       PyErr_Restore(type, value, tb);
     }
   }
+  Py_XDECREF(off);
   Py_XDECREF(as_int);
   Py_XDECREF(state);
   Py_XDECREF(c);
@@ -110,129 +104,15 @@ static PyObject *constant_tensor(PyObject *v)
   return t;
 }
 
-static PyTypeObject StaticSizeType;
-
-/* o with every StaticSize (also inside lists and tuples) made a tensor.
- * New reference. */
-static PyObject *tensors_for_sizes(PyObject *o)
-{
-  if (PyObject_TypeCheck(o, &StaticSizeType))
-    return constant_tensor(o);
-  int is_list = PyList_CheckExact(o);
-  if (!is_list && !PyTuple_CheckExact(o))
-    return Py_NewRef(o);
-  Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
-  PyObject *out = is_list ? PyList_New(n) : PyTuple_New(n);
-  for (Py_ssize_t i = 0; out && i < n; i++) {
-    PyObject *e = tensors_for_sizes(PySequence_Fast_GET_ITEM(o, i));
-    if (!e) {
-      Py_CLEAR(out);
-      break;
-    }
-    if (is_list)
-      PyList_SET_ITEM(out, i, e);
-    else
-      PyTuple_SET_ITEM(out, i, e);
-  }
-  return out;
-}
-
-/* __torch_function__(cls, func, types, args=(), kwargs=None) */
-static PyObject *static_size_torch_function(PyObject *cls, PyObject *const *args,
-                                            Py_ssize_t nargs)
-{
-  (void)cls;
-  if (nargs < 3)
-    return PyErr_Format(PyExc_TypeError, "__torch_function__ takes func, types, args");
-  PyObject *func = args[0];
-  PyObject *call_args = tensors_for_sizes(nargs > 2 ? args[2] : Py_None);
-  PyObject *kw = NULL;
-  if (call_args && nargs > 3 && args[3] != Py_None && PyDict_Check(args[3])) {
-    kw = PyDict_New();
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (kw && PyDict_Next(args[3], &pos, &k, &v)) {
-      PyObject *t = tensors_for_sizes(v);
-      if (!t || PyDict_SetItem(kw, k, t) != 0)
-        Py_CLEAR(kw);
-      Py_XDECREF(t);
-    }
-    if (!kw)
-      Py_CLEAR(call_args);
-  }
-  PyObject *r = NULL;
-  if (call_args && PyTuple_Check(call_args))
-    r = PyObject_Call(func, call_args, kw);
-  else if (call_args)
-    PyErr_SetString(PyExc_TypeError, "__torch_function__: args is not a tuple");
-  Py_XDECREF(call_args);
-  Py_XDECREF(kw);
-  return r;
-}
-
-/* Attributes an int lacks are the tensor's (s.float(), s.dtype). */
-static PyObject *static_size_getattro(PyObject *self, PyObject *name)
-{
-  PyObject *r = PyObject_GenericGetAttr(self, name);
-  if (r || !PyErr_ExceptionMatches(PyExc_AttributeError))
-    return r;
-  const char *n = PyUnicode_AsUTF8(name);
-  if (!n || strncmp(n, "__", 2) == 0)
-    return NULL;
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  PyObject *t = constant_tensor(self);
-  r = t ? PyObject_GetAttr(t, name) : NULL;
-  Py_XDECREF(t);
-  if (r) {
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-  } else {
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb); /* the int's own AttributeError */
-  }
-  return r;
-}
-
-static PyMethodDef static_size_methods[] = {
-    {"__torch_function__", (PyCFunction)(void (*)(void))static_size_torch_function,
-     METH_FASTCALL | METH_CLASS, "Tensor arguments of torch functions as 0-dim tensors."},
-    {NULL, NULL, 0, NULL}};
-
-static PyTypeObject StaticSizeType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.StaticSize",
-    .tp_basicsize = 0, /* PyLong's, variable-sized */
-    .tp_getattro = static_size_getattro,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_LONG_SUBCLASS,
-    .tp_methods = static_size_methods,
-    .tp_doc = "A size ncnn's Tensor.size rewriter made constant: an int that also "
-              "acts as the 0-dim tensor torch's tracer would have given.",
-};
-
-/* v as a StaticSize.  New reference. */
-static PyObject *static_size(PyObject *v)
-{
-  if (!StaticSizeType.tp_base) {
-    StaticSizeType.tp_base = &PyLong_Type;
-    if (PyType_Ready(&StaticSizeType) < 0)
-      return NULL;
-  }
-  PyObject *as_int = PyNumber_Long(v);
-  PyObject *r = as_int ? PyObject_CallOneArg((PyObject *)&StaticSizeType, as_int) : NULL;
-  Py_XDECREF(as_int);
-  return r;
-}
-
-/* A size as a StaticSize: tensors (traced sizes) and ints become one.  A
- * torch.SymInt stays: torch.export hands one out for a dimension the user
- * declared dynamic, its graph has no Shape chain to avoid, and int() would
- * pin the dimension, which torch.export refuses. */
+/* A size as a constant tensor.  A torch.SymInt stays: torch.export hands
+ * one out for a dimension the user declared dynamic, its graph has no
+ * Shape chain to avoid, and int() would pin the dimension, which
+ * torch.export refuses. */
 static PyObject *as_static(PyObject *v)
 {
   if (strcmp(Py_TYPE(v)->tp_name, "SymInt") == 0)
     return Py_NewRef(v);
-  return static_size(v);
+  return constant_tensor(v);
 }
 
 static PyObject *static_sizes(PyObject *r)
@@ -251,10 +131,15 @@ static PyObject *static_sizes(PyObject *r)
     PyTuple_SET_ITEM(out, i, v);
   }
   Py_XDECREF(seq);
-  /* torch.Size keeps the type that code downstream may test for. */
+  /* A torch.Size, as the tracer's: made as the tuple it is, since
+   * torch.Size() would turn tensors the tracer does not know into ints. */
   PyObject *torch = out ? PyImport_ImportModule("torch") : NULL;
   PyObject *size_type = torch ? PyObject_GetAttrString(torch, "Size") : NULL;
-  PyObject *size = size_type ? PyObject_CallOneArg(size_type, out) : NULL;
+  PyObject *a = size_type ? PyTuple_Pack(1, out) : NULL;
+  PyObject *size = a && PyType_Check(size_type)
+                       ? PyTuple_Type.tp_new((PyTypeObject *)size_type, a, NULL)
+                       : NULL;
+  Py_XDECREF(a);
   Py_XDECREF(torch);
   Py_XDECREF(size_type);
   Py_XDECREF(out);

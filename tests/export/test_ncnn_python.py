@@ -84,20 +84,26 @@ def test_ncnn_static_sizes_act_as_the_tracers_tensors(tmp_path):
         np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-6, err_msg=f"o{i}")
 
 
-def test_static_size_is_an_int_and_a_tensor(tmp_path):
+def test_static_sizes_are_what_the_tracer_gives_as_constants(tmp_path):
+    """Under the tracer the sizes are 0-dim tensors, as torch's own, that
+    the graph holds as constants; torch.zeros(h, w), range(h), view and
+    arithmetic take them as they take the tracer's."""
     run = run_script(tmp_path, """
 import torch
 class M(torch.nn.Module):
     def forward(self, x):
-        s = x.size(1)
-        assert isinstance(s, int) and s == 3 and s * 2 == 6 and list(range(s)) == [0, 1, 2]
+        n, s, w = x.shape
+        assert s == 3 and list(range(s)) == [0, 1, 2]
         if torch.jit.is_tracing():
-            assert type(s).__name__ == "StaticSize", type(s)
-            assert s.float().dtype == torch.float32 and s.dim() == 0
+            assert isinstance(s, torch.Tensor) and s.dim() == 0, type(s)
+            assert type(x.shape).__name__ == "Size"
             assert torch.stack([s, x.size(2)]).tolist() == [3, 4]
-        return x.view(-1, s)
-torch.onnx.export(M(), (torch.randn(2, 3, 4),), "model.onnx", opset_version=11, **TS)
+        return x.view(-1, s * w) + torch.zeros(s * w).sum()
+torch.onnx.export(M(), (torch.randn(2, 3, 4),), "model.onnx", opset_version=11,
+                  input_names=["x"], dynamic_axes={"x": {1: "c", 2: "w"}}, **TS)
 """, backend="ncnn").check()
+    if EXPORTER == "torchscript":
+        assert "Shape" not in run.ops(), run.ops()
 
 
 def test_ncnn_size_rewriters_skip_the_exporters_own_calls(tmp_path):
