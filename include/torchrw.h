@@ -312,6 +312,35 @@ TRW_API int trw_call(trw_ctx *ctx, const char *op, size_t nargs,
 TRW_API int trw_call_original(trw_ctx *ctx, size_t nargs,
                               trw_value *const args[], trw_value **result);
 
+/*
+ * Hands the call to the original operator, with the arguments the rewriter
+ * was given, and says at info level (TORCHRW_LOG=info) why the rewriter
+ * does not apply to it: "torchrw: <name> (<file>:<line>) leaves
+ * aten::pad to the original: <why>".  A rewriter that meets a call it
+ * cannot rewrite returns this instead of failing the export.  Same
+ * returns as trw_call_original.
+ */
+TRW_API int trw_decline(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                        trw_value **result, const char *fmt, ...)
+    TRW_PRINTF(5, 6);
+
+/*
+ * Whether argument `index` of the operator call being rewritten is a
+ * constant of the graph: 1 when it is, 0 when torch's tracer computes it
+ * from traced values, as it does for an int or an int list the model
+ * computed from a tensor's sizes while tracing (`F.pad(x, (0, W % 7))`
+ * with W from x.shape).  Reading such an argument gives the example's
+ * value, and a rewrite built on it pins the graph to the example.  The
+ * original still gets it as computed when the rewriter passes it on
+ * unchanged (the handle it was given).  A tensor argument gives 0.
+ * Outside the TorchScript tracer every readable argument is constant
+ * (under torch.export, a size it does not know is a SymInt, which
+ * trw_get_int does not read): 1.
+ * Returns a negative code: TRW_EINVAL for a context that is not an
+ * operator call's, TRW_ERANGE past the last argument.
+ */
+TRW_API int trw_trace_arg_is_constant(trw_ctx *ctx, size_t index);
+
 /* ------------------------------------------------------------------------ */
 /* Values                                                                    */
 

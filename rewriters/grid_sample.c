@@ -111,12 +111,13 @@ static int grid_sample_decomposed(trw_ctx *ctx, size_t nargs,
       trw_get_bool(args[4], &align) != 0 ||
       (mode != MODE_BILINEAR && mode != MODE_NEAREST) ||
       (padding != PAD_ZEROS && padding != PAD_BORDER))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not 4-D floating input and grid of one dtype, bilinear or nearest, "
+                       "zeros or border padding");
   for (int i = 0; i < 4; i++)
     if (trw_tensor_size(in, i, &sz[i]) != 0 || trw_tensor_size(grid, i, &gsz[i]) != 0)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");
   if (gsz[3] != 2 || sz[2] < 1 || sz[3] < 1)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "the grid's last dim is not 2, or the input is empty");
 
   struct sampler s = {NULL, sz[1], sz[2], sz[3], gsz[1] * gsz[2],
                       padding == PAD_ZEROS};

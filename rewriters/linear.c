@@ -25,10 +25,12 @@ static int linear_as_gemm(trw_ctx *ctx, size_t nargs, trw_value *const args[],
       !rw_is_float(trw_tensor_dtype(x)) ||
       trw_tensor_size(w, 0, &out_features) != 0 ||
       (rank == 2 && !trw_is_none(args[2])))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "%s",
+                       rank == 2 ? "2-D with a bias is Gemm already"
+                                 : "not a floating 3-D to 8-D input with a 2-D weight");
   for (int i = 0; i < rank; i++)
     if (trw_tensor_size(x, i, &sizes[i]) != 0)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");
 
   trw_value *bias = args[2];
   if (trw_is_none(bias))

@@ -40,12 +40,12 @@ static int atan2_quadrants(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                            trw_value **result)
 {
   if (nargs != 2)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not atan2(Tensor, Tensor)");
   const trw_tensor *yt = trw_value_tensor(args[0]);
   const trw_tensor *xt = trw_value_tensor(args[1]);
   if (!yt || !xt || !rw_is_float(trw_tensor_dtype(yt)) ||
       trw_tensor_dtype(yt) != trw_tensor_dtype(xt))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "the operands are not floating tensors of one dtype");
   trw_dtype dtype = trw_tensor_dtype(yt);
   trw_value *y = args[0], *x = args[1];
 
@@ -93,7 +93,7 @@ static int any_nonzero(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   if (!self || trw_tensor_dtype(self) == TRW_DTYPE_UNKNOWN ||
       (!reduce_all && (nargs != 3 || trw_get_int(args[1], &dim) != 0 ||
                        trw_get_bool(args[2], &keepdim) != 0)))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not any(x) or any(x, int dim, keepdim) on a tensor");
 
   trw_value *nonzero = NULL, *count = NULL, *sum = NULL;
   if (trw_tensor_dtype(self) == TRW_DTYPE_BOOL)
@@ -189,10 +189,10 @@ static int fmod_without_mod(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   trw_dtype dtype;
   trw_value *b = NULL;
   if (nargs != 2)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a binary call");
   RW_CHECK(mod_operands(ctx, args, &dtype, &b));
   if (!b)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "the operands are not a tensor with a divisor of its dtype (or an int)");
   return fmod_parts(ctx, args[0], b, dtype, result, NULL);
 }
 
@@ -204,10 +204,10 @@ static int remainder_without_mod(trw_ctx *ctx, size_t nargs,
   trw_dtype dtype;
   trw_value *b = NULL;
   if (nargs != 2)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a binary call");
   RW_CHECK(mod_operands(ctx, args, &dtype, &b));
   if (!b)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "the operands are not a tensor with a divisor of its dtype (or an int)");
 
   if (rw_is_float(dtype)) {
     trw_value *ratio = NULL, *fl = NULL, *prod = NULL;
@@ -251,12 +251,12 @@ static int floor_divide_without_mod(trw_ctx *ctx, size_t nargs, trw_value *const
   trw_value *b = NULL;
   const char *mode = NULL;
   if (nargs == 3 && (trw_get_string(args[2], &mode) != 0 || strcmp(mode, "floor") != 0))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "rounding mode is not floor");
   if (nargs != 2 && nargs != 3)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a binary call");
   RW_CHECK(mod_operands(ctx, args, &dtype, &b));
   if (!b || rw_is_float(dtype))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not an integer tensor with a divisor of its dtype (or an int)");
   return floor_div_ints(ctx, args[0], b, dtype, result);
 }
 

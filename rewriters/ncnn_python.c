@@ -6,8 +6,9 @@
  *
  * torch.Tensor.size / torch.Tensor.shape (ncnn): ncnn has no Shape
  * operator and its converter needs static reshape targets, so sizes are
- * returned as plain ints: the export records them as constants instead of
- * Shape -> Gather chains.
+ * returned as constants (0-dim tensors, as the tracer's, that it does not
+ * trace): the export records them as constants instead of Shape -> Gather
+ * chains.
  *
  * torch.nn.functional.normalize (ncnn): ncnn drops the batch axis, so a
  * normalisation over dim 1 of an NCHW tensor lands on the wrong axis; add a
@@ -25,28 +26,104 @@ static PyObject *origin_of_context(void)
   return PyObject_GetAttrString(ctx, "origin_func");
 }
 
-/* A size as Python ints: tensors (traced sizes) become their value.  A
- * torch.SymInt stays: torch.export hands one out for a dimension the user
- * declared dynamic, its graph has no Shape chain to avoid, and int() would
- * pin the dimension, which torch.export refuses. */
-static PyObject *as_int(PyObject *v)
+/* Says at info level why the running built-in leaves a call to the
+ * original (the C rewriters' trw_decline). */
+static void decline_info(const char *why)
 {
-  if (PyLong_Check(v) || strcmp(Py_TYPE(v)->tp_name, "SymInt") == 0) {
-    Py_INCREF(v);
-    return v;
+  if (!trw__log_enabled(TRW__LOG_INFO))
+    return;
+  PyObject *ctx = trw__py_context_top(NULL);
+  PyObject *name = ctx ? PyObject_GetAttrString(ctx, "name") : NULL;
+  PyObject *file = ctx ? PyObject_GetAttrString(ctx, "file") : NULL;
+  PyObject *line = ctx ? PyObject_GetAttrString(ctx, "line") : NULL;
+  PyObject *target = ctx ? PyObject_GetAttrString(ctx, "target") : NULL;
+  const char *n = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : "?";
+  const char *f = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : "?";
+  const char *t = target && PyUnicode_Check(target) ? PyUnicode_AsUTF8(target) : "the call";
+  trw__log(TRW__LOG_INFO, "%s (%s:%ld) leaves %s to the original: %s", n, f,
+           line && PyLong_Check(line) ? PyLong_AsLong(line) : 0L, t, why);
+  Py_XDECREF(name);
+  Py_XDECREF(file);
+  Py_XDECREF(line);
+  Py_XDECREF(target);
+  PyErr_Clear();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sizes as constants                                                        */
+
+/*
+ * While tracing, torch answers x.size(i) and x.shape with 0-dim tensors
+ * that the graph computes (Shape, Gather), and model code written for the
+ * tracer relies on them being tensors: torchvision's detection models call
+ * .float() or .to() on a size element and torch.stack sizes, which plain
+ * ints (what mmdeploy's rewriter returns) cannot do.  ncnn wants the sizes
+ * constant, so the rewriter returns what the tracer returns, 0-dim int64
+ * tensors in a torch.Size, but made while the tracer looks away: the graph
+ * holds them (and what the model computes from them) as constants, which
+ * the export folds.  Whatever works with the tracer's sizes works with
+ * these.
+ */
+
+/* A 0-dim int64 tensor of v's value that no trace records (the tracer
+ * bakes it in as a constant where it is used).  New reference. */
+static PyObject *constant_tensor(PyObject *v)
+{
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
+  PyObject *state = c ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
+  PyObject *as_int = state ? PyNumber_Long(v) : NULL; /* a traced size's value */
+  PyObject *t = NULL;
+  PyObject *off = NULL;
+  if (as_int && (state == Py_None ||
+                 (off = PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)) != NULL)) {
+    PyObject *dtype = PyObject_GetAttrString(torch, "int64");
+    PyObject *tensor = PyObject_GetAttrString(torch, "tensor");
+    PyObject *kw = dtype ? Py_BuildValue("{s:O}", "dtype", dtype) : NULL;
+    PyObject *a = PyTuple_Pack(1, as_int);
+    t = tensor && kw && a ? PyObject_Call(tensor, a, kw) : NULL;
+    Py_XDECREF(dtype);
+    Py_XDECREF(tensor);
+    Py_XDECREF(kw);
+    Py_XDECREF(a);
+    if (state != Py_None) {
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyObject *r = PyObject_CallMethod(c, "_set_tracing_state", "O", state);
+      if (!r)
+        PyErr_Clear();
+      Py_XDECREF(r);
+      PyErr_Restore(type, value, tb);
+    }
   }
-  return PyNumber_Long(v);
+  Py_XDECREF(off);
+  Py_XDECREF(as_int);
+  Py_XDECREF(state);
+  Py_XDECREF(c);
+  Py_XDECREF(torch);
+  return t;
+}
+
+/* A size as a constant tensor.  A torch.SymInt stays: torch.export hands
+ * one out for a dimension the user declared dynamic, its graph has no
+ * Shape chain to avoid, and int() would pin the dimension, which
+ * torch.export refuses. */
+static PyObject *as_static(PyObject *v)
+{
+  if (strcmp(Py_TYPE(v)->tp_name, "SymInt") == 0)
+    return Py_NewRef(v);
+  return constant_tensor(v);
 }
 
 static PyObject *static_sizes(PyObject *r)
 {
   if (!r || PyLong_Check(r) || !PySequence_Check(r))
-    return r ? as_int(r) : NULL;
+    return r ? as_static(r) : NULL;
   PyObject *seq = PySequence_Fast(r, "size");
   Py_ssize_t n = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
   PyObject *out = seq ? PyTuple_New(n) : NULL;
   for (Py_ssize_t i = 0; out && i < n; i++) {
-    PyObject *v = as_int(PySequence_Fast_GET_ITEM(seq, i));
+    PyObject *v = as_static(PySequence_Fast_GET_ITEM(seq, i));
     if (!v) {
       Py_CLEAR(out);
       break;
@@ -54,14 +131,35 @@ static PyObject *static_sizes(PyObject *r)
     PyTuple_SET_ITEM(out, i, v);
   }
   Py_XDECREF(seq);
-  /* torch.Size keeps the type that code downstream may test for. */
+  /* A torch.Size, as the tracer's: made as the tuple it is, since
+   * torch.Size() would turn tensors the tracer does not know into ints. */
   PyObject *torch = out ? PyImport_ImportModule("torch") : NULL;
   PyObject *size_type = torch ? PyObject_GetAttrString(torch, "Size") : NULL;
-  PyObject *size = size_type ? PyObject_CallOneArg(size_type, out) : NULL;
+  PyObject *a = size_type ? PyTuple_Pack(1, out) : NULL;
+  PyObject *size = a && PyType_Check(size_type)
+                       ? PyTuple_Type.tp_new((PyTypeObject *)size_type, a, NULL)
+                       : NULL;
+  Py_XDECREF(a);
   Py_XDECREF(torch);
   Py_XDECREF(size_type);
   Py_XDECREF(out);
   return size;
+}
+
+/* torch.export's exporter (or any capture that is not the TorchScript
+ * tracer) hands out ints and SymInts already, never traced tensors: there
+ * is nothing to make static. */
+static int under_tracer(void)
+{
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
+  PyObject *state = c ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
+  int tracing = state && state != Py_None;
+  Py_XDECREF(state);
+  Py_XDECREF(c);
+  Py_XDECREF(torch);
+  PyErr_Clear();
+  return tracing;
 }
 
 static PyObject *size_static(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -71,8 +169,13 @@ static PyObject *size_static(PyObject *self, PyObject *const *args, Py_ssize_t n
   PyObject *origin = origin_of_context();
   PyObject *r = origin ? PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames) : NULL;
   Py_XDECREF(origin);
+  if (!r || !under_tracer()) {
+    if (r)
+      decline_info("not traced by torch's TorchScript tracer: sizes are ints already");
+    return r;
+  }
   PyObject *out = static_sizes(r);
-  Py_XDECREF(r);
+  Py_DECREF(r);
   return out;
 }
 TRW__PY_BUILTIN("torch.Tensor.size", "ncnn", size_static);
@@ -109,6 +212,7 @@ static PyObject *normalize_keep_batch(PyObject *self, PyObject *const *args, Py_
     dim += rank;
   if (PyErr_Occurred() || !v[0] || dim < 0 || dim >= rank || (v[4] && v[4] != Py_None)) {
     PyErr_Clear();
+    decline_info("not a tensor with a float p, an int dim in range and no out=");
     PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
     Py_DECREF(origin);
     return r;

@@ -42,7 +42,7 @@ static int layer_norm_decomposed(trw_ctx *ctx, size_t nargs,
   if (!x || !rw_is_float(trw_tensor_dtype(x)) ||
       trw_get_ints(args[1], shape, MAX_RANK, &nshape) != 0 || nshape == 0 ||
       (int)nshape > trw_tensor_dim(x) || trw_get_double(args[4], &eps) != 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a floating tensor with a normalized shape of at most its rank");
 
   int64_t axes[MAX_RANK];
   for (size_t i = 0; i < nshape; i++)
@@ -93,12 +93,12 @@ static int group_norm_instance(trw_ctx *ctx, size_t nargs,
   if (!x || rank < 3 || rank > MAX_RANK || !rw_is_float(trw_tensor_dtype(x)) ||
       trw_get_int(args[1], &groups) != 0 || groups <= 0 ||
       trw_get_double(args[4], &eps) != 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a floating tensor of 3 to 8 dims with positive groups");
   for (int i = 0; i < rank; i++)
     if (trw_tensor_size(x, i, &sizes[i]) != 0)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");
   if (sizes[0] == 0 || sizes[1] % groups != 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "an empty batch, or channels not divisible by groups");
 
   int64_t per_group = 1;
   for (int i = 1; i < rank; i++)

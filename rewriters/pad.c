@@ -10,7 +10,9 @@
  * block of the fill value before and after the tensor (the block is a
  * one-wide slice filled with the value, tiled to the pad width, so the
  * other dimensions may stay dynamic), and it crops negative pads with
- * constant slices.
+ * constant slices.  Pads the model computed from traced sizes (shifted
+ * windows: `(7 - W % 7) % 7`) are left to the original: the concat would
+ * pin them to the example's values (trw_trace_arg_is_constant).
  */
 #include <string.h>
 
@@ -66,21 +68,28 @@ static int pad_by_concat(trw_ctx *ctx, trw_value *x, const int64_t *pads,
   return 0;
 }
 
-/* Nonzero when the pads suit pad_by_concat for this tensor. */
-static int pads_usable(const trw_tensor *t, const int64_t *pads, size_t npads)
+/* NULL when the pads suit pad_by_concat for this call, or why not. */
+static const char *pads_unusable(trw_ctx *ctx, const trw_tensor *t, const int64_t *pads,
+                                 size_t npads)
 {
   int rank = t ? trw_tensor_dim(t) : -1;
-  if (rank < 1 || rank > 8 || npads == 0 || npads % 2 != 0 ||
-      npads / 2 > (size_t)rank)
-    return 0;
+  if (trw_trace_arg_is_constant(ctx, 1) != 1)
+    return "the pads are computed from traced sizes (the model read them from a "
+           "tensor's shape while tracing); a constant rewrite would pin them to the "
+           "example's";
+  if (rank < 1 || rank > 8)
+    return "the input is not a tensor of 1 to 8 dims";
+  if (npads == 0 || npads % 2 != 0 || npads / 2 > (size_t)rank)
+    return "the pads are not pairs for at most the input's dims";
   for (size_t p = 0; p < npads / 2; p++) {
     int64_t size;
-    if (trw_tensor_size(t, rank - 1 - (int)p, &size) != 0 || size < 1 ||
-        pads[2 * p] + pads[2 * p + 1] + size < 1 || -pads[2 * p] >= size ||
+    if (trw_tensor_size(t, rank - 1 - (int)p, &size) != 0)
+      return "a padded dim is dynamic (torch.export)";
+    if (size < 1 || pads[2 * p] + pads[2 * p + 1] + size < 1 || -pads[2 * p] >= size ||
         -pads[2 * p + 1] >= size)
-      return 0;
+      return "a padded dim is empty or cropped away";
   }
-  return 1;
+  return NULL;
 }
 
 /* aten::pad(self, pad, mode="constant", value=None) */
@@ -89,13 +98,19 @@ static int pad_constant(trw_ctx *ctx, size_t nargs, trw_value *const args[],
 {
   int64_t pads[MAX_PADS];
   size_t npads = 0;
-  const char *mode = NULL;
+  const char *mode = NULL, *why = NULL;
   double value = 0.0;
-  if (nargs != 4 || trw_get_ints(args[1], pads, MAX_PADS, &npads) != 0 ||
-      trw_get_string(args[2], &mode) != 0 || strcmp(mode, "constant") != 0 ||
-      (!trw_is_none(args[3]) && trw_get_double(args[3], &value) != 0) ||
-      !pads_usable(trw_value_tensor(args[0]), pads, npads))
-    return trw_call_original(ctx, nargs, args, result);
+  if (nargs != 4 || trw_get_string(args[2], &mode) != 0 || strcmp(mode, "constant") != 0)
+    return trw_decline(ctx, nargs, args, result, "mode '%s' is not constant padding",
+                       mode ? mode : "?");
+  if (trw_get_ints(args[1], pads, MAX_PADS, &npads) != 0)
+    why = "the pads are not an int list of at most 16";
+  else if (!trw_is_none(args[3]) && trw_get_double(args[3], &value) != 0)
+    why = "the value is not a number";
+  else
+    why = pads_unusable(ctx, trw_value_tensor(args[0]), pads, npads);
+  if (why)
+    return trw_decline(ctx, nargs, args, result, "%s", why);
   return pad_by_concat(ctx, args[0], pads, npads, value, result);
 }
 
@@ -106,10 +121,15 @@ static int constant_pad_nd_concat(trw_ctx *ctx, size_t nargs,
   int64_t pads[MAX_PADS];
   size_t npads = 0;
   double value = 0.0;
-  if (nargs != 3 || trw_get_ints(args[1], pads, MAX_PADS, &npads) != 0 ||
-      trw_get_double(args[2], &value) != 0 ||
-      !pads_usable(trw_value_tensor(args[0]), pads, npads))
-    return trw_call_original(ctx, nargs, args, result);
+  const char *why = NULL;
+  if (nargs != 3 || trw_get_ints(args[1], pads, MAX_PADS, &npads) != 0)
+    why = "the pads are not an int list of at most 16";
+  else if (trw_get_double(args[2], &value) != 0)
+    why = "the value is not a number";
+  else
+    why = pads_unusable(ctx, trw_value_tensor(args[0]), pads, npads);
+  if (why)
+    return trw_decline(ctx, nargs, args, result, "%s", why);
   return pad_by_concat(ctx, args[0], pads, npads, value, result);
 }
 

@@ -49,11 +49,16 @@ static int adaptive_avg_pool2d_static(trw_ctx *ctx, size_t nargs,
   int rank = x ? trw_tensor_dim(x) : -1;
   if ((rank != 3 && rank != 4) || trw_get_ints(args[1], os, 2, &n) != 0 ||
       n < 1 || trw_tensor_size(x, -2, &h) != 0 || trw_tensor_size(x, -1, &w) != 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a 3-D or 4-D tensor of static height and width with 1 or 2 "
+                       "output sizes");
+  if (trw_trace_arg_is_constant(ctx, 1) != 1)
+    return trw_decline(ctx, nargs, args, result, "the output size is computed from traced sizes");
   if (n == 1)
     os[1] = os[0];
-  if ((os[0] == 1 && os[1] == 1) || os[0] < 1 || os[1] < 1 || h < 1 || w < 1)
-    return trw_call_original(ctx, nargs, args, result);
+  if (os[0] == 1 && os[1] == 1)
+    return trw_decline(ctx, nargs, args, result, "an output of 1x1 is already a global pool");
+  if (os[0] < 1 || os[1] < 1 || h < 1 || w < 1)
+    return trw_decline(ctx, nargs, args, result, "an empty input or output");
 
   /* AveragePool wants (N, C, H, W); a 3-D input takes the windows. */
   if (rank == 4 && h % os[0] == 0 && w % os[1] == 0) {
@@ -63,7 +68,7 @@ static int adaptive_avg_pool2d_static(trw_ctx *ctx, size_t nargs,
     return 0;
   }
   if (os[0] > MAX_WINDOWS || os[1] > MAX_WINDOWS)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "more than 64 windows along a dim");
   trw_value *rows = NULL;
   RW_CHECK(adaptive_axis(ctx, args[0], rank - 2, h, os[0], &rows));
   return adaptive_axis(ctx, rows, rank - 1, w, os[1], result);

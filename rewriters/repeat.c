@@ -11,13 +11,17 @@ static int repeat_static(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                          trw_value **result)
 {
   if (nargs != 2)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not repeat(Tensor, int[])");
   const trw_tensor *self = trw_value_tensor(args[0]);
   int64_t reps[1];
   size_t nreps = 0;
   int rc = trw_get_ints(args[1], reps, 1, &nreps);
   if (!self || trw_tensor_dim(self) != 1 || rc != 0 || nreps != 1)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not one repeat count for a 1-D tensor");
+  /* A count computed from traced sizes would be pinned by the new list. */
+  if (trw_trace_arg_is_constant(ctx, 1) != 1)
+    return trw_decline(ctx, nargs, args, result,
+                       "the repeat count is computed from traced sizes");
 
   int64_t tiled[2] = {1, reps[0]};
   trw_value *zero = trw_int(ctx, 0);

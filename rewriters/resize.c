@@ -36,7 +36,8 @@ static int size_to_scales(trw_ctx *ctx, size_t nargs, trw_value *const args[],
       trw_get_ints(args[size_index], out, 2, &n) != 0 || n != 2 ||
       trw_tensor_size(x, 2, &in[0]) != 0 || trw_tensor_size(x, 3, &in[1]) != 0 ||
       in[0] < 1 || in[1] < 1 || out[0] < 1 || out[1] < 1)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result,
+                       "not a 4-D tensor of static size resized to a given 2-D size");
 
   /* The traced call computes with output_size (which also takes any sizes
    * torch's tracer stashed for it); the graph gets the scales. */

@@ -62,18 +62,20 @@ static int roll_slices(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   int rank = x ? trw_tensor_dim(x) : -1;
   if (rank < 1 || trw_get_ints(args[1], shifts, MAX_RANK, &nshifts) != 0 ||
       trw_get_ints(args[2], dims, MAX_RANK, &ndims) != 0 || nshifts == 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a tensor rolled by 1 to 8 int shifts");
+  if (trw_trace_arg_is_constant(ctx, 1) != 1)
+    return trw_decline(ctx, nargs, args, result, "the shifts are computed from traced sizes");
 
   if (ndims == 0) {
     /* roll of the flattened tensor, shaped back like the input. */
     int64_t numel = 1, size;
     for (int i = 0; i < rank; i++) {
       if (trw_tensor_size(x, i, &size) != 0)
-        return trw_call_original(ctx, nargs, args, result);
+        return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");
       numel *= size;
     }
     if (nshifts != 1)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "several shifts without dims");
     trw_value *flat = NULL, *rolled = NULL;
     RW_CALL(flat, "aten::reshape", args[0], RW_INTS(-1));
     RW_CHECK(roll_one(ctx, flat, 0, numel, shifts[0], &rolled));
@@ -81,13 +83,13 @@ static int roll_slices(trw_ctx *ctx, size_t nargs, trw_value *const args[],
     return 0;
   }
   if (ndims != nshifts)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not as many shifts as dims");
   trw_value *y = args[0];
   for (size_t i = 0; i < ndims; i++) {
     int d = rw_dim(dims[i], rank);
     int64_t size;
     if (d < 0 || trw_tensor_size(x, d, &size) != 0)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "a dim out of range, or dynamic (torch.export)");
     RW_CHECK(roll_one(ctx, y, d, size, shifts[i], &y));
   }
   if (y == args[0]) /* every shift was a multiple of its size */
@@ -106,21 +108,19 @@ static int cat_through_int32(trw_ctx *ctx, size_t nargs, trw_value *const args[]
 {
   size_t n = 0;
   if (nargs != 2 || trw_len(args[0], &n) != 0 || n == 0 || n > MAX_LIST)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not 1 to 64 tensors");
   trw_value *items[MAX_LIST];
   trw_dtype dtype = TRW_DTYPE_UNKNOWN;
   for (size_t i = 0; i < n; i++) {
     items[i] = trw_item(ctx, args[0], i);
     const trw_tensor *t = trw_value_tensor(items[i]);
-    if (!t)
-      return trw_call_original(ctx, nargs, args, result);
+    if (!t || (i > 0 && trw_tensor_dtype(t) != dtype))
+      return trw_decline(ctx, nargs, args, result, "the tensors are not of one dtype");
     if (i == 0)
       dtype = trw_tensor_dtype(t);
-    if (trw_tensor_dtype(t) != dtype)
-      return trw_call_original(ctx, nargs, args, result);
   }
   if (dtype != TRW_DTYPE_BOOL && dtype != TRW_DTYPE_UINT8)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "%s tensors concatenate as they are", trw_dtype_name(dtype));
 
   for (size_t i = 0; i < n; i++)
     RW_CHECK(rw_cast(ctx, items[i], TRW_DTYPE_INT32, &items[i]));
@@ -142,12 +142,13 @@ static int flatten_constant_shape(trw_ctx *ctx, size_t nargs,
   int64_t start, end;
   if (rank < 2 || rank > MAX_RANK || trw_get_int(args[1], &start) != 0 ||
       trw_get_int(args[2], &end) != 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a tensor of 2 to 8 dims with int start and end dims");
   int s = rw_dim(start, rank), e = rw_dim(end, rank);
   /* Flatten from the batch axis, nothing to flatten, or ONNX's own
    * Flatten(axis=1): torch's export is fine. */
   if (s <= 0 || e < 0 || e <= s || (s == 1 && e == rank - 1))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "torch's own export of this flatten has no Shape (from the batch dim, "
+                       "nothing to flatten, or ONNX's Flatten)");
 
   int64_t shape[MAX_RANK], exported[MAX_RANK];
   size_t n = 0;
@@ -155,7 +156,7 @@ static int flatten_constant_shape(trw_ctx *ctx, size_t nargs,
   for (int i = 0; i < rank; i++) {
     int64_t size;
     if (trw_tensor_size(x, i, &size) != 0)
-      return trw_call_original(ctx, nargs, args, result);
+      return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");
     if (i > s && i <= e) {
       group *= size;
       continue;
@@ -190,7 +191,8 @@ static int expand_keep_batch(trw_ctx *ctx, size_t nargs,
   if (rank < 3 || trw_get_ints(args[1], sizes, MAX_RANK, &n) != 0 ||
       n != (size_t)rank || trw_tensor_size(x, 0, &batch) != 0 ||
       (sizes[0] != -1 && sizes[0] != batch))
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a tensor of 3 to 8 dims expanded to as many sizes with its own "
+                       "batch size first");
   RW_CHECK(trw_call_original(ctx, nargs, args, result));
   sizes[0] = -1;
   return trw_trace_set_input(ctx, *result, 1, trw_ints(ctx, sizes, n));
@@ -207,12 +209,13 @@ static int chunk_static_slices(trw_ctx *ctx, size_t nargs,
   if (rank < 1 || trw_get_int(args[1], &chunks) != 0 || chunks < 1 ||
       trw_get_int(args[2], &d) != 0 || rw_dim(d, rank) < 0 ||
       trw_tensor_size(x, rw_dim(d, rank), &size) != 0 || size < 1)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "not a non-empty tensor split into a positive int of chunks along a "
+                       "static dim");
   int dim = rw_dim(d, rank);
   int64_t step = (size + chunks - 1) / chunks;
   size_t n = (size_t)((size + step - 1) / step);
   if (n > MAX_LIST)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result, "more than 64 chunks");
   trw_value *parts[MAX_LIST];
   for (size_t i = 0; i < n; i++) {
     int64_t begin = (int64_t)i * step;

@@ -39,7 +39,8 @@ static int topk_dynamic_k(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   int64_t k, size;
   int dim;
   if (!topk_shape(args, nargs, &k, &dim, &size) || k < 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result,
+                       "not a tensor with an int k >= 0 and a valid, static dim");
 
   /* k_run = size < k ? size : k, computed when the graph runs. */
   trw_value *n = NULL, *smaller = NULL, *k_run = NULL;
@@ -65,7 +66,8 @@ static int topk_static_k(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   int64_t k, size;
   int dim;
   if (!topk_shape(args, nargs, &k, &dim, &size) || k < 0)
-    return trw_call_original(ctx, nargs, args, result);
+    return trw_decline(ctx, nargs, args, result,
+                       "not a tensor with an int k >= 0 and a valid, static dim");
 
   int64_t k_static = k < size ? k : size;
   if (k_static > TENSORRT_MAX_TOPK) {

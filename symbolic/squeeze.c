@@ -28,9 +28,8 @@ static int squeeze_static(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *const
       return trw_call_original_symbolic(ctx, g, nin, in, result);
     if (d < 0)
       d += rank;
-    if (d < 0 || d >= rank)
-      return trw_error(ctx, TRW_ERANGE, "squeeze dim %lld is out of range for rank %d",
-                       (long long)d, rank);
+    if (d < 0 || d >= rank) /* torch's own says what is wrong */
+      return trw_call_original_symbolic(ctx, g, nin, in, result);
     if (trw_sym_size(in[0], (int)d, &size) != 0)
       return trw_call_original_symbolic(ctx, g, nin, in, result);
     if (size == 1)

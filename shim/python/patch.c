@@ -20,8 +20,107 @@ typedef struct {
   PyObject *origin; /* what it replaces, for threads that are not tracing */
   trw__rewriter *rw;
   int builtin;      /* origin is C (torch's operators and Tensor methods) */
+  int model_only;   /* applies to calls from the model only (below) */
   vectorcallfunc vectorcall;
 } Patched;
+
+/* ------------------------------------------------------------------------ */
+/* Calls from the model, calls from the exporter                             */
+
+/* torch's own machinery of capture and export: its modules (under torch's
+ * package) call torch's public functions too, on the model's tensors and
+ * on fake ones, before, during and after the model runs.  torch.export's
+ * exporter calls Tensor.shape hundreds of times for a model that calls it
+ * once (fake tensors, meta functions, decompositions, symbolic shapes,
+ * the ONNX translation).  The operator kernels apply to what the export
+ * records (the bridge's recording()); a Python rewriter of a torch
+ * function applies, in the same spirit, to calls the model's code makes
+ * (and torch's model library, torch.nn and torch.functional, on its
+ * behalf), not to calls from these modules.  A rewriter whose target is
+ * itself in one of them (mmdeploy's of torch.onnx's padding helpers) is
+ * aimed at the machinery and applies to every call. */
+static const char *const machinery[] = {
+    "onnx", "export", "_export", "fx", "jit", "_dynamo", "_functorch", "_subclasses",
+    "_decomp", "_refs", "_prims", "_prims_common", "_higher_order_ops", "_library",
+    "_ops", "_guards", "overrides", "_meta_registrations", "_logging", "_inductor",
+    "_dispatch", "utils._pytree", "utils._python_dispatch", "utils._sympy",
+};
+
+/* Whether dotted module `mod` (relative to torch: "onnx.utils") is one of
+ * the machinery's or inside one. */
+static int in_machinery(const char *mod, size_t len)
+{
+  for (size_t i = 0; i < sizeof machinery / sizeof machinery[0]; i++) {
+    size_t n = strlen(machinery[i]);
+    if (len >= n && strncmp(mod, machinery[i], n) == 0 && (len == n || mod[n] == '.'))
+      return 1;
+  }
+  return 0;
+}
+
+/* A rewriter of a torch function outside the machinery: it applies to the
+ * model's calls only. */
+static int targets_model_api(const char *name)
+{
+  if (strncmp(name, "torch.", 6) != 0)
+    return 0;
+  return !in_machinery(name + 6, strlen(name + 6));
+}
+
+/* torch's package directory ("/.../torch/"), once. */
+static char torch_dir[1024];
+
+static void find_torch_dir(void)
+{
+  if (torch_dir[0])
+    return;
+  PyObject *torch = PyDict_GetItemString(PyImport_GetModuleDict(), "torch"); /* borrowed */
+  PyObject *file = torch ? PyObject_GetAttrString(torch, "__file__") : NULL;
+  const char *f = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
+  const char *slash = f ? strrchr(f, '/') : NULL;
+  if (slash && (size_t)(slash - f) + 2 < sizeof torch_dir)
+    trw__fmt(torch_dir, sizeof torch_dir, "%.*s/", (int)(slash - f), f);
+  Py_XDECREF(file);
+  PyErr_Clear();
+}
+
+/* Whether the Python code that made the current call is the exporter's:
+ * the innermost frame with a file of its own (code that Python generated,
+ * "<string>", speaks for its caller) in torch's machinery, or in the
+ * ONNX exporter's translation packages (onnxscript, onnx_ir). */
+static int called_by_machinery(void)
+{
+  PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
+  Py_XINCREF(f);
+  int rc = 0;
+  for (int hops = 0; f && hops < 8; hops++) {
+    PyCodeObject *code = PyFrame_GetCode(f);
+    const char *fn = code ? PyUnicode_AsUTF8(code->co_filename) : NULL;
+    Py_XDECREF(code);
+    if (fn && fn[0] != '<') {
+      size_t tl = strlen(torch_dir);
+      if (tl && strncmp(fn, torch_dir, tl) == 0) {
+        char mod[512];
+        size_t n = 0;
+        for (const char *c = fn + tl; *c && n + 1 < sizeof mod; c++)
+          mod[n++] = *c == '/' ? '.' : *c;
+        mod[n] = '\0';
+        if (n > 3 && strcmp(mod + n - 3, ".py") == 0)
+          mod[n -= 3] = '\0';
+        rc = in_machinery(mod, n);
+      } else {
+        rc = strstr(fn, "/onnxscript/") != NULL || strstr(fn, "/onnx_ir/") != NULL;
+      }
+      break;
+    }
+    PyFrameObject *back = PyFrame_GetBack(f);
+    Py_DECREF(f);
+    f = back;
+  }
+  Py_XDECREF(f);
+  PyErr_Clear();
+  return rc;
+}
 
 /* torch's C functions and Tensor methods hand a call to the Python
  * dispatch modes that torch.export traces with (__torch_function__), and
@@ -39,7 +138,8 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
                                     PyObject *kwnames)
 {
   Patched *p = (Patched *)self;
-  if (!trw__rewriting_here() || (p->builtin && trw__py_context_top(NULL) == p->ctx))
+  if (!trw__rewriting_here() || (p->builtin && trw__py_context_top(NULL) == p->ctx) ||
+      (p->model_only && called_by_machinery()))
     return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;
@@ -89,6 +189,9 @@ static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
   p->origin = origin;
   Py_INCREF(origin);
   p->builtin = is_c_callable(origin);
+  p->model_only = targets_model_api(r->name);
+  if (p->model_only)
+    find_torch_dir();
   p->fn = PyTuple_GET_ITEM((PyObject *)r->fn, TRW__PY_FN);
   Py_INCREF(p->fn);
   p->ctx = ctx;

@@ -195,7 +195,7 @@ extern "C" {
 
 PyObject* trw__py_module_call_c(trw__rewriter* rw, const trw_env* env, PyObject* module,
                                 PyObject* forward, PyObject* const* args, Py_ssize_t nargs) {
-  trw::Frame frame{c10::nullopt, c10::DispatchKeySet(), {}, module, forward};
+  trw::Frame frame{c10::nullopt, c10::DispatchKeySet(), {}, module, forward, 0, 0, {}};
   trw_ctx ctx;
   std::memset(&ctx, 0, sizeof ctx);
   ctx.rw = rw;

@@ -205,7 +205,7 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
   const auto& schema = op.schema();
   size_t nargs = schema.arguments().size();
 
-  Frame frame{op, below, {}, nullptr, nullptr};
+  Frame frame{op, below, {}, nullptr, nullptr, 0, 0, {}};
   std::vector<trw_value*> args;
   args.reserve(nargs);
   for (size_t i = 0; i < nargs; i++) {
@@ -214,6 +214,9 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
     args.push_back(&frame.arena.back());
   }
   torch::jit::drop(*stack, nargs);
+  // The tracer's stashed arguments of this call wait for the original (or
+  // go), so that the operators the rewriter calls do not take them.
+  take_stash(frame);
 
   trw_ctx ctx{};
   ctx.rw = rw;
@@ -235,6 +238,7 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
                                                   &result);
     depth()--;
   }
+  drop_stash(frame);
   if (rc == 0) {
     std::string problem = result_problem(schema, result);
     if (!problem.empty())

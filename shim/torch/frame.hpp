@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "../adapter/dispatch.hpp"
 #include "../core/core.h"
@@ -15,7 +16,23 @@ struct trw_value {
   c10::IValue iv;
 };
 
+namespace torch {
+namespace jit {
+struct Value;
+}
+}  // namespace torch
+
 namespace trw {
+
+// An argument of the rewritten call that torch's tracer had stashed
+// (stash.cpp): an int list with traced elements, or a traced value.
+struct Stashed {
+  size_t index = 0;                         // in the schema
+  bool is_value = false;
+  bool traced = false;                      // some element is traced
+  std::vector<torch::jit::Value*> list;     // per element; nullptr: constant
+  torch::jit::Value* value = nullptr;
+};
 
 // Rewriters may call operators that are rewritten in turn; past this depth
 // the call fails instead of overflowing the stack.
@@ -33,6 +50,8 @@ struct Frame {
   // operator, no graph edit) passed through and is not counted as fired.
   int calls = 0;
   int originals = 0;
+  // The call's entries of the tracer's argument stash (stash.cpp).
+  std::vector<Stashed> stashed;
 };
 
 inline Frame* frame_of(trw_ctx* ctx) {
@@ -47,6 +66,14 @@ trw_value* make_value(trw_ctx* ctx, c10::IValue iv);
 int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
                  const c10::DispatchKeySet* below, torch::jit::Stack& stack,
                  trw_value** result);
+
+// The tracer's argument stash around a rewriter call (stash.cpp): the
+// call's entries are taken off before the rewriter runs, given back to the
+// original for the arguments it gets unchanged, and the rest dropped.
+void take_stash(Frame& frame);
+bool arg_traced(const Frame& frame, size_t index);
+void give_stash(Frame& frame, size_t nargs, trw_value* const args[]);
+void drop_stash(Frame& frame);
 
 // Current rewriter nesting depth on this thread.
 int& depth();

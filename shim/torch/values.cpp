@@ -203,6 +203,7 @@ int trw_call_original(trw_ctx* ctx, size_t nargs, trw_value* const args[],
                      "rewriter calls trw_call_original_forward");
   f->originals++;
   try {
+    trw::give_stash(*f, nargs, args);
     auto stack = trw::stack_of(nargs, args);
     if (!trw::bind(f->op->schema(), stack))
       return trw_error(ctx, TRW_ETYPE,
@@ -215,6 +216,36 @@ int trw_call_original(trw_ctx* ctx, size_t nargs, trw_value* const args[],
   } catch (const std::exception& e) {
     return trw_error(ctx, TRW_EOP, "%s: %s", trw_ctx_op(ctx), e.what());
   }
+}
+
+int trw_decline(trw_ctx* ctx, size_t nargs, trw_value* const args[],
+                trw_value** result, const char* fmt, ...) {
+  if (trw__log_enabled(TRW__LOG_INFO)) {
+    char why[1024] = "";
+    if (fmt) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(why, sizeof why, fmt, ap);
+      va_end(ap);
+    }
+    trw__log(TRW__LOG_INFO, "%s (%s:%d) leaves %s to the original: %s",
+             trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
+             trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "the call", why);
+  }
+  return trw_call_original(ctx, nargs, args, result);
+}
+
+int trw_trace_arg_is_constant(trw_ctx* ctx, size_t index) {
+  trw::Frame* f = frame_of(ctx);
+  if (!f || !f->op)
+    return trw_error(ctx, TRW_EINVAL,
+                     "trw_trace_arg_is_constant is for operator rewriters");
+  if (index >= f->op->schema().arguments().size() || index >= f->arena.size())
+    return trw_error(ctx, TRW_ERANGE, "%s has %zu arguments, not %zu",
+                     trw_ctx_op(ctx), f->op->schema().arguments().size(),
+                     index + 1);
+  if (f->arena[index].iv.isTensor()) return 0;
+  return trw::arg_traced(*f, index) ? 0 : 1;
 }
 
 trw_value_kind trw_value_kind_of(const trw_value* v) {

@@ -2,7 +2,7 @@
 static ints, F.normalize without expand_as and on a kept batch axis."""
 import numpy as np
 
-from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
+from conftest import DYNAMIC_SIZES, EXPORTER, ort_run, run_script, torchscript_only
 
 SHAPES = """
 import numpy as np, torch
@@ -48,3 +48,68 @@ def test_size_rewriter_can_be_switched_off(tmp_path):
     run = run_script(tmp_path, SHAPES, backend="ncnn",
                      TORCHRW_DISABLE="torch.Tensor.size,torch.Tensor.shape").check()
     assert "Shape" in run.ops()
+
+
+# torchvision's detection models, written for the tracer's sizes (0-dim
+# tensors while tracing): GeneralizedRCNNTransform._onnx_batch_images
+# torch.stacks sizes, and code calls .float() / .to() on a size element.
+# With sizes as plain ints these failed: "'int' object has no attribute
+# 'float'", "expected Tensor as element 0 in argument 0, but got int".
+DETECTION_SIZES = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        if torch.jit.is_tracing():
+            sizes = torch.stack([x.shape[2], x.shape[3]]).to(torch.float32)
+            scale = x.size(3).float() / 4.0
+        else:
+            sizes = torch.tensor([x.shape[2], x.shape[3]], dtype=torch.float32)
+            scale = x.size(3) / 4.0
+        n, c, h, w = x.shape
+        flat = x.view(n, c, h * w) * scale
+        return flat, sizes * torch.max(sizes), torch.zeros(h, w).sum(0)
+x = torch.randn(1, 3, 4, 6, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
+np.savez("io.npz", x=x.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(M()(x))})
+"""
+
+
+def test_ncnn_static_sizes_act_as_the_tracers_tensors(tmp_path):
+    run = run_script(tmp_path, DETECTION_SIZES, backend="ncnn").check()
+    if EXPORTER == "torchscript":
+        ops = run.ops()
+        assert "Shape" not in ops and "Gather" not in ops, ops
+    io = np.load(run.path("io.npz"))
+    for i, out in enumerate(ort_run(run.path("model.onnx"), {"x": io["x"]})):
+        np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-6, err_msg=f"o{i}")
+
+
+def test_static_sizes_are_what_the_tracer_gives_as_constants(tmp_path):
+    """Under the tracer the sizes are 0-dim tensors, as torch's own, that
+    the graph holds as constants; torch.zeros(h, w), range(h), view and
+    arithmetic take them as they take the tracer's."""
+    run = run_script(tmp_path, """
+import torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        n, s, w = x.shape
+        if torch.jit.is_tracing():
+            assert s == 3 and list(range(s)) == [0, 1, 2]
+            assert isinstance(s, torch.Tensor) and s.dim() == 0, type(s)
+            assert type(x.shape).__name__ == "Size"
+            assert torch.stack([s, x.size(2)]).tolist() == [3, 4]
+        return x.view(-1, s * w) + torch.zeros(s * w).sum()
+torch.onnx.export(M(), (torch.randn(2, 3, 4),), "model.onnx", opset_version=11,
+                  input_names=["x"], dynamic_axes={"x": {1: "c", 2: "w"}}, **TS)
+""", backend="ncnn").check()
+    if EXPORTER == "torchscript":
+        assert "Shape" not in run.ops(), run.ops()
+
+
+def test_ncnn_size_rewriters_skip_the_exporters_own_calls(tmp_path):
+    """The model calls .shape once and .size() once; torch.export's exporter
+    (fake tensors, meta functions, decompositions, the ONNX translation)
+    calls them hundreds of times, which the rewriters leave alone."""
+    run = run_script(tmp_path, SHAPES, backend="ncnn", TORCHRW_LOG="info").check()
+    assert "fired builtin:torch.Tensor.shape@ncnn x1 " in run.stderr, run.stderr
+    assert "fired builtin:torch.Tensor.size@ncnn x1 " in run.stderr, run.stderr

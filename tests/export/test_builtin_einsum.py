@@ -1,0 +1,123 @@
+"""Built-in rewriters for opset 11 that TensorRT and ncnn users pick:
+einsum below opset 12 (rewriters/einsum.c) and Tensor.zero_ (rewriters/
+tensor.c)."""
+import numpy as np
+import pytest
+
+from conftest import EXPORTER, TORCH, ort_run, run_script, torchscript_only
+
+EQUATIONS = [
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),          # bmm
+    ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),  # attention scores
+    ("bhqk,bhkd->bhqd", [(2, 2, 3, 5), (2, 2, 5, 4)]),
+    ("bchw,bkc->bkhw", [(2, 3, 4, 5), (2, 6, 3)]),      # two own labels: Mul + sum
+    ("i,j->ij", [(3,), (4,)]),                          # outer product
+    ("ij->ji", [(3, 4)]),
+    ("ij->", [(3, 4)]),
+    ("ij,ij->i", [(3, 4), (3, 4)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (1, 4, 5)]),     # ellipsis, broadcast
+    ("bn,anm,bm->ba", [(2, 3), (5, 3, 4), (2, 4)]),     # bilinear, 3 operands
+    ("ij,jk", [(3, 4), (4, 5)]),                        # implicit output
+    ("nqhd,nkhd->nhqk", [(1, 3, 2, 4), (1, 6, 2, 4)]),
+]
+
+EINSUM = """
+import json, numpy as np, torch
+EQS = json.loads(%r)
+class M(torch.nn.Module):
+    def forward(self, *xs):
+        outs, i = [], 0
+        for eq, shapes in EQS:
+            outs.append(torch.einsum(eq, *xs[i:i + len(shapes)]))
+            i += len(shapes)
+        return tuple(outs)
+g = torch.Generator().manual_seed(0)
+xs = [torch.randn(*s, generator=g) for _, shapes in EQS for s in shapes]
+names = [f"x{i}" for i in range(len(xs))]
+torch.onnx.export(M(), tuple(xs), "model.onnx", opset_version=OPSET, input_names=names,
+                  output_names=[f"o{i}" for i in range(len(EQS))], **TS)
+np.savez("io.npz", **{n: x.numpy() for n, x in zip(names, xs)},
+         **{f"o{i}": o.numpy() for i, o in enumerate(M()(*xs))})
+""" % (__import__("json").dumps(EQUATIONS),)
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "ncnn"])
+def test_einsum_below_opset_12_uses_standard_ops(tmp_path, backend):
+    run = run_script(tmp_path, EINSUM.replace("OPSET", "11"), backend=backend,
+                     TORCHRW_LOG="info").check()
+    assert "Einsum" not in run.ops(), run.ops()
+    assert "fired builtin:aten::einsum@default" in run.stderr
+    io = np.load(run.path("io.npz"))
+    feeds = {k: io[k] for k in io.files if k.startswith("x")}
+    for i, out in enumerate(ort_run(run.path("model.onnx"), feeds)):
+        np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-5, atol=1e-5,
+                                   err_msg=EQUATIONS[i][0])
+
+
+def test_einsum_fails_below_opset_12_without_torchrw(tmp_path):
+    """What the rewriter is for: torch's exporter refuses it (TorchScript:
+    no symbolic before 12; torch.export: onnx cannot convert Einsum down)."""
+    run = run_script(tmp_path, EINSUM.replace("OPSET", "11"), preload=False)
+    if EXPORTER == "torchscript":
+        assert run.returncode != 0 and "einsum" in run.stderr.lower()
+    else:
+        # The exporter keeps opset 18 when it cannot convert down.
+        assert run.returncode != 0 or "Einsum" in run.ops()
+
+
+@torchscript_only("opset 12 as asked: torch.export's exporter builds at 18")
+def test_einsum_from_opset_12_is_left_alone(tmp_path):
+    run = run_script(tmp_path, EINSUM.replace("OPSET", "12"), backend="tensorrt").check()
+    assert "Einsum" in run.ops()
+
+
+DIAGONAL = """
+import torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        return torch.einsum("ii->i", x)
+torch.onnx.export(M(), (torch.randn(3, 3),), "model.onnx", opset_version=11, **TS)
+"""
+
+
+@torchscript_only("torch.export's exporter builds Einsum at 18 and cannot convert it down")
+def test_einsum_not_covered_goes_to_the_original_with_a_reason(tmp_path):
+    run = run_script(tmp_path, DIAGONAL, backend="tensorrt", TORCHRW_LOG="info")
+    assert ("builtin:aten::einsum@default (rewriters/einsum.c:" in run.stderr
+            and "leaves aten::einsum to the original: equation \"ii->i\": a label "
+                "repeated within one operand" in run.stderr), run.stderr
+    # torch's own refusal, as without torchrw.
+    assert run.returncode != 0 and "einsum" in run.stderr.split("Traceback")[-1].lower()
+
+
+ZERO = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y[:, :1].zero_()            # in place on a view
+        z = x.clone()
+        z.zero_()
+        return y + z, z
+x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
+np.savez("io.npz", x=x.numpy(), y=M()(x)[0].numpy(), z=M()(x)[1].numpy())
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "ncnn"])
+def test_zero_exports_at_opset_11(tmp_path, backend):
+    run = run_script(tmp_path, ZERO, backend=backend).check()
+    io = np.load(run.path("io.npz"))
+    y, z = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(y, io["y"], rtol=1e-6)
+    np.testing.assert_array_equal(z, io["z"])
+
+
+@torchscript_only("torch.export's exporter translates the functional aten::zero itself")
+def test_zero_fails_on_torch_1_13_without_torchrw(tmp_path):
+    run = run_script(tmp_path, ZERO, preload=False)
+    if TORCH < (2, 0):
+        assert run.returncode != 0 and "aten::zero" in run.stderr
+    else:
+        run.check()
