@@ -157,6 +157,8 @@ int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, 
 /* Ends the wait of everything deferred until `until`: what never came is
  * reported as not found. */
 void trw__py_drop_deferred(trw__py_until until);
+/* The same without reporting anything (a fork child's parent reports). */
+void trw__py_forget_deferred(trw__py_until until);
 int trw__py_lazy_ready(void);
 
 /* Sets owner.attr = value and logs what the owner had (its own value, not

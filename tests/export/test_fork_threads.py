@@ -327,3 +327,101 @@ print("rewritten", is_rewritten(*result["ops"]))
     assert "during {}" in run.stdout, run.stdout
     assert "after {}" in run.stdout, run.stdout
 
+
+# In a fork child: the originals everywhere (module dicts included), and
+# exports of its own that rewrite.  CHILD runs in the child and exits.
+CHILD = REWRITTEN + """
+def traced_rewritten(inside=None):
+    traced = torch.jit.trace(Model(inside), (torch.tensor([3.0, -1.0, 2.0]),))
+    return traced(torch.tensor([3.0, -1.0, 2.0])).tolist() == [299.0, -1.0, 199.0]
+
+def child_checks(inherits_torch_trace=False):
+    # A child forked inside torch's tracer is inside it too (torch refuses
+    # a trace there, and scripting a module that the tracer does not know):
+    # that thread's own trace and its scripting of Block are torch's to refuse.
+    def seen():
+        d = diff(before, probe())
+        if inherits_torch_trace:
+            d.pop("script Block", None)
+        return d
+    originals = (vars(victims)["scale"] is ORIG["scale"] and vars(F)["relu"] is ORIG["relu"]
+                 and vars(user_code)["scale"] is ORIG["scale"]
+                 and victims.Block.__dict__["forward"] is ORIG["forward"]
+                 and type(victims) is type(os) and type(F) is type(os))
+    first = seen()
+    print("child sees", originals, first, flush=True)
+    own = inherits_torch_trace or traced_rewritten()
+    # A trace of the child's own on a new thread, held midway while this
+    # thread (which traced, or not, in the parent) looks: the originals.
+    started, finish = threading.Barrier(2), threading.Barrier(2)
+    def hold():
+        started.wait()
+        finish.wait()
+    box = {}
+    t = threading.Thread(target=lambda: box.update(ok=traced_rewritten(hold)))
+    t.start()
+    started.wait()
+    during = seen()
+    finish.wait()
+    t.join()
+    after = seen() == {} and vars(victims)["scale"] is ORIG["scale"]
+    print("child traces", own, box.get("ok"), during, after, flush=True)
+    return originals and first == {} and own and box.get("ok") and during == {} and after
+
+def fork_and_check(inherits_torch_trace=False):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if child_checks(inherits_torch_trace) else 3
+        except BaseException:
+            traceback.print_exc()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+"""
+
+
+def test_fork_child_of_a_thread_while_another_traces_has_no_patches(tmp_path):
+    code = CHILD + """
+before = probe()
+started, finish = threading.Barrier(2), threading.Barrier(2)
+def hold():
+    started.wait()
+    finish.wait()
+result = {}
+a = threading.Thread(target=lambda: result.update(ops=exported(Model(inside=hold), "a.onnx")))
+a.start()
+started.wait()
+print("status", fork_and_check())
+finish.wait()
+a.join()
+print("parent rewritten", is_rewritten(*result["ops"]))
+print("parent after", diff(before, probe()))
+"""
+    run = _probe_run(tmp_path, code).check()
+    assert "status 0" in run.stdout, run.stdout + run.stderr
+    assert "parent rewritten True" in run.stdout and "parent after {}" in run.stdout, run.stdout
+
+
+def test_fork_child_of_the_tracing_thread_has_no_patches(tmp_path):
+    code = CHILD + """
+import multiprocessing
+before = probe()
+status = {}
+def inside():
+    status["fork"] = fork_and_check(inherits_torch_trace=True)
+    # multiprocessing's fork start method, from inside the trace as well.
+    p = multiprocessing.get_context("fork").Process(
+        target=lambda: sys.exit(0 if child_checks(inherits_torch_trace=True) else 3))
+    p.start()
+    p.join()
+    status["multiprocessing"] = p.exitcode
+ops = exported(Model(inside=inside), "a.onnx")
+print("status", status)
+print("parent rewritten", is_rewritten(*ops))
+print("parent after", diff(before, probe()))
+"""
+    run = _probe_run(tmp_path, code).check()
+    assert "status {'fork': 0, 'multiprocessing': 0}" in run.stdout, run.stdout + run.stderr
+    assert "parent rewritten True" in run.stdout and "parent after {}" in run.stdout, run.stdout
