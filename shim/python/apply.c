@@ -135,6 +135,7 @@ static PyObject *after_fork_child(PyObject *self, PyObject *unused)
   trw__py_unpatch_modules();
   trw__py_unpatch_functions();
   PyErr_Restore(type, value, tb);
+  trw__log(TRW__LOG_DEBUG, "fork child: the Python patches are removed");
   Py_RETURN_NONE;
 }
 
