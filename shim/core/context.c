@@ -1,4 +1,5 @@
 /* context.c - what a rewriter and a checker can ask about their call. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,13 @@ int trw__release_python(void)
 }
 
 int trw__rewriting_here(void) { return tracing > 0 || held > 0; }
+
+/* The child of a fork made inside a trace (a multiprocessing worker
+ * started from a model's forward) is not tracing: the trace belongs to the
+ * parent, and the child's own exports must start theirs afresh.  The
+ * frames it inherited leave through the counters' guards. */
+static void leave_in_child(void) { tracing = exporting = held = 0; }
+__attribute__((constructor)) static void at_fork(void) { pthread_atfork(NULL, NULL, leave_in_child); }
 
 const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx)
 {

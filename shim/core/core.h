@@ -224,6 +224,9 @@ void trw__hold_python(void);
 int trw__release_python(void);
 /* Python rewriters act on this thread: it traces, or its export holds them. */
 int trw__rewriting_here(void);
+/* A fork child starts outside every trace: the forking thread's depths and
+ * holds, and the registry's phase, are reset in the child (pthread_atfork;
+ * nothing to call). */
 
 /* The message to raise when a rewriter failed with code. */
 void trw__ctx_failure(const trw_ctx *ctx, int code, char *buf, size_t len);

@@ -288,6 +288,15 @@ trw__rewriter *trw__registry_at(size_t i)
   return i < nentries ? entries[i] : NULL;
 }
 
+/* In a fork child the threads that traced are gone, and one of them may
+ * have held the lock. */
+static void reset_in_child(void)
+{
+  pthread_mutex_init(&lock, NULL);
+  active = 0;
+}
+__attribute__((constructor)) static void at_fork(void) { pthread_atfork(NULL, NULL, reset_in_child); }
+
 void trw__registry_set_active(int a)
 {
   pthread_mutex_lock(&lock);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "glue.h"
+#include "../torch/bridge.h"
 
 /* ------------------------------------------------------------------------ */
 /* What activation asks of Python                                            */
@@ -113,6 +114,56 @@ static void wait_for_applier(void)
   PyEval_RestoreThread(ts);
 }
 
+/* A fork child starts with no patches, whichever thread forked and
+ * whatever the others were doing: the parent's traces are not the
+ * child's, and nothing would ever remove them there.  (os.fork calls this
+ * in the child, with the GIL; the core has reset the forking thread's
+ * counters already.)  The frames of a trace the child inherited leave
+ * through the counters' guards; its own exports apply the patches again. */
+static PyObject *after_fork_child(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  pthread_mutex_init(&py_lock, NULL);
+  pthread_cond_init(&py_applied, NULL);
+  py_applying = 0;
+  py_users = 0;
+  trw__bridge_end(); /* the forking thread's operator kernels, if it traced */
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  trw__py_forget_deferred(TRW__PY_UNTIL_TRACE);
+  trw__py_unpatch_modules();
+  trw__py_unpatch_functions();
+  PyErr_Restore(type, value, tb);
+  trw__log(TRW__LOG_DEBUG, "fork child: the Python patches are removed");
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef after_fork_def = {"torchrw_after_fork_child", after_fork_child, METH_NOARGS,
+                                     "Removes torchrw's Python patches in a fork child."};
+
+/* os.register_at_fork(after_in_child=...), once, before any patch. */
+static int watch_forks(void)
+{
+  static int done;
+  if (done)
+    return 0;
+  PyObject *fn = PyCFunction_New(&after_fork_def, NULL);
+  PyObject *os = fn ? PyImport_ImportModule("os") : NULL;
+  PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+  PyObject *args = reg ? PyTuple_New(0) : NULL;
+  PyObject *kw = args ? Py_BuildValue("{s:O}", "after_in_child", fn) : NULL;
+  PyObject *r = kw ? PyObject_Call(reg, args, kw) : NULL;
+  done = r != NULL;
+  Py_XDECREF(r);
+  Py_XDECREF(kw);
+  Py_XDECREF(args);
+  Py_XDECREF(reg);
+  Py_XDECREF(os);
+  Py_XDECREF(fn);
+  return done ? 0 : -1;
+}
+
 int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t errlen)
 {
   PyGILState_STATE gil = PyGILState_Ensure();
@@ -130,7 +181,7 @@ int trw__py_begin(const trw_env *env, int install_symbolics, char *err, size_t e
   int rc = 0;
   PyObject *m = trw__py_module();
   Py_XDECREF(m);
-  if (!m || (install_symbolics && trw__py_install_symbolics(env) != 0) ||
+  if (!m || watch_forks() != 0 || (install_symbolics && trw__py_install_symbolics(env) != 0) ||
       trw__py_patch_functions(env) != 0 || trw__py_patch_modules(env) != 0) {
     char why[4000];
     trw__py_describe_error(why, sizeof why, 0);

@@ -62,6 +62,21 @@ PyObject *trw__py_bind_method(PyObject *self, PyObject *obj, PyObject *type);
  * read them.  original may be NULL. */
 PyObject *trw__py_stand_in_getattr(PyObject *self, PyObject *name, PyObject *original);
 
+/* tp_descr_get for a patch of a class attribute whose original is origin:
+ * on a thread that traces, the patch (bound like trw__py_bind_method); on
+ * any other, what origin gives, so that Cls.method and obj.method are the
+ * original's own function or bound method there. */
+PyObject *trw__py_patch_bind(PyObject *self, PyObject *obj, PyObject *type, PyObject *origin);
+
+/* tp_getattro of a patch whose original is origin: trw__py_stand_in_getattr,
+ * and on a thread that does not trace, __class__ is the original's class
+ * (isinstance, inspect.isfunction). */
+PyObject *trw__py_patch_getattr(PyObject *self, PyObject *name, PyObject *origin);
+
+/* __reduce_ex__ of a stand-in for original: pickles as the original does
+ * (a function: by its name).  New reference, or NULL with an exception. */
+PyObject *trw__py_stand_in_reduce(PyObject *original, PyObject *proto);
+
 /* After rewriter r's Python code raised: an Exception becomes
  * torchrw.RewriterError (a RuntimeError) naming r's stable name and
  * registration site, with the original as its __cause__ (and traceback);
@@ -142,6 +157,8 @@ int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, 
 /* Ends the wait of everything deferred until `until`: what never came is
  * reported as not found. */
 void trw__py_drop_deferred(trw__py_until until);
+/* The same without reporting anything (a fork child's parent reports). */
+void trw__py_forget_deferred(trw__py_until until);
 int trw__py_lazy_ready(void);
 
 /* Sets owner.attr = value and logs what the owner had (its own value, not

@@ -433,7 +433,12 @@ int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, 
   return finder_install(1);
 }
 
-void trw__py_drop_deferred(trw__py_until until)
+static void drop(trw__py_until until, int report);
+
+void trw__py_drop_deferred(trw__py_until until) { drop(until, 1); }
+void trw__py_forget_deferred(trw__py_until until) { drop(until, 0); }
+
+static void drop(trw__py_until until, int report)
 {
   /* Runs while the export's own exception may be pending: keep it. */
   PyObject *type, *value, *tb;
@@ -443,7 +448,7 @@ void trw__py_drop_deferred(trw__py_until until)
       i++;
       continue;
     }
-    if (deferred[i].stable) {
+    if (report && deferred[i].stable) {
       char why[512];
       PyObject *owner = NULL;
       const char *attr = NULL;

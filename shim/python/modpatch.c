@@ -18,6 +18,7 @@ typedef struct {
   PyObject *origin; /* the class's forward before the patch */
   trw_env env;
   vectorcallfunc vectorcall;
+  PyObject *weakrefs;
 } ModForward;
 
 /* Per trace: wrappers by module id, and the modules whose wrapper runs. */
@@ -158,6 +159,8 @@ static PyObject *modforward_vectorcall(PyObject *self, PyObject *const *args, si
 
 static void modforward_dealloc(ModForward *f)
 {
+  if (f->weakrefs)
+    PyObject_ClearWeakRefs((PyObject *)f);
   Py_XDECREF(f->ctx);
   Py_XDECREF(f->origin);
   Py_TYPE(f)->tp_free((PyObject *)f);
@@ -165,8 +168,24 @@ static void modforward_dealloc(ModForward *f)
 
 static PyObject *modforward_getattro(ModForward *f, PyObject *name)
 {
-  return trw__py_stand_in_getattr((PyObject *)f, name, f->origin);
+  return trw__py_patch_getattr((PyObject *)f, name, f->origin);
 }
+
+/* On a thread that does not trace, Cls.forward and module.forward are the
+ * original's: TorchScript compiles that, pickle finds it by name. */
+static PyObject *modforward_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+  return trw__py_patch_bind(self, obj, type, ((ModForward *)self)->origin);
+}
+
+static PyObject *modforward_reduce(ModForward *f, PyObject *proto)
+{
+  return trw__py_stand_in_reduce(f->origin, proto);
+}
+
+static PyMethodDef modforward_methods[] = {
+    {"__reduce_ex__", (PyCFunction)modforward_reduce, METH_O, NULL},
+    {NULL, NULL, 0, NULL}};
 
 static PyTypeObject ModForwardType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.WrappedForward",
@@ -175,7 +194,9 @@ static PyTypeObject ModForwardType = {
     .tp_getattro = (getattrofunc)modforward_getattro,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(ModForward, vectorcall),
-    .tp_descr_get = trw__py_bind_method,
+    .tp_weaklistoffset = offsetof(ModForward, weakrefs),
+    .tp_methods = modforward_methods,
+    .tp_descr_get = modforward_get,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_doc = "The forward of a module class whose instances a torchrw wrapper replaces.",
 };
@@ -231,6 +252,7 @@ static int patch_class(Target *t, PyObject *cls, const trw_env *env, PyObject *f
   f->origin = origin;
   f->env = *env;
   f->vectorcall = modforward_vectorcall;
+  f->weakrefs = NULL;
   f->ctx = trw__py_context_new(t->rw, env, origin);
   int rc = f->ctx ? trw__py_setattr_logged(cls, forward_name, (PyObject *)f) : -1;
   Py_DECREF(f);

@@ -22,6 +22,7 @@ typedef struct {
   int builtin;      /* origin is C (torch's operators and Tensor methods) */
   int model_only;   /* applies to calls from the model only (below) */
   vectorcallfunc vectorcall;
+  PyObject *weakrefs; /* TorchScript caches compiled functions by weak reference */
 } Patched;
 
 /* ------------------------------------------------------------------------ */
@@ -151,6 +152,8 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
 
 static void patched_dealloc(Patched *p)
 {
+  if (p->weakrefs)
+    PyObject_ClearWeakRefs((PyObject *)p);
   Py_XDECREF(p->fn);
   Py_XDECREF(p->ctx);
   Py_XDECREF(p->origin);
@@ -165,8 +168,22 @@ static PyObject *patched_repr(Patched *p)
 
 static PyObject *patched_getattro(Patched *p, PyObject *name)
 {
-  return trw__py_stand_in_getattr((PyObject *)p, name, p->origin);
+  return trw__py_patch_getattr((PyObject *)p, name, p->origin);
 }
+
+static PyObject *patched_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+  return trw__py_patch_bind(self, obj, type, ((Patched *)self)->origin);
+}
+
+static PyObject *patched_reduce(Patched *p, PyObject *proto)
+{
+  return trw__py_stand_in_reduce(p->origin, proto);
+}
+
+static PyMethodDef patched_methods[] = {
+    {"__reduce_ex__", (PyCFunction)patched_reduce, METH_O, NULL},
+    {NULL, NULL, 0, NULL}};
 
 static PyTypeObject PatchedType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "torchrw.PatchedFunction",
@@ -176,7 +193,9 @@ static PyTypeObject PatchedType = {
     .tp_getattro = (getattrofunc)patched_getattro,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(Patched, vectorcall),
-    .tp_descr_get = trw__py_bind_method,
+    .tp_weaklistoffset = offsetof(Patched, weakrefs),
+    .tp_methods = patched_methods,
+    .tp_descr_get = patched_get,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_doc = "A function or method replaced by a torchrw rewriter for a trace.",
 };
@@ -198,7 +217,47 @@ static PyObject *patched_new(trw__rewriter *r, PyObject *ctx, PyObject *origin)
   Py_INCREF(ctx);
   p->rw = r;
   p->vectorcall = patched_vectorcall;
+  p->weakrefs = NULL;
   return (PyObject *)p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* What threads that do not trace see                                        */
+
+/* Python has no per-thread attributes.  A class's patched attribute gives
+ * the original on a thread that does not trace (patched_get).  A module
+ * whose attribute is patched gets this subclass of ModuleType for as long
+ * as the patch: its attribute lookup gives the original there, so pickle
+ * (which looks a function up by name and checks it finds the very
+ * object), TorchScript (which compiles what `module.name` gives) and
+ * everything else see the originals.  The module's dict keeps the patch,
+ * for the module's own global lookups on the tracing thread. */
+static PyTypeObject *ModuleView;
+
+static PyObject *module_view_getattro(PyObject *m, PyObject *name)
+{
+  PyObject *v = PyModule_Type.tp_getattro(m, name);
+  if (v && Py_IS_TYPE(v, &PatchedType) && !trw__rewriting_here())
+    Py_SETREF(v, Py_NewRef(((Patched *)v)->origin));
+  return v;
+}
+
+static PyType_Slot module_view_slots[] = {
+    {Py_tp_getattro, module_view_getattro},
+    {Py_tp_doc, "A module with torchrw patches: threads that do not trace see its originals."},
+    {0, NULL}};
+
+static PyType_Spec module_view_spec = {"torchrw.PatchedModule", 0, 0, Py_TPFLAGS_DEFAULT,
+                                       module_view_slots};
+
+static int module_view_ready(void)
+{
+  if (ModuleView)
+    return 0;
+  PyObject *bases = PyTuple_Pack(1, (PyObject *)&PyModule_Type);
+  ModuleView = bases ? (PyTypeObject *)PyType_FromSpecWithBases(&module_view_spec, bases) : NULL;
+  Py_XDECREF(bases);
+  return ModuleView ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -287,6 +346,7 @@ typedef struct {
 
 static Patch *patches;
 static size_t npatches, cappatches;
+static PyObject *class_attr; /* "__class__" */
 
 static int record(PyObject *owner, PyObject *attr, PyObject *old, int is_dict)
 {
@@ -304,6 +364,29 @@ static int record(PyObject *owner, PyObject *attr, PyObject *old, int is_dict)
   Py_INCREF(attr);
   Py_XINCREF(old);
   patches[npatches++] = (Patch){owner, attr, old, is_dict};
+  return 0;
+}
+
+/* Gives module m the ModuleView class (logged, so that it gets its own
+ * back with the patches).  A module of another class already (a lazy
+ * package's) keeps it: threads that do not trace then see the patches of
+ * its attributes, as they see those of its dict.  0, or -1 with an
+ * exception set. */
+static int view_module(PyObject *m)
+{
+  if (!Py_IS_TYPE(m, &PyModule_Type))
+    return 0;
+  if (!class_attr && !(class_attr = PyUnicode_InternFromString("__class__")))
+    return -1;
+  if (record(m, class_attr, (PyObject *)&PyModule_Type, 0) != 0)
+    return -1;
+  if (PyObject_SetAttr(m, class_attr, (PyObject *)ModuleView) != 0) {
+    Patch *p = &patches[--npatches];
+    Py_DECREF(p->owner);
+    Py_DECREF(p->attr);
+    Py_XDECREF(p->old);
+    return -1;
+  }
   return 0;
 }
 
@@ -330,6 +413,54 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
     return -1;
   }
   return 0;
+}
+
+/* TorchScript compiles a call of torch's own function to its operator by
+ * looking the function up by id (torch.jit._builtins._builtin_table).  A
+ * patch of one is looked up the same way for as long as it is applied, so
+ * that a function that holds it (`from torch import topk`) compiles on a
+ * thread that does not trace, as with the original. */
+static PyObject *builtin_table, *builtin_keys;
+
+static int mirror_builtin(PyObject *origin, PyObject *replacement)
+{
+  if (!builtin_table) {
+    PyObject *name = PyUnicode_FromString("torch.jit._builtins");
+    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+    PyObject *table = mod ? PyObject_GetAttrString(mod, "_builtin_table") : NULL;
+    Py_XDECREF(mod);
+    Py_XDECREF(name);
+    if (!table || !PyDict_Check(table)) {
+      /* No TorchScript yet, or its table is built later: nothing to mirror. */
+      Py_XDECREF(table);
+      PyErr_Clear();
+      return 0;
+    }
+    builtin_table = table;
+  }
+  if (!builtin_keys && !(builtin_keys = PyList_New(0)))
+    return -1;
+  PyObject *key = PyLong_FromVoidPtr(origin); /* id() */
+  PyObject *op = key ? PyDict_GetItemWithError(builtin_table, key) : NULL;
+  Py_XDECREF(key);
+  if (!op)
+    return PyErr_Occurred() ? -1 : 0;
+  PyObject *mine = PyLong_FromVoidPtr(replacement);
+  int rc = mine && PyDict_SetItem(builtin_table, mine, op) == 0 &&
+                   PyList_Append(builtin_keys, mine) == 0
+               ? 0
+               : -1;
+  Py_XDECREF(mine);
+  return rc;
+}
+
+static void unmirror_builtins(void)
+{
+  for (Py_ssize_t i = 0; builtin_keys && i < PyList_GET_SIZE(builtin_keys); i++)
+    if (PyDict_DelItem(builtin_table, PyList_GET_ITEM(builtin_keys, i)) != 0)
+      PyErr_Clear();
+  Py_CLEAR(builtin_keys);
+  Py_CLEAR(builtin_table);
 }
 
 /* sys.modules as it was when the patches began.  A module imported since
@@ -364,6 +495,7 @@ void trw__py_unpatch_functions(void)
   PyErr_Fetch(&type, &value, &tb);
   Py_CLEAR(claims);
   Py_CLEAR(contexts);
+  unmirror_builtins();
   restore_new_aliases();
   while (npatches > 0) {
     Patch *p = &patches[--npatches];
@@ -439,11 +571,14 @@ static int patch_one(trw__rewriter *r, const trw_env *env, PyObject *owner, cons
     goto done;
   ctx = trw__py_context_new(r, env, origin);
   replacement = ctx ? patched_new(r, ctx, origin) : NULL;
+  if (replacement && mirror_builtin(origin, replacement) != 0)
+    Py_CLEAR(replacement);
   if (replacement && wrap_with) {
     PyObject *w = PyObject_CallOneArg(wrap_with, replacement);
     Py_SETREF(replacement, w);
   }
   if (!replacement || remember_context(r, ctx) != 0 ||
+      (PyModule_Check(owner) && view_module(owner) != 0) ||
       trw__py_setattr_logged(owner, attr, replacement) != 0)
     goto done;
   *origin_out = origin;
@@ -481,7 +616,9 @@ static int patch_aliases(PyObject **origins, PyObject **replacements, size_t n)
         /* Record first (holds old), then replace in place: PyDict_Next
          * allows changing values of existing keys. */
         Py_INCREF(value);
-        rc = record(d, key, value, 1);
+        rc = view_module(mod);
+        if (rc == 0)
+          rc = record(d, key, value, 1);
         if (rc == 0)
           rc = PyDict_SetItem(d, key, replacements[i]);
         Py_DECREF(value);
@@ -512,8 +649,11 @@ static int patch_target(trw__rewriter *r, const trw_env *env, PyObject **origins
     return 0;
   }
   if (rc == 0 && PyModule_Check(owner)) {
-    /* Look the replacement up again: it is what aliases get. */
-    PyObject *rep = PyObject_GetAttrString(owner, attr);
+    /* Look the replacement up again: it is what aliases get.  From the
+     * module's dict: its attribute is the original for a thread that does
+     * not trace yet, as this one while it applies the patches. */
+    PyObject *rep = PyDict_GetItemString(PyModule_GetDict(owner), attr);
+    Py_XINCREF(rep);
     if (rep) {
       origins[*nalias] = origin;
       replacements[(*nalias)++] = rep;
@@ -597,7 +737,8 @@ int trw__py_patch_functions(const trw_env *env)
 int trw__py_patch_ready(PyObject *m)
 {
   (void)m;
-  return PyType_Ready(&PatchedType) < 0 || trw__py_modpatch_ready() < 0 ||
+  return PyType_Ready(&PatchedType) < 0 || module_view_ready() < 0 ||
+                 trw__py_modpatch_ready() < 0 ||
                  trw__py_lazy_ready() < 0
              ? -1
              : trw__py_symbolic_ready();

@@ -1,5 +1,5 @@
 """The shim across fork and threads."""
-from conftest import run_script
+from conftest import EXPORTER, run_script
 
 MODEL = """
 import os, sys, threading
@@ -147,3 +147,299 @@ print("third", exported())
     assert "third" in run.stdout
     # The module imported again registers the same sites again: no warning.
     assert "torchrw: warning" not in run.stderr and "torchrw: error" not in run.stderr
+
+
+# Python patches belong to the tracing thread.  victims.py holds the
+# targets; user_code.py calls them the ways user code does (an alias from
+# `from victims import scale`, a module attribute, a torch builtin).
+VICTIMS = """
+import torch
+
+def scale(x, factor: float = 2.0):
+    return x * factor
+
+class Block(torch.nn.Module):
+    def forward(self, x):
+        return x + 1
+"""
+
+USER_CODE = """
+import torch
+import torch.nn.functional as F
+import victims
+from victims import scale
+from torch import topk
+
+# Fresh function objects each time: TorchScript caches by function.
+def make_scripted():
+    def uses_alias(x):
+        return scale(x, 3.0)
+    def uses_module_attr(x):
+        return victims.scale(x) + F.relu(x)
+    def uses_builtin(x):
+        return torch.topk(x, 1)[0]
+    def uses_builtin_alias(x):
+        return topk(x, 1)[0]
+    return uses_alias, uses_module_attr, uses_builtin, uses_builtin_alias
+"""
+
+PATCHES = """
+import torch
+from torchrw import FUNCTION_REWRITER, MODULE_REWRITER
+
+@FUNCTION_REWRITER.register_rewriter("victims.scale", backend="tensorrt")
+def scale_rw(x, factor=2.0):
+    return x * 100.0
+
+@FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt")
+def relu_rw(x, inplace=False):
+    return x.clamp(min=0)
+
+@FUNCTION_REWRITER.register_rewriter("torch.topk", backend="tensorrt")
+def topk_rw(x, k, *args, **kwargs):
+    return FUNCTION_REWRITER.get_context().origin_func(x, k, *args, **kwargs)
+
+@FUNCTION_REWRITER.register_rewriter("torch.Tensor.flip", backend="tensorrt")
+def flip_rw(x, *dims):
+    return FUNCTION_REWRITER.get_context().origin_func(x, *dims)
+
+@MODULE_REWRITER.register_rewrite_module("victims.Block", backend="tensorrt")
+class BlockRw(torch.nn.Module):
+    def __init__(self, module, cfg):
+        super().__init__()
+    def forward(self, x):
+        return x - 1
+"""
+
+# probe() describes what the targets look like from the calling thread:
+# signatures, pickles (of what the module holds now and of the originals
+# taken before any export), TorchScript, calls and types.  Without patches
+# (before the export) and on a thread that does not trace, it must say the
+# same.
+PROBE = """
+import inspect, io, os, pickle, sys, threading, traceback
+import onnx, torch
+import torch.nn.functional as F
+import victims, user_code
+TORCH_OWN_HERE
+
+ORIG = {"scale": victims.scale, "relu": F.relu, "topk": torch.topk,
+        "flip": torch.Tensor.flip, "forward": victims.Block.forward, "Block": victims.Block}
+
+def attempt(f):
+    try:
+        return ("ok", f())
+    except Exception as e:
+        return ("error", type(e).__name__, str(e).splitlines()[0][:200])
+
+def probe():
+    x = torch.tensor([3.0, -1.0, 2.0])
+    now = {"scale": victims.scale, "relu": F.relu, "topk": torch.topk,
+           "flip": torch.Tensor.flip, "forward": victims.Block.forward,
+           "bound": victims.Block().forward}
+    out = {}
+    for name, obj in now.items():
+        out["sig " + name] = attempt(lambda: str(inspect.signature(obj)))
+        out["pickle " + name] = attempt(lambda: pickle.dumps(obj))
+        out["type " + name] = (type(obj).__name__, inspect.isfunction(obj), inspect.ismethod(obj),
+                               inspect.isbuiltin(obj), getattr(obj, "__qualname__", None))
+        out["same " + name] = obj is ORIG.get(name, obj)
+    for name, obj in ORIG.items():
+        out["pickle orig " + name] = attempt(lambda: pickle.dumps(obj))
+        out["sig orig " + name] = attempt(lambda: str(inspect.signature(obj)))
+    for fn in user_code.make_scripted():
+        out["script " + fn.__name__] = attempt(lambda: torch.jit.script(fn)(x).tolist())
+    # What user_code's globals hold (a patch, while one is applied) pickles
+    # as the original.
+    for name in ("scale", "topk"):
+        obj = vars(user_code)[name]
+        out["roundtrip alias " + name] = attempt(lambda: pickle.loads(pickle.dumps(obj)) is ORIG[name])
+    out["call scale"] = victims.scale(x).tolist()
+    out["call relu"] = F.relu(x).tolist()
+    out["call Block"] = victims.Block()(x).tolist()
+    out["call flip"] = x.flip(0).tolist()
+    out["script Block"] = attempt(lambda: torch.jit.script(victims.Block())(x).tolist())
+    return out
+
+def diff(a, b):
+    return {k: (a[k], b.get(k)) for k in a if k not in TORCH_OWN and a[k] != b.get(k)}
+
+class Model(torch.nn.Module):
+    def __init__(self, inside=None):
+        super().__init__()
+        self.block = victims.Block()
+        self.inside = inside
+    def forward(self, x):
+        if self.inside:
+            inside, self.inside = self.inside, None
+            inside()
+        return self.block(user_code.scale(F.relu(x)))
+
+def exported(model, path):
+    torch.onnx.export(model, (torch.tensor([3.0, -1.0, 2.0]),), path, **TS)
+    m = onnx.load(path)
+    return [n.op_type for n in m.graph.node], m
+"""
+
+
+# torch.export's capture changes how nn.Module calls work for the whole
+# process (torch.jit.script of a module fails on every other thread while
+# it captures, and for ever in a child forked meanwhile), without torchrw
+# as with it: that one is torch's.
+TORCH_OWN = {"script Block"} if EXPORTER == "torch.export" else set()
+
+
+def _probe_run(tmp_path, code):
+    (tmp_path / "victims.py").write_text(VICTIMS)
+    (tmp_path / "user_code.py").write_text(USER_CODE)
+    (tmp_path / "trw_patches.py").write_text(PATCHES)
+    script = (PROBE + code).replace("\nTORCH_OWN_HERE\n", "\nTORCH_OWN = %r\n" % TORCH_OWN)
+    return run_script(tmp_path, script, backend="tensorrt",
+                      TORCHRW_PYTHON="trw_patches", PYTHONPATH=tmp_path)
+
+
+# What the export computes tells whether it was rewritten: the graph of
+# 100*relu(x)-1 has the scale rewriter's constant 100 and Block's Sub.
+REWRITTEN = """
+def is_rewritten(ops, m):
+    from onnx import numpy_helper
+    consts = [numpy_helper.to_array(t).tolist() for t in m.graph.initializer]
+    consts += [numpy_helper.to_array(a.t).tolist() for n in m.graph.node
+               if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    return "Sub" in ops and 100.0 in consts
+"""
+
+
+def test_other_threads_see_the_originals_while_one_traces(tmp_path):
+    code = REWRITTEN + """
+before = probe()
+started, finish = threading.Barrier(2), threading.Barrier(2)
+def hold():
+    started.wait()
+    finish.wait()
+result = {}
+def export_thread():
+    result["ops"] = exported(Model(inside=hold), "a.onnx")
+a = threading.Thread(target=export_thread)
+a.start()
+started.wait()
+during = probe()
+finish.wait()
+a.join()
+after = probe()
+print("during", diff(before, during))
+print("after", diff(before, after))
+print("rewritten", is_rewritten(*result["ops"]))
+"""
+    run = _probe_run(tmp_path, code).check()
+    assert "rewritten True" in run.stdout, run.stdout + run.stderr
+    assert "during {}" in run.stdout, run.stdout
+    assert "after {}" in run.stdout, run.stdout
+
+
+# In a fork child: the originals everywhere (module dicts included), and
+# exports of its own that rewrite.  CHILD runs in the child and exits.
+CHILD = REWRITTEN + """
+def traced_rewritten(inside=None):
+    traced = torch.jit.trace(Model(inside), (torch.tensor([3.0, -1.0, 2.0]),))
+    return traced(torch.tensor([3.0, -1.0, 2.0])).tolist() == [299.0, -1.0, 199.0]
+
+def child_checks(inherits_torch_trace=False):
+    # A child forked inside torch's tracer is inside it too (torch refuses
+    # a trace there, and scripting a module that the tracer does not know):
+    # that thread's own trace and its scripting of Block are torch's to refuse.
+    def seen():
+        if inherits_torch_trace and TORCH_OWN:
+            # Inside torch.export's capture torch's modes (fake tensors) are
+            # the forking thread's: look from a new thread.
+            box = {}
+            t = threading.Thread(target=lambda: box.update(d=diff(before, probe())))
+            t.start()
+            t.join()
+            d = box["d"]
+        else:
+            d = diff(before, probe())
+        if inherits_torch_trace:
+            d.pop("script Block", None)
+        return d
+    originals = (vars(victims)["scale"] is ORIG["scale"] and vars(F)["relu"] is ORIG["relu"]
+                 and vars(user_code)["scale"] is ORIG["scale"]
+                 and victims.Block.__dict__["forward"] is ORIG["forward"]
+                 and type(victims) is type(os) and type(F) is type(os))
+    first = seen()
+    print("child sees", originals, first, flush=True)
+    own = inherits_torch_trace or traced_rewritten()
+    # A trace of the child's own on a new thread, held midway while this
+    # thread (which traced, or not, in the parent) looks: the originals.
+    started, finish = threading.Barrier(2), threading.Barrier(2)
+    def hold():
+        started.wait()
+        finish.wait()
+    box = {}
+    t = threading.Thread(target=lambda: box.update(ok=traced_rewritten(hold)))
+    t.start()
+    started.wait()
+    during = seen()
+    finish.wait()
+    t.join()
+    after = seen() == {} and vars(victims)["scale"] is ORIG["scale"]
+    print("child traces", own, box.get("ok"), during, after, flush=True)
+    return originals and first == {} and own and box.get("ok") and during == {} and after
+
+def fork_and_check(inherits_torch_trace=False):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if child_checks(inherits_torch_trace) else 3
+        except BaseException:
+            traceback.print_exc()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+"""
+
+
+def test_fork_child_of_a_thread_while_another_traces_has_no_patches(tmp_path):
+    code = CHILD + """
+before = probe()
+started, finish = threading.Barrier(2), threading.Barrier(2)
+def hold():
+    started.wait()
+    finish.wait()
+result = {}
+a = threading.Thread(target=lambda: result.update(ops=exported(Model(inside=hold), "a.onnx")))
+a.start()
+started.wait()
+print("status", fork_and_check())
+finish.wait()
+a.join()
+print("parent rewritten", is_rewritten(*result["ops"]))
+print("parent after", diff(before, probe()))
+"""
+    run = _probe_run(tmp_path, code).check()
+    assert "status 0" in run.stdout, run.stdout + run.stderr
+    assert "parent rewritten True" in run.stdout and "parent after {}" in run.stdout, run.stdout
+
+
+def test_fork_child_of_the_tracing_thread_has_no_patches(tmp_path):
+    code = CHILD + """
+import multiprocessing
+before = probe()
+status = {}
+def inside():
+    status["fork"] = fork_and_check(inherits_torch_trace=True)
+    # multiprocessing's fork start method, from inside the trace as well.
+    p = multiprocessing.get_context("fork").Process(
+        target=lambda: sys.exit(0 if child_checks(inherits_torch_trace=True) else 3))
+    p.start()
+    p.join()
+    status["multiprocessing"] = p.exitcode
+ops = exported(Model(inside=inside), "a.onnx")
+print("status", status)
+print("parent rewritten", is_rewritten(*ops))
+print("parent after", diff(before, probe()))
+"""
+    run = _probe_run(tmp_path, code).check()
+    assert "status {'fork': 0, 'multiprocessing': 0}" in run.stdout, run.stdout + run.stderr
+    assert "parent rewritten True" in run.stdout and "parent after {}" in run.stdout, run.stdout

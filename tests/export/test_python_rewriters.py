@@ -599,16 +599,19 @@ def trace():
 t = threading.Thread(target=trace)
 t.start()
 started.wait(30)
-# The trace on the other thread has patched userpkg.ops.decode by now.
-results["patched_meanwhile"] = ops.decode.__class__.__name__
+# The trace on the other thread has patched userpkg.ops.decode by now: the
+# module's dict holds the patch, and this thread sees the original.
+results["patched_meanwhile"] = type(vars(ops)["decode"]).__name__
+results["seen_meanwhile"] = ops.decode.__class__.__name__
 results["eager"] = float(ops.decode(torch.ones(1)))
 eager_done.set()
 t.join()
-print("RESULTS", results["patched_meanwhile"], results["eager"], results["traced"])
+print("RESULTS", results["patched_meanwhile"], results["seen_meanwhile"], results["eager"],
+      results["traced"])
 print("RESTORED", ops.decode.__class__.__name__)
 """
     run = export(tmp_path, script, "tensorrt", rw).check()
-    assert lines(run, "RESULTS") == ["PatchedFunction 2.0 20.0"]
+    assert lines(run, "RESULTS") == ["PatchedFunction function 2.0 20.0"]
     assert lines(run, "RESTORED") == ["function"]
 
 
