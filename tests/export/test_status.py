@@ -4,6 +4,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -207,3 +208,33 @@ def test_no_status_line_when_asked_or_when_stderr_is_not_a_terminal(tmp_path):
     assert outs[0] == outs[1]
     assert b"\x1b" not in outs[0] and b"operators traced" not in outs[0]
     assert out.count(b"channel close-on-exec: False") == 2, out
+
+
+def test_terminal_is_clean_after_a_signal(tmp_path):
+    for sig, code in ((signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGQUIT, -signal.SIGQUIT)):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        p = subprocess.Popen([str(TORCHRW), "run", "--backend", "tensorrt", "--", "sh", "-c",
+                              "echo started; exec sleep 30"], cwd=tmp_path, env=clean_env(),
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                             start_new_session=True)
+        os.close(slave)
+        out = b""
+        while b"operators traced" not in out:  # the line is up
+            assert select.select([master], [], [], 10)[0], out
+            out += os.read(master, 65536)
+        p.send_signal(sig)
+        assert p.wait(timeout=30) == code
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # SIGQUIT is torchrw's alone: sleep is left
+        except ProcessLookupError:
+            pass
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                out += os.read(master, 65536)
+            except OSError:
+                break
+        os.close(master)
+        shown, region = screen(out.decode())
+        assert region == (0, ROWS - 1), (sig, out)
+        assert "started" in shown and not any("operators traced" in l for l in shown), (sig, shown)
