@@ -462,7 +462,7 @@ static void status_take(status_line *st, const trw__status_record *r)
     i++;
   if (i == st->nprocs) {
     if (st->nprocs == STATUS_PROCS)
-      i = 0; /* more senders than kept: the oldest slot goes */
+      i = 0; /* more senders than kept: the first one's slot is reused */
     else
       st->nprocs++;
   }
