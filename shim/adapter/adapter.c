@@ -29,6 +29,18 @@ static const trw__hook export_hooks[] = {
 };
 #define NEXPORT_HOOKS (sizeof export_hooks / sizeof export_hooks[0])
 
+/* Where the exporters serialise the model, for the status line.  The
+ * TorchScript exporter (torch/onnx/utils.py _export in 1.13,
+ * torch/onnx/_internal/torchscript_exporter/utils.py from 2.9) turns its
+ * graph into protobuf bytes with Graph._export_onnx and writes them right
+ * after; torch.export's (torch/onnx/_internal/exporter/_compat.py) ends
+ * with ONNXProgram.save. */
+static const trw__hook write_hooks[] = {
+    {"torch._C.Graph", "_export_onnx", TRW__HOOK_WRITE},
+    {"torch.onnx._internal.exporter._onnx_program.ONNXProgram", "save", TRW__HOOK_WRITE},
+};
+#define NWRITE_HOOKS (sizeof write_hooks / sizeof write_hooks[0])
+
 /* Before torch.export: torch.onnx.export only (its TorchScript path). */
 static const trw__hook onnx_export_hook[] = {{"torch.onnx", "export", TRW__HOOK_EXPORT}};
 
@@ -55,15 +67,15 @@ static const trw__adapter rows[] = {
      "torch.onnx._internal.torchscript_exporter.registration",
      "torch.onnx._internal.torchscript_exporter.symbolic_helper", "torch.onnx._constants",
      "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 7, trace_hooks, NHOOKS, export_hooks,
-     NEXPORT_HOOKS, 1, "ONNX_DEFAULT_OPSET", "torch.onnx._internal.exporter._constants",
-     "TORCHLIB_OPSET"},
+     NEXPORT_HOOKS, write_hooks, NWRITE_HOOKS, 1, "ONNX_DEFAULT_OPSET",
+     "torch.onnx._internal.exporter._constants", "TORCHLIB_OPSET"},
     {TRW_TORCH_VERSION, 2, 5, "torch.onnx._globals", "torch.onnx._internal.registration",
      "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
-     NHOOKS, export_hooks, NEXPORT_HOOKS, 0, "ONNX_DEFAULT_OPSET",
+     NHOOKS, export_hooks, NEXPORT_HOOKS, write_hooks, NWRITE_HOOKS, 0, "ONNX_DEFAULT_OPSET",
      "torch.onnx._internal.exporter._constants", "TORCHLIB_OPSET"},
     {TRW_TORCH_VERSION, 1, 13, "torch.onnx._globals", "torch.onnx._internal.registration",
      "torch.onnx.symbolic_helper", "torch.onnx._constants", "ONNX_MAX_OPSET", 7, trace_hooks,
-     NHOOKS, onnx_export_hook, 1, 0, NULL, NULL, NULL},
+     NHOOKS, onnx_export_hook, 1, write_hooks, 1, 0, NULL, NULL, NULL},
 };
 #define NROWS (sizeof rows / sizeof rows[0])
 

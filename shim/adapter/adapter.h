@@ -31,7 +31,8 @@ typedef struct trw__py_attr {
 typedef enum trw__hook_role {
   TRW__HOOK_EXPORT,  /* torch.onnx.export: brackets the export when it goes through torch.export */
   TRW__HOOK_CAPTURE, /* torch.export.export & co: the model's Python runs, operators are recorded */
-  TRW__HOOK_LOWER    /* ExportedProgram.run_decompositions: the graph is retraced to ATen */
+  TRW__HOOK_LOWER,   /* ExportedProgram.run_decompositions: the graph is retraced to ATen */
+  TRW__HOOK_WRITE    /* the exporter serialises the model: the status line's "writing" */
 } trw__hook_role;
 
 typedef struct trw__hook {
@@ -59,6 +60,10 @@ typedef struct trw__adapter {
    * torchrw brackets, none before torch.export existed. */
   const trw__hook *export_hooks;
   size_t nexport_hooks;
+  /* Where each exporter starts serialising the model (TRW__HOOK_WRITE),
+   * hooked only when `torchrw run` shows its status line. */
+  const trw__hook *write_hooks;
+  size_t nwrite_hooks;
   /* torch.onnx.export(dynamo=...) when the caller does not say. */
   int dynamo_default;
   /* The exporter's own default opset (the dynamo path), read as

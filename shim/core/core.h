@@ -287,6 +287,21 @@ void trw__report_flush(void);
 /* Frees what the report holds (tests). */
 void trw__report_reset(void);
 
+/* ------------------------------------------------------------------------ */
+/* Status (status.c)                                                         */
+
+/* Nonzero when TORCHRW_STATUS_FD names torchrw run's status socket (read
+ * once; the descriptor is then marked close-on-exec).  Everything below
+ * does nothing otherwise.  Thread-safe; never fails, never blocks. */
+int trw__status_on(void);
+/* The export entered phase p (a trw__phase, status_wire.h): sent
+ * at once when it changed. */
+void trw__status_phase(int p);
+int trw__status_get_phase(void);
+/* One operator traced; one rewrite fired.  Sent at most every 100 ms. */
+void trw__status_op(void);
+void trw__status_fired(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,6 +114,7 @@ PyObject *trw__py_config(const trw_cfg *cfg);
 static inline void trw__py_hit(trw__rewriter *r)
 {
   __atomic_add_fetch(&r->hits, 1, __ATOMIC_RELAXED);
+  trw__status_fired();
 }
 
 int trw__py_context_ready(PyObject *module);

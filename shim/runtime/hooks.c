@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "../adapter/adapter.h"
+#include "../core/status_wire.h"
 #include "../python/glue.h"
 #include "../torch/bridge.h"
 #include "runtime.h"
@@ -151,11 +152,19 @@ static void guard_output(PyObject *const *args, size_t nargsf, PyObject *kwnames
   PyErr_Clear();
 }
 
+static void install_write_hooks(void);
+
 static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
 {
   Hook *h = (Hook *)self;
   char err[4096];
+  if (h->role == TRW__HOOK_WRITE) {
+    /* Only the status line's: writing lasts until the export returns. */
+    if (trw__export_depth() > 0)
+      trw__status_phase(TRW__PHASE_WRITING);
+    return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+  }
   if (trw__runtime_load(err, sizeof err) != 0) {
     if (!PyErr_Occurred())
       PyErr_SetString(PyExc_RuntimeError, err);
@@ -164,6 +173,7 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
   int through_torch_export = 1;
   switch (h->role) {
   case TRW__HOOK_EXPORT:
+    install_write_hooks();
     guard_output(args, nargsf, kwnames);
     /* The TorchScript exporter reaches the tracer, which brackets itself. */
     through_torch_export = goes_through_torch_export(args, nargsf, kwnames);
@@ -186,6 +196,7 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
      * stay until the export returns (torch.onnx calls some of their targets
      * after the trace; a pool worker never exits to flush the report). */
     trw__export_enter();
+    trw__status_phase(TRW__PHASE_TRACING);
     r = through_torch_export ? NULL : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
   if (through_torch_export) {
@@ -193,16 +204,24 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
       if (!PyErr_Occurred())
         PyErr_SetString(PyExc_RuntimeError, err);
     } else {
-      if (h->role == TRW__HOOK_CAPTURE)
+      if (h->role == TRW__HOOK_CAPTURE) {
         trw__bridge_capture(1);
-      else if (h->role == TRW__HOOK_LOWER)
+        trw__status_phase(TRW__PHASE_TRACING);
+      } else if (h->role == TRW__HOOK_LOWER) {
         trw__bridge_lower(1);
+        /* Inside torch.onnx.export, decomposing is the ONNX conversion's
+         * first step; on its own, it retraces the program. */
+        trw__status_phase(trw__export_depth() > 0 ? TRW__PHASE_CONVERTING : TRW__PHASE_TRACING);
+      }
       r = h->role == TRW__HOOK_EXPORT ? export_with_translations(h, args, nargsf, kwnames)
                                       : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
-      if (h->role == TRW__HOOK_CAPTURE)
+      if (h->role == TRW__HOOK_CAPTURE) {
         trw__bridge_capture(0);
-      else if (h->role == TRW__HOOK_LOWER)
+        if (trw__export_depth() > 0)
+          trw__status_phase(TRW__PHASE_CONVERTING);
+      } else if (h->role == TRW__HOOK_LOWER) {
         trw__bridge_lower(0);
+      }
       trw__scope_leave();
     }
   }
@@ -324,10 +343,11 @@ static int install(const trw__py_attr *attrs, const trw__hook *hooks, size_t n,
                    trw__hooks_owner tag)
 {
   /* One descriptor per entry point and owner, alive while it may wait:
-   * [owner][trace or export][entry point]. */
-  static Pending pending[2][2][16];
+   * [owner][trace, export or write hooks][entry point]. */
+  static Pending pending[2][3][16];
+  int kind = !hooks ? 0 : hooks[0].role == TRW__HOOK_WRITE ? 2 : 1;
   for (size_t i = 0; i < n && i < 16; i++) {
-    Pending *p = &pending[tag][hooks != NULL][i];
+    Pending *p = &pending[tag][kind][i];
     *p = hooks ? (Pending){hooks[i].owner, hooks[i].attr, (int)hooks[i].role, tag}
                : (Pending){attrs[i].owner, attrs[i].attr, ROLE_TRACE, tag};
     int rc = install_one(p, NULL);
@@ -344,6 +364,22 @@ static int install(const trw__py_attr *attrs, const trw__hook *hooks, size_t n,
   return 0;
 }
 
+/* The status line's hooks of serialisation, at the first export: torch._C
+ * is only half imported when the shim sees torch load, and its classes
+ * cannot be waited for.  Without the status line, nothing is hooked. */
+static void install_write_hooks(void)
+{
+  static int done;
+  const trw__adapter *a = trw__adapter_get();
+  if (done || !a->nwrite_hooks || !trw__status_on())
+    return;
+  done = 1;
+  if (install(NULL, a->write_hooks, a->nwrite_hooks, TRW__HOOKS_PROCESS) != 0) {
+    trw__log(TRW__LOG_DEBUG, "the status line will not show writing: cannot hook it");
+    PyErr_Clear();
+  }
+}
+
 int trw__hooks_install(trw__hooks_owner tag, int with_trace)
 {
   if (PyType_Ready(&HookType) < 0)
@@ -351,7 +387,9 @@ int trw__hooks_install(trw__hooks_owner tag, int with_trace)
   const trw__adapter *a = trw__adapter_get();
   if (with_trace && install(a->trace_hooks, NULL, a->ntrace_hooks, tag) != 0)
     return -1;
-  return install(NULL, a->export_hooks, a->nexport_hooks, tag);
+  if (install(NULL, a->export_hooks, a->nexport_hooks, tag) != 0)
+    return -1;
+  return 0;
 }
 
 void trw__hooks_remove(trw__hooks_owner tag)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../adapter/adapter.h"
+#include "../core/status_wire.h"
 #include "../python/glue.h"
 #include "../torch/bridge.h"
 #include "runtime.h"
@@ -406,6 +407,8 @@ int trw__activate(char *err, size_t errlen)
   }
   if (rc != 0)
     trw__registry_set_active(0);
+  else
+    trw__status_phase(TRW__PHASE_TRACING);
   trw__log(TRW__LOG_DEBUG,
            "activated in %.2f ms: loading %.2f, export info %.2f, operator kernels %.2f, "
            "Python rewriters %.2f",
@@ -431,6 +434,8 @@ void trw__deactivate(void)
     trw__registry_set_active(0);
     trw__report_flush();
   }
+  /* Inside torch.onnx.export, the ONNX conversion follows the trace. */
+  trw__status_phase(hold ? TRW__PHASE_CONVERTING : TRW__PHASE_RUNNING);
   if (rt.explicit_mode) {
     /* The block's own IR and opset again, for its symbolics. */
     rt.xenv.ir = rt.xir;
@@ -443,6 +448,7 @@ void trw__runtime_export_leave(void)
 {
   if (trw__export_leave() > 0)
     return;
+  trw__status_phase(TRW__PHASE_RUNNING);
   for (int n = trw__release_python(); n > 0; n--) {
     trw__py_end();
     trw__registry_set_active(0);

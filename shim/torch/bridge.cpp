@@ -166,9 +166,14 @@ void trace_op(const c10::OperatorHandle& op, const torch::jit::Stack* stack,
   fflush(g_trace);
 }
 
+// The fallback when the operator trace or the status line is on: every
+// operator the export records is logged or counted.
 void trace_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
                     torch::jit::Stack* stack) {
-  if (g_trace && recording()) trace_op(op, stack, nullptr);
+  if (recording()) {
+    trw__status_op();
+    if (g_trace) trace_op(op, stack, nullptr);
+  }
   op.redispatchBoxed(ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, kKey), stack);
 }
 
@@ -257,8 +262,10 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
     op.redispatchBoxed(below, stack);
     return;
   }
-  if (rc != 0 || frame.calls > 0 || frame.originals != 1)
+  if (rc != 0 || frame.calls > 0 || frame.originals != 1) {
     __atomic_add_fetch(&rw->hits, 1, __ATOMIC_RELAXED);
+    trw__status_fired();
+  }
   if (rc != 0) {
     char msg[2048];
     trw__ctx_failure(&ctx, rc, msg, sizeof msg);
@@ -280,6 +287,7 @@ class Kernel final : public c10::OperatorKernel {
     // recorded by the tracer (it clears its state around the call): leave
     // them.
     if (recording()) {
+      trw__status_op();
       if (g_trace) trace_op(op, stack, slot_->selected);
       if (slot_->selected) {
         run_rewriter(op, below, stack, slot_);
@@ -351,11 +359,12 @@ void install() {
   auto t0 = std::chrono::steady_clock::now();
   if (!g_fallback) {
     // Operators without a rewriter fall through torchrw's key at no cost,
-    // unless the operator trace is on.
+    // unless the operator trace or the status line (which counts them) is on.
     g_fallback = new torch::Library(
         torch::Library::IMPL, "_", kKey, __FILE__, __LINE__);
-    g_fallback->fallback(g_trace ? torch::CppFunction::makeFromBoxedFunction<&trace_fallback>()
-                                 : torch::CppFunction::makeFallthrough());
+    g_fallback->fallback(g_trace || trw__status_on()
+                             ? torch::CppFunction::makeFromBoxedFunction<&trace_fallback>()
+                             : torch::CppFunction::makeFallthrough());
   }
   auto tf = std::chrono::steady_clock::now();
   g_impl = new torch::Library(torch::Library::IMPL, "aten", kKey,

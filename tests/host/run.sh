@@ -23,7 +23,7 @@ git -C "$work" init -q repo && printf 'x\n' >"$work/repo/file"
 
 # Clear every torchrw variable the caller may have.
 unset TORCHRW_BACKEND TORCHRW_CONFIG TORCHRW_PLUGINS TORCHRW_PYTHON \
-      TORCHRW_DISABLE TORCHRW_LOG TORCHRW_REPORT TORCHRW_TRACE LD_PRELOAD
+      TORCHRW_DISABLE TORCHRW_LOG TORCHRW_REPORT TORCHRW_TRACE TORCHRW_STATUS_FD LD_PRELOAD
 
 # run_host DIR OUTPREFIX CMD...: runs CMD in DIR, saves out/err/rc/listing.
 run_host() {
