@@ -33,6 +33,7 @@ through the same code.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import shutil
@@ -265,6 +266,9 @@ class Results:
     def __init__(self, path):
         self.path = Path(path)
         self.rows = {}
+        self.load()
+
+    def load(self):
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 if line.strip():
@@ -278,8 +282,13 @@ class Results:
         return self.rows.get(tuple(k[x] for x in self.KEY))
 
     def add(self, row):
-        self.rows[self.key(row)] = row
-        self.write()
+        """Records row; rows another zoo process added to the file since
+        are kept (the file is read again under a lock)."""
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.load()
+            self.rows[self.key(row)] = row
+            self.write()
 
     def write(self):
         order = {m: i for i, m in enumerate(MODELS)}
