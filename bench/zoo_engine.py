@@ -18,6 +18,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import engines  # noqa: E402
 
 
+def summary(exc):
+    """One line for an engine's failure: an EngineError's message (its
+    first line, and its last when the engine said more, as pnnx's log
+    ends with what stopped it), else the exception's first line."""
+    if isinstance(exc, engines.EngineError):
+        lines = [l.strip() for l in exc.message.splitlines() if l.strip()]
+        text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    else:
+        lines = [l.strip() for l in f"{type(exc).__name__}: {exc}".splitlines() if l.strip()]
+        text = lines[0]
+    return text[:400]
+
+
 def main():
     engine, onnx_path, io_path, out_path, workdir = sys.argv[1:6]
     io = np.load(io_path)
@@ -25,8 +38,7 @@ def main():
     try:
         outs = engines.run(engine, onnx_path, feeds, workdir)
     except Exception as e:  # the engine's failure is the measurement
-        lines = [l for l in f"{type(e).__name__}: {e}".splitlines() if l.strip()]
-        print(json.dumps({"error": lines[0][:400], "stage": getattr(e, "stage", "run")}))
+        print(json.dumps({"error": summary(e), "stage": getattr(e, "stage", "run")}))
         return 0
     np.savez(out_path, **{f"out_{i}": np.asarray(o) for i, o in enumerate(outs)})
     print(json.dumps({"outputs": len(outs)}))
