@@ -481,7 +481,8 @@ def worse(t, p):
     return None
 
 
-def table(results, out=sys.stdout):
+def table(results, out=None):
+    out = out or sys.stdout
     rows = list(results.rows.values())
     groups = sorted({(r["torch"], r["exporter"], r["backend"]) for r in rows},
                     key=lambda g: (g[0], ["torchscript", "torch.export"].index(g[1]),
