@@ -1,0 +1,584 @@
+"""The model zoo (issue 11): every torchvision model family, exported as a
+user would under each backend's profile, once without torchrw (plain) and
+once under it, side by side:
+
+    /usr/bin/python3 bench/zoo.py [--torch 2.14] [--exporter torchscript]
+        [--backends tensorrt,ncnn] [--families detection] [--models resnet18]
+        [--timeout 600] [--results bench/zoo.jsonl] [--force]
+    /usr/bin/python3 bench/zoo.py --table [--results bench/zoo.jsonl]
+
+Per model, backend, torch, exporter and mode (plain / torchrw) one row of
+the results file (JSON Lines; rows already there are skipped unless
+--force, so a run that stops resumes): exported or not and why (the
+first line of the error), `torchrw check --backend B` on the file
+(violation count and the first rules), and the engine's outputs against
+PyTorch's (max abs error, max error relative to the output's largest
+value, pass/fail).  Where plain torch's file already gives other outputs
+than PyTorch (tied scores, NMS order), the torchrw row is judged by
+whether its outputs match plain torch's engine outputs (`vs: plain`).
+
+Every export and every engine run is a process of its own with a
+timeout.  A backend's profile is its name, the opset its users pick and
+the engine that runs its files on the CPU; TensorRT needs a GPU, so its
+files run in ONNX Runtime (the graph's numerics; its check is the
+table's).  torch.export's exporter builds at opset 18 and converts down;
+when conversion fails it keeps 18 (the row's `opset_file`).
+
+Interpreters: TORCH113_PYTHON (default /usr/bin/python3, torch 1.13:
+TorchScript exporter only), TORCH214_PYTHON (default $VENV/bin/python,
+VENV defaulting to .venv: torch 2.14, both exporters), ENGINE_PYTHON
+(default $VENV/bin/python: onnxruntime, openvino, ncnn).  The zoo takes
+hours and runs outside CI; tests/export/test_zoo.py runs a few models
+through the same code.
+"""
+import argparse
+import datetime
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zoo_models import FAMILIES, MODELS, describe_input  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("VENV", ROOT / ".venv"))
+PYTHONS = {
+    "1.13": os.environ.get("TORCH113_PYTHON", "/usr/bin/python3"),
+    "2.14": os.environ.get("TORCH214_PYTHON", str(VENV / "bin" / "python")),
+}
+ENGINE_PYTHON = os.environ.get("ENGINE_PYTHON", str(VENV / "bin" / "python"))
+EXPORTERS = {"1.13": ["torchscript"], "2.14": ["torchscript", "torch.export"]}
+
+# backend: (opset, engine).  mmdeploy's configs for TensorRT, ncnn and
+# OpenVINO export at opset 11; an ONNX Runtime user takes the
+# TorchScript exporter's newest default, 17.
+PROFILES = {
+    "tensorrt": (11, "onnxruntime"),
+    "ncnn": (11, "ncnn"),
+    "openvino": (11, "openvino"),
+    "onnxruntime": (17, "onnxruntime"),
+}
+
+# An engine output matches PyTorch's when its largest difference is at
+# most this fraction of the output's largest magnitude (or is below ATOL).
+RTOL = 1e-3
+ATOL = 1e-5
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RESULTS = HERE / "zoo.jsonl"
+
+
+def first_line(text, limit=300):
+    lines = [l.strip() for l in (text or "").splitlines() if l.strip()]
+    return lines[0][:limit] if lines else ""
+
+
+def last_error_line(stderr):
+    """The exception line of a traceback on stderr (its last line that
+    names an error), for a process that died without its JSON line."""
+    lines = [l.strip() for l in (stderr or "").splitlines() if l.strip()]
+    for l in reversed(lines):
+        if "Error" in l or "error" in l or "Assert" in l:
+            return l[:300]
+    return lines[-1][:300] if lines else ""
+
+
+def last_json(stdout):
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    return None
+
+
+def child_env(build, backend=None, **extra):
+    """The environment of an export or engine process: no torchrw variables
+    from the caller; with backend, the library preloaded for it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHRW_")}
+    env.pop("LD_PRELOAD", None)
+    env["OMP_NUM_THREADS"] = "1"
+    if backend:
+        env["LD_PRELOAD"] = str(Path(build) / "lib" / "libtorchrw.so")
+        env["TORCHRW_BACKEND"] = backend
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def export(python, model, exporter, opset, outdir, timeout, build, backend=None):
+    """Exports model in a process of its own (preloaded for backend, if
+    given).  Returns a dict: ok, error, outputs (PyTorch's output names),
+    seconds, fired (rewrites the report counted)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for f in ("model.onnx", "io.npz", "report.jsonl"):
+        (outdir / f).unlink(missing_ok=True)
+    extra = {"TORCHRW_REPORT": outdir / "report.jsonl"} if backend else {}
+    cmd = [python, str(HERE / "zoo_export.py"), model, exporter, str(opset), str(outdir)]
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=outdir, env=child_env(build, backend, **extra),
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timeout after {timeout} s", "seconds": timeout}
+    seconds = round(time.perf_counter() - t, 1)
+    (outdir / "export.log").write_text(proc.stdout + proc.stderr)
+    res = last_json(proc.stdout)
+    if res is None:
+        why = f"exit {proc.returncode}: {last_error_line(proc.stderr)}"
+        return {"ok": False, "error": why, "seconds": seconds}
+    out = {"ok": "error" not in res and (outdir / "model.onnx").exists(),
+           "error": res.get("error"), "outputs": res.get("outputs"),
+           "seconds": seconds, "torch_version": res.get("torch")}
+    if res.get("unavailable"):
+        out["unavailable"] = True
+    if out["ok"]:
+        out["opset_file"] = file_opset(outdir / "model.onnx")
+    if backend and (outdir / "report.jsonl").exists():
+        out["fired"] = fired_of(outdir / "report.jsonl")
+    return out
+
+
+def file_opset(path):
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def fired_of(report):
+    """The rewriters that fired in an export, by name, summed over the
+    report's records."""
+    fired = {}
+    for line in report.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        for f in rec.get("fired", []):
+            name = f.get("name") or f.get("stable_name") or str(f)
+            fired[name] = fired.get(name, 0) + int(f.get("count", 1))
+    return fired
+
+
+def check(build, onnx_path, backend):
+    """torchrw check's verdict: violation count and the first distinct
+    rules (operator and rule, without the citation)."""
+    proc = subprocess.run([str(Path(build) / "tools" / "torchrw"), "check", str(onnx_path),
+                           "--backend", backend], capture_output=True, text=True, timeout=300)
+    if proc.returncode not in (0, 1):
+        return {"error": first_line(proc.stderr or proc.stdout)}
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    rules = {}
+    for l in lines:
+        rule = l.split(": ", 1)[-1].split(" (", 1)[0]
+        rules[rule] = rules.get(rule, 0) + 1
+    first = sorted(rules, key=lambda r: -rules[r])[:3]
+    return {"violations": len(lines), "rules": first}
+
+
+def engine_run(engine, onnx_path, io_path, out_path, workdir, timeout):
+    """Runs the file in engine in a process of its own.  Returns None, or
+    the error (first line) with the stage it failed at."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_path.unlink(missing_ok=True)
+    cmd = [ENGINE_PYTHON, str(HERE / "zoo_engine.py"), engine, str(onnx_path), str(io_path),
+           str(out_path), str(workdir)]
+    try:
+        proc = subprocess.run(cmd, env=child_env(None), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"run: timeout after {timeout} s"
+    res = last_json(proc.stdout)
+    if res is None:
+        return f"run: exit {proc.returncode}: {last_error_line(proc.stderr)}"
+    if "error" in res:
+        return f"{res.get('stage', 'run')}: {res['error']}"
+    return None
+
+
+def load_outputs(path, prefix="out_"):
+    data = np.load(path)
+    n = len([k for k in data.files if k.startswith(prefix)])
+    return [data[f"{prefix}{i}"] for i in range(n)]
+
+
+def canonical(names, arrays):
+    """Detections in one order on both sides: by score (rounded), label and
+    box, since engines may order tied detections differently."""
+    def find(suffix):
+        return next((i for i, n in enumerate(names) if n.endswith(suffix)), None)
+
+    b, s, l = find("boxes"), find("scores"), find("labels")
+    if None in (b, s, l) or len(arrays) != len(names):
+        return arrays
+    n = len(arrays[s])
+    if any(a.ndim == 0 or len(a) != n for a in arrays):
+        return arrays
+    key = np.concatenate([-np.round(arrays[s].astype(np.float64)[:, None], 4),
+                          arrays[l].astype(np.float64)[:, None],
+                          np.round(arrays[b].astype(np.float64), 1)], axis=1)
+    order = np.lexsort(key.T[::-1])
+    return [a[order] for a in arrays]
+
+
+def compare(names, want, got, family):
+    """got against want: pass/fail, the largest absolute error, the largest
+    error relative to the output's largest magnitude, and why it fails."""
+    if len(got) != len(want):
+        return {"ok": False, "why": f"{len(got)} outputs, expected {len(want)}"}
+    if family == "detection":
+        want, got = canonical(names, want), canonical(names, got)
+    worst_abs = worst_rel = 0.0
+    for i, (w, g) in enumerate(zip(want, got)):
+        if tuple(w.shape) != tuple(g.shape):
+            return {"ok": False, "why": f"output {i} ({names[i] if i < len(names) else i}): "
+                                        f"shape {list(g.shape)}, expected {list(w.shape)}"}
+        if w.size == 0:
+            continue
+        w64, g64 = w.astype(np.float64), g.astype(np.float64)
+        if not np.all(np.isfinite(g64) == np.isfinite(w64)):
+            return {"ok": False, "why": f"output {i}: non-finite values differ"}
+        fin = np.isfinite(w64)
+        d = float(np.max(np.abs(w64[fin] - g64[fin]), initial=0.0))
+        scale = float(np.max(np.abs(w64[fin]), initial=0.0))
+        worst_abs = max(worst_abs, d)
+        worst_rel = max(worst_rel, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
+    ok = worst_abs <= ATOL or worst_rel <= RTOL
+    res = {"ok": ok, "max_abs": float(f"{worst_abs:.3g}"), "max_rel": float(f"{worst_rel:.3g}")}
+    if not ok:
+        res["why"] = f"max error {worst_rel:.3g} of the largest magnitude"
+    return res
+
+
+class Results:
+    """The JSON Lines results file: one row per model, backend, torch,
+    exporter and mode; appended row by row."""
+
+    KEY = ("model", "backend", "torch", "exporter", "mode")
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rows = {}
+        self.load()
+
+    def load(self):
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[self.key(row)] = row
+
+    def key(self, row):
+        return tuple(row[k] for k in self.KEY)
+
+    def get(self, **k):
+        return self.rows.get(tuple(k[x] for x in self.KEY))
+
+    def add(self, row):
+        """Records row; rows another zoo process added to the file since
+        are kept (the file is read again under a lock)."""
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.load()
+            self.rows[self.key(row)] = row
+            self.write()
+
+    def write(self):
+        order = {m: i for i, m in enumerate(MODELS)}
+        rows = sorted(self.rows.values(), key=lambda r: (
+            r["torch"], r["exporter"], list(PROFILES).index(r["backend"])
+            if r["backend"] in PROFILES else 99, order.get(r["model"], 999), r["mode"]))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        tmp.replace(self.path)
+
+
+class Zoo:
+    def __init__(self, args):
+        self.args = args
+        self.build = Path(args.build)
+        self.work = Path(args.workdir)
+        self.results = Results(args.results)
+
+    def log(self, msg):
+        print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {msg}", flush=True)
+
+    def model_dir(self, torch, exporter, model):
+        return self.work / torch / exporter.replace(".", "_") / model
+
+    def run_model(self, torch, exporter, model, backends):
+        python = PYTHONS[torch]
+        mdir = self.model_dir(torch, exporter, model)
+        todo = [b for b in backends
+                if self.args.force or any(self.results.get(model=model, backend=b, torch=torch,
+                                                           exporter=exporter, mode=m) is None
+                                          for m in ("plain", "torchrw"))]
+        if not todo:
+            return
+        plain = {}
+        for b in todo:
+            opset = PROFILES[b][0]
+            if opset not in plain:
+                pdir = mdir / f"plain-opset{opset}"
+                self.log(f"{torch} {exporter} {model}: export plain, opset {opset}")
+                plain[opset] = (pdir, export(python, model, exporter, opset, pdir,
+                                             self.args.timeout, self.build))
+            pdir, pres = plain[opset]
+            if pres.get("unavailable"):
+                for mode in ("plain", "torchrw"):
+                    self.record(model, b, torch, exporter, mode, pres, None, None, None)
+                continue
+            prow = self.judge(model, b, torch, exporter, "plain", pdir, pres, None)
+            tdir = mdir / f"torchrw-{b}"
+            self.log(f"{torch} {exporter} {model}: export under torchrw, backend {b}")
+            tres = export(python, model, exporter, opset, tdir, self.args.timeout, self.build,
+                          backend=b)
+            self.judge(model, b, torch, exporter, "torchrw", tdir, tres, (pdir, prow))
+            shutil.rmtree(tdir, ignore_errors=True)
+        shutil.rmtree(mdir, ignore_errors=True)
+
+    def judge(self, model, backend, torch, exporter, mode, d, res, plain):
+        """Checks and runs one export's file; records and returns its row."""
+        opset, engine = PROFILES[backend]
+        chk = num = None
+        if res["ok"]:
+            chk = check(self.build, d / "model.onnx", backend)
+            out = d / f"engine-{engine}.npz"
+            err = None
+            if not out.exists():
+                err = engine_run(engine, d / "model.onnx", d / "io.npz", out, d / f"{engine}-work",
+                                 self.args.timeout)
+                shutil.rmtree(d / f"{engine}-work", ignore_errors=True)
+            if err:
+                num = {"ok": False, "engine_error": err}
+            else:
+                got = load_outputs(out)
+                family = MODELS[model][0]
+                num = compare(res["outputs"], load_outputs(d / "io.npz"), got, family)
+                num["vs"] = "pytorch"
+                # Judged by plain torch's numerics where those already
+                # differ from PyTorch's.
+                if (not num["ok"] and plain and plain[1] and plain[1].get("numerics")
+                        and not plain[1]["numerics"].get("ok")
+                        and (plain[0] / f"engine-{engine}.npz").exists()):
+                    vs_plain = compare(res["outputs"], load_outputs(plain[0] / f"engine-{engine}.npz"),
+                                       got, family)
+                    num = {**vs_plain, "vs": "plain", "vs_pytorch": num}
+            num["engine"] = engine
+        return self.record(model, backend, torch, exporter, mode, res, chk, num, opset)
+
+    def record(self, model, backend, torch, exporter, mode, res, chk, num, opset):
+        row = {"model": model, "family": MODELS[model][0], "input": describe_input(model),
+               "backend": backend, "opset": opset or PROFILES[backend][0], "torch": torch,
+               "torch_version": res.get("torch_version"), "exporter": exporter, "mode": mode,
+               "exported": bool(res.get("ok")), "error": None if res.get("ok") else res.get("error"),
+               "export_seconds": res.get("seconds"),
+               "date": datetime.date.today().isoformat()}
+        if res.get("unavailable"):
+            row["unavailable"] = True
+        if res.get("opset_file") is not None:
+            row["opset_file"] = res["opset_file"]
+        if chk is not None:
+            row["check"] = chk
+        if num is not None:
+            row["numerics"] = num
+        if mode == "torchrw":
+            row["fired"] = res.get("fired", {})
+        self.results.add(row)
+        verdict = ("unavailable" if row.get("unavailable") else
+                   "exported" if row["exported"] else f"failed: {row['error']}")
+        extra = ""
+        if chk is not None:
+            extra += f", check {chk.get('violations', chk.get('error'))}"
+        if num is not None:
+            extra += f", numerics {'ok' if num.get('ok') else 'FAIL'}"
+        self.log(f"  {mode:7} {backend:11} {verdict[:160]}{extra}")
+        return row
+
+
+def selected(arg, allowed, what):
+    if not arg:
+        return list(allowed)
+    out = [x.strip() for x in arg.split(",") if x.strip()]
+    bad = [x for x in out if x not in allowed]
+    if bad:
+        sys.exit(f"zoo: unknown {what}: {', '.join(bad)} (known: {', '.join(allowed)})")
+    return out
+
+
+# The table.
+
+def verdicts(row):
+    """(exported, check-clean, numerics-ok) of a row; None when the step
+    did not run."""
+    if row.get("unavailable"):
+        return None, None, None
+    exp = row["exported"]
+    chk = row.get("check")
+    clean = None if not exp or chk is None or "error" in chk else chk["violations"] == 0
+    num = row.get("numerics")
+    ok = None if not exp or num is None else bool(num.get("ok"))
+    return exp, clean, ok
+
+
+def cell(row):
+    if row is None:
+        return "not run"
+    if row.get("unavailable"):
+        return "not in torchvision"
+    if not row["exported"]:
+        return "export: " + md(row.get("error") or "failed", 80)
+    parts = []
+    chk = row.get("check", {})
+    if "error" in chk:
+        parts.append("check: " + md(chk["error"], 40))
+    elif chk.get("violations"):
+        rules = [r.split(" - ", 1)[0] for r in chk["rules"][:2]]
+        parts.append(f"check {chk['violations']}: " + md("; ".join(rules), 90))
+    else:
+        parts.append("check clean")
+    num = row.get("numerics") or {}
+    if num.get("engine_error"):
+        parts.append(f"{num.get('engine')} " + md(num["engine_error"], 90))
+    elif num:
+        vs = " vs plain" if num.get("vs") == "plain" else ""
+        state = "ok" if num.get("ok") else "DIFF"
+        rel = num.get("max_rel")
+        parts.append(f"{num.get('engine')} {state}{vs}" + (f" ({rel:.1g})" if rel is not None
+                                                          else f" ({md(num.get('why', ''), 40)})"))
+    return ", ".join(parts)
+
+
+def md(text, limit):
+    text = (text or "").replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def worse(t, p):
+    """Why the torchrw row is worse than the plain row, or None."""
+    if t is None or p is None or t.get("unavailable"):
+        return None
+    te, tc, tn = verdicts(t)
+    pe, pc, pn = verdicts(p)
+    if pe and not te:
+        return "export fails: " + (t.get("error") or "")
+    if not te:
+        return None
+    tv = (t.get("check") or {}).get("violations")
+    pv = (p.get("check") or {}).get("violations")
+    if tv is not None and pv is not None and tv > pv:
+        return f"check {tv} violations, plain {pv}: " + "; ".join(t["check"]["rules"][:2])
+    if pn and tn is False:
+        num = t.get("numerics", {})
+        return "numerics: " + (num.get("engine_error") or num.get("why") or "differ")
+    return None
+
+
+def table(results, out=None):
+    out = out or sys.stdout
+    rows = list(results.rows.values())
+    groups = sorted({(r["torch"], r["exporter"], r["backend"]) for r in rows},
+                    key=lambda g: (g[0], ["torchscript", "torch.export"].index(g[1]),
+                                   list(PROFILES).index(g[2])))
+    print("Opset: asked for; torch.export's exporter builds at 18 and keeps 18 where "
+          "converting down fails (each row's opset_file).\n", file=out)
+    print("| torch | exporter | backend (opset, engine) | models | exported torchrw / plain "
+          "| check-clean torchrw / plain | numerics-ok torchrw / plain | worse under torchrw |",
+          file=out)
+    print("|---|---|---|---|---|---|---|---|", file=out)
+    for torch, exporter, backend in groups:
+        sel = [r for r in rows if (r["torch"], r["exporter"], r["backend"]) == (torch, exporter,
+                                                                                backend)]
+        models = sorted({r["model"] for r in sel if not r.get("unavailable")})
+        tot = {m: [0, 0, 0] for m in ("torchrw", "plain")}
+        n_worse = 0
+        for model in models:
+            pair = {r["mode"]: r for r in sel if r["model"] == model}
+            for mode in tot:
+                if mode in pair:
+                    for i, v in enumerate(verdicts(pair[mode])):
+                        tot[mode][i] += bool(v)
+            n_worse += worse(pair.get("torchrw"), pair.get("plain")) is not None
+        opset, engine = PROFILES[backend]
+        t, p = tot["torchrw"], tot["plain"]
+        print(f"| {torch} | {exporter} | {backend} ({opset}, {engine}) | {len(models)} | "
+              f"{t[0]} / {p[0]} | {t[1]} / {p[1]} | {t[2]} / {p[2]} | {n_worse} |", file=out)
+    for torch, exporter, backend in groups:
+        sel = [r for r in rows if (r["torch"], r["exporter"], r["backend"]) == (torch, exporter,
+                                                                                backend)]
+        print(f"\n### torch {torch}, {exporter} exporter, {backend} profile\n", file=out)
+        print("| model | input | torchrw | plain |", file=out)
+        print("|---|---|---|---|", file=out)
+        for model in [m for m in MODELS if any(r["model"] == m for r in sel)]:
+            pair = {r["mode"]: r for r in sel if r["model"] == model}
+            any_row = next(iter(pair.values()))
+            w = worse(pair.get("torchrw"), pair.get("plain"))
+            mark = " **(worse)**" if w else ""
+            print(f"| {model}{mark} | {any_row['input']} | {cell(pair.get('torchrw'))} | "
+                  f"{cell(pair.get('plain'))} |", file=out)
+
+
+def regressions(results):
+    """Every row pair where torchrw does worse than plain torch."""
+    out = []
+    for r in results.rows.values():
+        if r["mode"] != "torchrw":
+            continue
+        p = results.get(model=r["model"], backend=r["backend"], torch=r["torch"],
+                        exporter=r["exporter"], mode="plain")
+        w = worse(r, p)
+        if w:
+            out.append((r["torch"], r["exporter"], r["backend"], r["model"], w))
+    return sorted(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
+    ap.add_argument("--regressions", action="store_true",
+                    help="list where torchrw does worse than plain torch, and exit")
+    ap.add_argument("--results", default=str(DEFAULT_RESULTS))
+    ap.add_argument("--models", help="comma-separated model names")
+    ap.add_argument("--families", help=f"comma-separated: {', '.join(FAMILIES)}")
+    ap.add_argument("--backends", help=f"comma-separated: {', '.join(PROFILES)}")
+    ap.add_argument("--torch", help="comma-separated: " + ", ".join(PYTHONS))
+    ap.add_argument("--exporter", help="comma-separated: torchscript, torch.export")
+    ap.add_argument("--timeout", type=int, default=900,
+                    help="seconds per export and per engine run (default 900)")
+    ap.add_argument("--force", action="store_true", help="redo rows already recorded")
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                      "torchrw-zoo"))
+    args = ap.parse_args(argv)
+    results = Results(args.results)
+    if args.table:
+        table(results)
+        return 0
+    if args.regressions:
+        for r in regressions(results):
+            print(" | ".join(r))
+        return 0
+    models = selected(args.models, list(MODELS), "model")
+    families = selected(args.families, FAMILIES, "family")
+    models = [m for m in models if MODELS[m][0] in families]
+    backends = selected(args.backends, list(PROFILES), "backend")
+    torches = selected(args.torch, list(PYTHONS), "torch")
+    exporters = selected(args.exporter, ["torchscript", "torch.export"], "exporter")
+    zoo = Zoo(args)
+    for torch in torches:
+        for exporter in [e for e in exporters if e in EXPORTERS[torch]]:
+            for model in models:
+                zoo.run_model(torch, exporter, model, backends)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""A few models of the model zoo (bench/zoo.py) through the zoo's own code,
+so that it cannot rot between its runs outside CI: each is exported with
+and without torchrw by the interpreter under test, checked with
+`torchrw check`, run in the backend's engine (bench/engines.py) and
+compared with PyTorch; torchrw must do no worse than plain torch.
+"""
+import json
+import sys
+
+import pytest
+
+from conftest import BUILD, EXPORTER, PYTHON, ROOT, TORCH_SERIES
+
+sys.path.insert(0, str(ROOT / "bench"))
+import engines  # noqa: E402
+import zoo  # noqa: E402
+
+# model: backend.  ncnn's rows go through pnnx and ncnn; tensorrt's files
+# run in ONNX Runtime.
+CASES = {"squeezenet1_1": "ncnn", "mobilenet_v3_small": "tensorrt",
+         "lraspp_mobilenet_v3_large": "tensorrt"}
+
+
+@pytest.fixture
+def zoo_for_python(monkeypatch):
+    """bench/zoo.py with the interpreter under test as its torch, and the
+    test's interpreter (the venv's) running the engines."""
+    if (TORCH_SERIES, EXPORTER) != ("2.14", "torchscript"):
+        pytest.skip("the zoo's code is the same on every leg: CI runs it once, on torch 2.14's "
+                    "TorchScript exporter, to stay within its time")
+    if TORCH_SERIES not in zoo.PYTHONS:
+        pytest.skip(f"the zoo knows torch {', '.join(zoo.PYTHONS)}, not {TORCH_SERIES}")
+    monkeypatch.setitem(zoo.PYTHONS, TORCH_SERIES, PYTHON)
+    monkeypatch.setattr(zoo, "ENGINE_PYTHON", sys.executable)
+    return zoo
+
+
+def test_zoo_models_export_and_match_pytorch_with_and_without_torchrw(tmp_path, zoo_for_python,
+                                                                      capsys):
+    for engine in {zoo.PROFILES[b][1] for b in CASES.values()}:
+        if engines.missing(engine):
+            pytest.skip(engines.missing(engine))
+    results = tmp_path / "zoo.jsonl"
+    common = ["--results", str(results), "--torch", TORCH_SERIES, "--exporter", EXPORTER,
+              "--build", str(BUILD), "--workdir", str(tmp_path / "work"), "--timeout", "600"]
+    for model, backend in CASES.items():
+        assert zoo.main(["--models", model, "--backends", backend] + common) == 0
+    rows = [json.loads(l) for l in results.read_text().splitlines()]
+    assert len(rows) == 2 * len(CASES)
+    for row in rows:
+        what = f"{row['model']} {row['mode']} {row['backend']}"
+        assert row["exported"], f"{what}: {row['error']}"
+        assert isinstance(row["check"]["violations"], int), what
+        num = row["numerics"]
+        assert num["engine"] == zoo.PROFILES[row["backend"]][1]
+        assert num["ok"] and num["vs"] == "pytorch", f"{what}: {num}"
+        assert num["max_rel"] <= zoo.RTOL
+    # torchrw fired something for ncnn (its size rewriter), and recorded it.
+    ncnn = [r for r in rows if r["mode"] == "torchrw" and r["backend"] == "ncnn"]
+    assert all(r["fired"] for r in ncnn)
+    assert zoo.regressions(zoo.Results(results)) == []
+
+    # Recorded rows are not redone: nothing is exported the second time.
+    capsys.readouterr()
+    before = results.read_text()
+    for model, backend in CASES.items():
+        assert zoo.main(["--models", model, "--backends", backend] + common) == 0
+    assert "export" not in capsys.readouterr().out
+    assert results.read_text() == before
+
+    zoo.main(["--table", "--results", str(results)])
+    table = capsys.readouterr().out
+    group = f"| {TORCH_SERIES} | {EXPORTER} | tensorrt (11, onnxruntime) | 2 | 2 / 2 | "
+    assert group in table, table
+    assert "| squeezenet1_1 | 1x3x64x64 | check" in table
+
+
+def test_torchrw_is_judged_by_plain_torch_where_plain_already_differs():
+    names = ["0.boxes", "0.labels", "0.scores"]
+    boxes = [[0.0, 0, 1, 1], [1, 1, 2, 2]]
+    # The same detections in another order match once put in one order.
+    want = [zoo.np.array(boxes), zoo.np.array([1, 2]), zoo.np.array([0.9, 0.8])]
+    got = [zoo.np.array(boxes[::-1]), zoo.np.array([2, 1]), zoo.np.array([0.8, 0.9])]
+    assert zoo.compare(names, want, got, "detection")["ok"]
+    assert not zoo.compare(names, want, got, "classification")["ok"]
+    shorter = [a[:1] for a in got]
+    assert "shape" in zoo.compare(names, want, shorter, "detection")["why"]
+    plain = {"mode": "plain", "exported": True, "check": {"violations": 2, "rules": []},
+             "numerics": {"ok": False, "vs": "pytorch"}}
+    rw = {"mode": "torchrw", "exported": True, "check": {"violations": 2, "rules": []},
+          "numerics": {"ok": True, "vs": "plain"}}
+    assert zoo.worse(rw, plain) is None
+    assert zoo.worse({**rw, "exported": False, "error": "E"}, plain) == "export fails: E"
+    assert zoo.worse({**rw, "check": {"violations": 3, "rules": ["Tile: x"]}},
+                     plain).startswith("check 3 violations, plain 2")
+    good = {**plain, "numerics": {"ok": True, "vs": "pytorch"}}
+    assert zoo.worse({**rw, "numerics": {"ok": False, "why": "max error 1"}},
+                     good) == "numerics: max error 1"
