@@ -540,9 +540,12 @@ static void status_draw(status_line *st, double secs)
     n = 0;
   int m = snprintf(line + n, sizeof line - (size_t)n, "\0337\033[%d;1H\033[2K%.*s\0338",
                    ws.ws_row, len, text);
+  /* Known to the SIGQUIT handler before the row can be on the screen: a
+   * signal during the write still erases it (erasing a row not yet drawn
+   * is harmless). */
+  st->rows = status_rows = ws.ws_row;
   if (m > 0)
     write_all(line, (size_t)(n + m));
-  st->rows = status_rows = ws.ws_row;
 }
 
 static double since(const struct timespec *start)
