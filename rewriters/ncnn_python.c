@@ -75,6 +75,16 @@ static PyObject *constant_tensor(PyObject *v)
   PyObject *as_int = state ? PyNumber_Long(v) : NULL; /* a traced size's value */
   PyObject *t = NULL;
   PyObject *off = NULL;
+  /* An empty dimension stays the tracer's: a constant 0 in a Reshape's
+   * shape means "keep the input's", and torch's ONNX shape inference
+   * refuses a constant shape with a 0 and no -1 (maskrcnn's and
+   * keypointrcnn's heads reshape what has no detection in the example). */
+  if (as_int && PyLong_Check(as_int) && PyLong_AsLong(as_int) == 0) {
+    decline_info("a size of 0 stays the tracer's (as a constant, Reshape would read it as 'keep the "
+                 "input's')");
+    Py_CLEAR(as_int);
+    t = Py_NewRef(v);
+  }
   if (as_int && (state == Py_None ||
                  (off = PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)) != NULL)) {
     PyObject *dtype = PyObject_GetAttrString(torch, "int64");

@@ -113,3 +113,30 @@ def test_ncnn_size_rewriters_skip_the_exporters_own_calls(tmp_path):
     run = run_script(tmp_path, SHAPES, backend="ncnn", TORCHRW_LOG="info").check()
     assert "fired builtin:torch.Tensor.shape@ncnn x1 " in run.stderr, run.stderr
     assert "fired builtin:torch.Tensor.size@ncnn x1 " in run.stderr, run.stderr
+
+
+EMPTY = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        # maskrcnn's heads: what has no detection in the example has 0 rows.
+        y = x[x.sum(1) > 1e9]
+        n = y.shape[0]
+        return y.reshape(n, 2, 3).sum(0) + x.shape[1]
+x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
+np.savez("io.npz", x=x.numpy(), y=M()(x).numpy())
+"""
+
+
+@torchscript_only("under torch.export sizes are the capture's own ints and SymInts")
+def test_ncnn_empty_sizes_stay_the_tracers(tmp_path):
+    """A constant 0 in a Reshape's shape means 'keep the input's': torch's
+    ONNX shape inference asserts on one without -1, which made maskrcnn and
+    keypointrcnn fail under ncnn.  A size of 0 stays traced, with a reason;
+    the others still become constants."""
+    run = run_script(tmp_path, EMPTY, backend="ncnn", TORCHRW_LOG="info").check()
+    assert "a size of 0 stays the tracer's" in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    (y,) = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(y, io["y"])
