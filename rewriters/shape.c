@@ -26,6 +26,16 @@
  * ncnn, chunk: torch exports chunk as Split with sizes computed from Shape.
  * The rewrite slices the example's static chunk sizes (ceil(size /
  * chunks), the last one shorter) with constant bounds.
+ *
+ * default, unflatten: torch's exporter has a symbolic for aten::unflatten
+ * only from opset 13 (torch 2.x; torch 1.13 has none at all), and
+ * attention (F.multi_head_attention_forward's in-projection, torchvision's
+ * vit) unflattens.  The rewrite is one Reshape: 0 (keep the input's) for
+ * the dims before the unflattened one, so a dynamic batch stays dynamic
+ * (the first of them -1 when no size asked for is: torch's shape
+ * inference refuses a constant shape with a 0 and no -1), the sizes asked
+ * for, and the example's sizes for the dims after it.  A dim after it that is dynamic, or a size of 0
+ * or below -1, goes to the original.
  */
 #include "rw_util.h"
 
@@ -228,3 +238,61 @@ static int chunk_static_slices(trw_ctx *ctx, size_t nargs,
 }
 
 TRW_FUNCTION_REWRITER("torch.chunk", "ncnn", chunk_static_slices);
+
+/* ------------------------------------------------------------------------ */
+/* unflatten below opset 13                                                  */
+
+static int unflatten_available(const trw_env *env)
+{
+  return trw_env_opset(env) < 13 || !trw_env_torch_at_least(env, 2, 0);
+}
+
+static int unflatten_as_reshape(trw_ctx *ctx, size_t nargs,
+                                trw_value *const args[], trw_value **result)
+{
+  const trw_tensor *x = nargs == 3 ? trw_value_tensor(args[0]) : NULL;
+  int rank = x ? trw_tensor_dim(x) : -1;
+  int64_t d, sizes[MAX_RANK];
+  size_t nsizes = 0;
+  if (rank < 1 || trw_get_int(args[1], &d) != 0 || rw_dim(d, rank) < 0 ||
+      trw_get_ints(args[2], sizes, MAX_RANK, &nsizes) != 0 || nsizes < 1 ||
+      (size_t)rank - 1 + nsizes > MAX_RANK)
+    return trw_decline(ctx, nargs, args, result, "not a tensor unflattened along one of its dims into constant sizes "
+                       "(at most 8 dims in all)");
+  if (trw_trace_arg_is_constant(ctx, 2) != 1)
+    return trw_decline(ctx, nargs, args, result, "the sizes are computed from traced sizes; pinning them would fix "
+                       "them to the example's");
+  int dim = rw_dim(d, rank), inferred = 0;
+  for (size_t i = 0; i < nsizes; i++) {
+    if (sizes[i] == 0 || sizes[i] < -1 || (sizes[i] == -1 && inferred++))
+      return trw_decline(ctx, nargs, args, result, "a size of 0, below -1, or more than one -1 (Reshape would read "
+                         "0 as 'keep the input's')");
+  }
+  int64_t shape[MAX_RANK], exported[MAX_RANK];
+  size_t n = 0;
+  for (int i = 0; i < rank; i++) {
+    int64_t size;
+    if (i == dim) {
+      for (size_t j = 0; j < nsizes; j++) {
+        shape[n] = sizes[j];
+        exported[n++] = sizes[j];
+      }
+      continue;
+    }
+    if (trw_tensor_size(x, i, &size) != 0)
+      return trw_decline(ctx, nargs, args, result, "a dim other than the unflattened one is dynamic (torch.export)");
+    /* The traced call reshapes to the example's sizes (torch's shape
+     * inference sees them); the graph gets 0 for the leading dims. */
+    shape[n] = size;
+    exported[n++] = i < dim ? 0 : size;
+  }
+  /* torch's ONNX shape inference refuses a constant shape with a 0 and no
+   * -1: without a -1 among the sizes, the first dim is the one inferred. */
+  if (dim > 0 && !inferred)
+    exported[0] = -1;
+  RW_CALL(*result, "aten::reshape", args[0], trw_ints(ctx, shape, n));
+  return trw_trace_set_input(ctx, *result, 1, trw_ints(ctx, exported, n));
+}
+
+TRW_FUNCTION_REWRITER_EX("aten::unflatten.int", "default", TRW_IR_ONNX, unflatten_as_reshape,
+                         unflatten_available);

@@ -1,6 +1,6 @@
 """Built-in rewriters for opset 11 that TensorRT and ncnn users pick:
-einsum below opset 12 (rewriters/einsum.c) and Tensor.zero_ (rewriters/
-tensor.c)."""
+einsum below opset 12 (rewriters/einsum.c), Tensor.zero_ (rewriters/
+tensor.c) and unflatten below opset 13 (rewriters/shape.c)."""
 import numpy as np
 import pytest
 
@@ -121,3 +121,57 @@ def test_zero_fails_on_torch_1_13_without_torchrw(tmp_path):
         assert run.returncode != 0 and "aten::zero" in run.stderr
     else:
         run.check()
+
+
+
+UNFLATTEN = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x, y):
+        a = x.unflatten(-1, (2, -1))                 # the last dim, with -1
+        b = torch.unflatten(x, 1, (2, 3))            # a middle dim: the one after it pinned
+        c = y.unflatten(2, (2, 4))                   # no -1: the first dim is inferred
+        return a.sum(-2), b.flatten(1, 2), c.sum(-1)
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(2, 6, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+m = M()
+torch.onnx.export(m, (x, y), "model.onnx", opset_version=11, input_names=["x", "y"],
+                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, **TS)
+# Another batch size than the example's.
+x3, y3 = torch.randn(3, 6, 8, generator=g), torch.randn(3, 5, 8, generator=g)
+with torch.no_grad():
+    outs = m(x3, y3)
+np.savez("io.npz", x=x3.numpy(), y=y3.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(outs)})
+"""
+
+UNFLATTEN_COMPUTED = """
+import torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        n = x.size(2)
+        return x.unflatten(2, (2, n // 2))
+torch.onnx.export(M(), (torch.randn(2, 6, 8),), "model.onnx", opset_version=11, **TS)
+"""
+
+
+@torchscript_only("torch.export's exporter builds at 18, where torch has unflatten's own")
+def test_unflatten_below_opset_13_is_a_reshape(tmp_path):
+    # Without torchrw: torch 2.x has no symbolic below opset 13, torch 1.13 none at all.
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", UNFLATTEN, preload=False)
+    assert plain.returncode != 0 and "unflatten" in plain.stderr
+    run = run_script(tmp_path, UNFLATTEN, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert "fired builtin:aten::unflatten.int@default" in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    outs = ort_run(run.path("model.onnx"), {"x": io["x"], "y": io["y"]})
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-5, atol=1e-5)
+
+
+@torchscript_only("torch.export's exporter builds at 18, where torch has unflatten's own")
+def test_unflatten_of_computed_sizes_goes_to_the_original_with_a_reason(tmp_path):
+    run = run_script(tmp_path, UNFLATTEN_COMPUTED, backend="tensorrt", TORCHRW_LOG="info")
+    assert ("leaves aten::unflatten.int to the original: the sizes are computed from traced "
+            "sizes" in run.stderr), run.stderr
+    # What torch itself says below opset 13, as without torchrw.
+    assert run.returncode != 0 and "unflatten" in run.stderr.split("Traceback")[-1]
