@@ -372,6 +372,15 @@ static int record(PyObject *owner, PyObject *attr, PyObject *old, int is_dict)
  * package's) keeps it: threads that do not trace then see the patches of
  * its attributes, as they see those of its dict.  0, or -1 with an
  * exception set. */
+/* Drops the record of the last patch, whose setattr failed. */
+static void forget_last(void)
+{
+  Patch *p = &patches[--npatches];
+  Py_DECREF(p->owner);
+  Py_DECREF(p->attr);
+  Py_XDECREF(p->old);
+}
+
 static int view_module(PyObject *m)
 {
   if (!Py_IS_TYPE(m, &PyModule_Type))
@@ -381,10 +390,7 @@ static int view_module(PyObject *m)
   if (record(m, class_attr, (PyObject *)&PyModule_Type, 0) != 0)
     return -1;
   if (PyObject_SetAttr(m, class_attr, (PyObject *)ModuleView) != 0) {
-    Patch *p = &patches[--npatches];
-    Py_DECREF(p->owner);
-    Py_DECREF(p->attr);
-    Py_XDECREF(p->old);
+    forget_last();
     return -1;
   }
   return 0;
@@ -406,10 +412,7 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
   if (rc != 0)
     return -1;
   if (PyObject_SetAttr(owner, attr, value) != 0) {
-    Patch *p = &patches[--npatches];
-    Py_DECREF(p->owner);
-    Py_DECREF(p->attr);
-    Py_XDECREF(p->old);
+    forget_last();
     return -1;
   }
   return 0;
