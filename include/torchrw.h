@@ -615,6 +615,31 @@ TRW_API int trw_trace_set_input(trw_ctx *ctx, trw_value *output, size_t index,
                                 trw_value *value);
 
 /*
+ * As trw_trace_set_input, for an input that takes an int list: the graph
+ * gets a list of `n` elements, each either an int (a constant) or a 0-dim
+ * integer tensor computed in the trace (the element follows the input
+ * sizes at run time), such as trw_trace_arg_element gives.  So a rewrite
+ * can keep the sizes the model computed while tracing and still add
+ * constants of its own around them.  Returns as trw_trace_set_input;
+ * TRW_ETYPE for an element of another kind.
+ */
+TRW_API int trw_trace_set_input_ints(trw_ctx *ctx, trw_value *output, size_t index,
+                                     trw_value *const elems[], size_t n);
+
+/*
+ * Argument `index` of the operator call being rewritten, or element `elem`
+ * of it when it is an int list, as torch's tracer computed it: a 0-dim
+ * int64 tensor computed in the trace, holding the example's value, when
+ * the model computed it from traced sizes (trw_trace_arg_is_constant says
+ * 0); otherwise, and outside the TorchScript tracer, the int itself.  For
+ * trw_trace_set_input and trw_trace_set_input_ints.  Returns NULL after
+ * trw_error(): TRW_EINVAL outside an operator call, TRW_ERANGE past the
+ * last argument or element, TRW_ETYPE for an argument that is not an int
+ * or an int list.
+ */
+TRW_API trw_value *trw_trace_arg_element(trw_ctx *ctx, size_t index, size_t elem);
+
+/*
  * Whether input `index` of the graph node recorded for `output` (found as
  * for trw_trace_set_input) is a constant: 1 when it is, 0 when the graph
  * computes it (a size the export script took from a traced tensor, say).

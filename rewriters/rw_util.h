@@ -82,4 +82,15 @@ static inline int rw_size_tensor(trw_ctx *ctx, trw_value *x, int dim,
   return 0;
 }
 
+/* arange(size of dimension dim of x), following x's size at run time
+ * (example: that size in the example being traced). */
+static inline int rw_arange_of_dim(trw_ctx *ctx, trw_value *x, int dim,
+                                   int64_t example, trw_value **out)
+{
+  trw_value *n = NULL;
+  RW_CHECK(rw_size_tensor(ctx, x, dim, &n));
+  RW_CALL(*out, "aten::arange", RW_I(example));
+  return trw_trace_set_input(ctx, *out, 0, n);
+}
+
 #endif /* TORCHRW_RW_UTIL_H */

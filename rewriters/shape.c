@@ -34,7 +34,9 @@
  * the dims before the unflattened one, so a dynamic batch stays dynamic
  * (the first of them -1 when no size asked for is: torch's shape
  * inference refuses a constant shape with a 0 and no -1), the sizes asked
- * for, and the example's sizes for the dims after it.  A dim after it that is dynamic, or a size of 0
+ * for (as the model computed them: attention computes them from traced
+ * sizes, and those stay computed in the graph), and the example's sizes
+ * for the dims after it.  A dim after it that is dynamic, or a size of 0
  * or below -1, goes to the original.
  */
 #include "rw_util.h"
@@ -257,41 +259,47 @@ static int unflatten_as_reshape(trw_ctx *ctx, size_t nargs,
   if (rank < 1 || trw_get_int(args[1], &d) != 0 || rw_dim(d, rank) < 0 ||
       trw_get_ints(args[2], sizes, MAX_RANK, &nsizes) != 0 || nsizes < 1 ||
       (size_t)rank - 1 + nsizes > MAX_RANK)
-    return trw_decline(ctx, nargs, args, result, "not a tensor unflattened along one of its dims into constant sizes "
+    return trw_decline(ctx, nargs, args, result, "not a tensor unflattened along one of its dims into int sizes "
                        "(at most 8 dims in all)");
-  if (trw_trace_arg_is_constant(ctx, 2) != 1)
-    return trw_decline(ctx, nargs, args, result, "the sizes are computed from traced sizes; pinning them would fix "
-                       "them to the example's");
+  int constant = trw_trace_arg_is_constant(ctx, 2);
+  if (constant < 0)
+    return constant;
   int dim = rw_dim(d, rank), inferred = 0;
   for (size_t i = 0; i < nsizes; i++) {
     if (sizes[i] == 0 || sizes[i] < -1 || (sizes[i] == -1 && inferred++))
       return trw_decline(ctx, nargs, args, result, "a size of 0, below -1, or more than one -1 (Reshape would read "
                          "0 as 'keep the input's')");
   }
-  int64_t shape[MAX_RANK], exported[MAX_RANK];
+  /* The traced call reshapes to the example's sizes (torch's shape
+   * inference sees them); the graph gets 0 (keep) for the leading dims,
+   * the sizes as the model computed them (computed in the trace where it
+   * computed them from traced sizes), and the example's trailing sizes. */
+  int64_t shape[MAX_RANK];
+  trw_value *exported[MAX_RANK];
   size_t n = 0;
   for (int i = 0; i < rank; i++) {
     int64_t size;
     if (i == dim) {
       for (size_t j = 0; j < nsizes; j++) {
         shape[n] = sizes[j];
-        exported[n++] = sizes[j];
+        exported[n++] = constant ? trw_int(ctx, sizes[j]) : trw_trace_arg_element(ctx, 2, j);
       }
       continue;
     }
     if (trw_tensor_size(x, i, &size) != 0)
       return trw_decline(ctx, nargs, args, result, "a dim other than the unflattened one is dynamic (torch.export)");
-    /* The traced call reshapes to the example's sizes (torch's shape
-     * inference sees them); the graph gets 0 for the leading dims. */
     shape[n] = size;
-    exported[n++] = i < dim ? 0 : size;
+    exported[n++] = trw_int(ctx, i < dim ? 0 : size);
   }
   /* torch's ONNX shape inference refuses a constant shape with a 0 and no
    * -1: without a -1 among the sizes, the first dim is the one inferred. */
   if (dim > 0 && !inferred)
-    exported[0] = -1;
+    exported[0] = trw_int(ctx, -1);
+  for (size_t i = 0; i < n; i++)
+    if (!exported[i])
+      return trw_error(ctx, TRW_ENOMEM, "out of memory");
   RW_CALL(*result, "aten::reshape", args[0], trw_ints(ctx, shape, n));
-  return trw_trace_set_input(ctx, *result, 1, trw_ints(ctx, exported, n));
+  return trw_trace_set_input_ints(ctx, *result, 1, exported, n);
 }
 
 TRW_FUNCTION_REWRITER_EX("aten::unflatten.int", "default", TRW_IR_ONNX, unflatten_as_reshape,

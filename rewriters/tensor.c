@@ -39,16 +39,6 @@ static int below_opset_14(const trw_env *env)
   return trw_env_opset(env) < 14;
 }
 
-/* arange(size of dim `dim` of x), following x's size at run time. */
-static int arange_of_dim(trw_ctx *ctx, trw_value *x, int dim, int64_t example,
-                         trw_value **out)
-{
-  trw_value *n = NULL;
-  RW_CHECK(rw_size_tensor(ctx, x, dim, &n));
-  RW_CALL(*out, "aten::arange", RW_I(example));
-  return trw_trace_set_input(ctx, *out, 0, n);
-}
-
 static int triangle_by_mask(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                             trw_value **result, int upper)
 {
@@ -64,8 +54,8 @@ static int triangle_by_mask(trw_ctx *ctx, size_t nargs, trw_value *const args[],
 
   trw_value *rows = NULL, *cols = NULL, *rows2 = NULL, *cols2 = NULL;
   trw_value *bound = NULL, *mask = NULL, *zeros = NULL;
-  RW_CHECK(arange_of_dim(ctx, args[0], rank - 2, h, &rows));
-  RW_CHECK(arange_of_dim(ctx, args[0], rank - 1, w, &cols));
+  RW_CHECK(rw_arange_of_dim(ctx, args[0], rank - 2, h, &rows));
+  RW_CHECK(rw_arange_of_dim(ctx, args[0], rank - 1, w, &cols));
   RW_CALL(rows2, "aten::unsqueeze", rows, RW_I(1));
   RW_CALL(cols2, "aten::unsqueeze", cols, RW_I(0));
   RW_CALL(bound, "aten::add.Scalar", rows2, RW_I(diagonal), RW_I(1));

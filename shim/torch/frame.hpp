@@ -72,6 +72,12 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
 // original for the arguments it gets unchanged, and the rest dropped.
 void take_stash(Frame& frame);
 bool arg_traced(const Frame& frame, size_t index);
+// The traced 0-dim tensor behind an int argument, or element elem of an
+// int list argument, as the tracer stashed it; nullptr for a constant.
+torch::jit::Value* traced_element(const Frame& frame, size_t index, size_t elem);
+// A 0-dim int64 tensor holding example whose trace is trace (the tracer
+// records nothing for making it).
+at::Tensor traced_int(int64_t example, torch::jit::Value* trace);
 void give_stash(Frame& frame, size_t nargs, trw_value* const args[]);
 void drop_stash(Frame& frame);
 

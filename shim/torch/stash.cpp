@@ -153,6 +153,27 @@ bool arg_traced(const Frame& frame, size_t index) {
   return false;
 }
 
+torch::jit::Value* traced_element(const Frame& frame, size_t index, size_t elem) {
+  for (const auto& s : frame.stashed) {
+    if (s.index != index) continue;
+    Value* v = s.is_value ? s.value : elem < s.list.size() ? s.list[elem] : nullptr;
+    if (!v) return nullptr;
+    c10::TypePtr type;
+    return source_of(v, &type);
+  }
+  return nullptr;
+}
+
+at::Tensor traced_int(int64_t example, torch::jit::Value* trace) {
+  at::Tensor t;
+  {
+    c10::impl::ExcludeDispatchKeyGuard no_trace(c10::DispatchKey::Tracer);
+    t = at::scalar_tensor(example, at::kLong);
+  }
+  torch::jit::tracer::setValueTrace(t, trace);
+  return t;
+}
+
 void give_stash(Frame& frame, size_t nargs, trw_value* const args[]) {
   if (frame.stashed.empty() || !torch::jit::tracer::isTracing()) return;
   const auto& params = frame.op->schema().arguments();

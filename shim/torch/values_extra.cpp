@@ -63,6 +63,37 @@ torch::jit::Node* recorded_node(trw_ctx* ctx, trw_value* output, size_t index,
   return node;
 }
 
+// The graph value for a traced 0-dim tensor where a node takes a value of
+// kind: converted as torch's own ArgumentStash does for traced Python
+// numbers (aten::Int, aten::Float, aten::ScalarImplicit).
+torch::jit::Value* traced_scalar(torch::jit::Graph* graph, const at::Tensor& t,
+                                 c10::TypeKind kind) {
+  torch::jit::Value* v = torch::jit::tracer::getValueTrace(t);
+  if (kind == c10::TypeKind::IntType) return graph->insert(c10::aten::Int, {v});
+  if (kind == c10::TypeKind::FloatType) return graph->insert(c10::aten::Float, {v});
+  if (kind == c10::TypeKind::NumberType) return graph->insert(c10::aten::ScalarImplicit, {v});
+  return v;
+}
+
+template <typename Edit>
+int edit_input(trw_ctx* ctx, const char* what, trw_value* output, size_t index,
+               Edit edit) {
+  trw::frame_of(ctx)->calls++;  // a graph edit: the rewriter fired
+  if (!torch::jit::tracer::isTracing()) return 0;
+  try {
+    int err = 0;
+    torch::jit::Node* node = recorded_node(ctx, output, index, &err);
+    if (!node) return err;
+    torch::jit::WithInsertPoint guard(node);
+    node->replaceInput(index, edit(node->owningGraph(), node->input(index)));
+    return 0;
+  } catch (const c10::Error& e) {
+    return trw_error(ctx, TRW_EOP, "%s: %s", what, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return trw_error(ctx, TRW_EOP, "%s: %s", what, e.what());
+  }
+}
+
 }  // namespace
 
 extern "C" int trw_trace_set_input(trw_ctx* ctx, trw_value* output,
@@ -70,39 +101,83 @@ extern "C" int trw_trace_set_input(trw_ctx* ctx, trw_value* output,
   if (!trw::frame_of(ctx) || !output || !value)
     return trw_error(ctx, TRW_EINVAL, "trw_trace_set_input needs a context, "
                                       "an output and a value");
-  trw::frame_of(ctx)->calls++;  // a graph edit: the rewriter fired
-  if (!torch::jit::tracer::isTracing()) return 0;
+  if (!value->iv.isTensor() && !constant_kind(value->iv))
+    return trw_error(ctx, TRW_ETYPE, "trw_trace_set_input: a %s cannot be a graph input here",
+                     value->iv.tagKind().c_str());
+  return edit_input(ctx, "trw_trace_set_input", output, index,
+                    [&](torch::jit::Graph* graph, torch::jit::Value* old) {
+                      if (value->iv.isTensor())
+                        return traced_scalar(graph, value->iv.toTensor(), old->type()->kind());
+                      return graph->insertConstant(value->iv);
+                    });
+}
+
+extern "C" int trw_trace_set_input_ints(trw_ctx* ctx, trw_value* output, size_t index,
+                                        trw_value* const elems[], size_t n) {
+  if (!trw::frame_of(ctx) || !output || (n && !elems))
+    return trw_error(ctx, TRW_EINVAL, "trw_trace_set_input_ints needs a context, "
+                                      "an output and the elements");
+  for (size_t i = 0; i < n; i++) {
+    const c10::IValue* iv = elems[i] ? &elems[i]->iv : nullptr;
+    bool scalar_tensor = iv && iv->isTensor() && iv->toTensor().dim() == 0 &&
+                         c10::isIntegralType(iv->toTensor().scalar_type(), false);
+    if (!iv || !(iv->isInt() || scalar_tensor))
+      return trw_error(ctx, TRW_ETYPE, "trw_trace_set_input_ints: element %zu is %s, "
+                       "not an int or a 0-dim integer tensor", i,
+                       iv ? iv->tagKind().c_str() : "NULL");
+  }
+  return edit_input(ctx, "trw_trace_set_input_ints", output, index,
+                    [&](torch::jit::Graph* graph, torch::jit::Value*) {
+                      std::vector<torch::jit::Value*> values;
+                      for (size_t i = 0; i < n; i++) {
+                        const c10::IValue& iv = elems[i]->iv;
+                        if (iv.isInt()) {
+                          values.push_back(graph->insertConstant(iv));
+                          continue;
+                        }
+                        const at::Tensor& t = iv.toTensor();
+                        if (torch::jit::tracer::getValueTrace(t)->node()->kind() ==
+                            c10::prim::Constant)  // not computed in the trace
+                          values.push_back(graph->insertConstant(t.item<int64_t>()));
+                        else
+                          values.push_back(traced_scalar(graph, t, c10::TypeKind::IntType));
+                      }
+                      return graph->insertNode(graph->createList(c10::IntType::get(), values))
+                          ->output();
+                    });
+}
+
+extern "C" trw_value* trw_trace_arg_element(trw_ctx* ctx, size_t index, size_t elem) {
+  trw::Frame* f = trw::frame_of(ctx);
+  if (!f || !f->op) {
+    trw_error(ctx, TRW_EINVAL, "trw_trace_arg_element is for operator rewriters");
+    return nullptr;
+  }
+  if (index >= f->op->schema().arguments().size() || index >= f->arena.size()) {
+    trw_error(ctx, TRW_ERANGE, "%s has %zu arguments, not %zu", trw_ctx_op(ctx),
+              f->op->schema().arguments().size(), index + 1);
+    return nullptr;
+  }
+  const c10::IValue& arg = f->arena[index].iv;
+  int64_t example;
+  if (arg.isInt()) {
+    example = arg.toInt();
+  } else if (arg.isIntList() && elem < arg.toIntList().size()) {
+    example = arg.toIntList().get(elem);
+  } else {
+    trw_error(ctx, arg.isIntList() ? TRW_ERANGE : TRW_ETYPE,
+              "argument %zu of %s is %s, which has no int element %zu", index,
+              trw_ctx_op(ctx), arg.tagKind().c_str(), elem);
+    return nullptr;
+  }
+  torch::jit::Value* trace =
+      torch::jit::tracer::isTracing() ? trw::traced_element(*f, index, elem) : nullptr;
+  if (!trace) return trw::make_value(ctx, example);
   try {
-    int err = 0;
-    torch::jit::Node* node = recorded_node(ctx, output, index, &err);
-    if (!node) return err;
-    torch::jit::Graph* graph = node->owningGraph();
-    torch::jit::WithInsertPoint guard(node);
-    torch::jit::Value* replacement = nullptr;
-    if (value->iv.isTensor()) {
-      torch::jit::Value* t = torch::jit::tracer::getValueTrace(value->iv);
-      auto kind = node->input(index)->type()->kind();
-      // As torch's own ArgumentStash does for traced Python ints.
-      if (kind == c10::TypeKind::IntType)
-        t = graph->insert(c10::aten::Int, {t});
-      else if (kind == c10::TypeKind::FloatType)
-        t = graph->insert(c10::aten::Float, {t});
-      else if (kind == c10::TypeKind::NumberType)
-        t = graph->insert(c10::aten::ScalarImplicit, {t});
-      replacement = t;
-    } else if (constant_kind(value->iv)) {
-      replacement = graph->insertConstant(value->iv);
-    } else {
-      return trw_error(ctx, TRW_ETYPE, "a %s cannot be a graph input here",
-                       value->iv.tagKind().c_str());
-    }
-    node->replaceInput(index, replacement);
-    return 0;
-  } catch (const c10::Error& e) {
-    return trw_error(ctx, TRW_EOP, "trw_trace_set_input: %s",
-                     e.what_without_backtrace());
+    return trw::make_value(ctx, trw::traced_int(example, trace));
   } catch (const std::exception& e) {
-    return trw_error(ctx, TRW_EOP, "trw_trace_set_input: %s", e.what());
+    trw_error(ctx, TRW_EOP, "trw_trace_arg_element: %s", e.what());
+    return nullptr;
   }
 }
 

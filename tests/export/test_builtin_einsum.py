@@ -144,16 +144,6 @@ with torch.no_grad():
 np.savez("io.npz", x=x3.numpy(), y=y3.numpy(), **{f"o{i}": o.numpy() for i, o in enumerate(outs)})
 """
 
-UNFLATTEN_COMPUTED = """
-import torch
-class M(torch.nn.Module):
-    def forward(self, x):
-        n = x.size(2)
-        return x.unflatten(2, (2, n // 2))
-torch.onnx.export(M(), (torch.randn(2, 6, 8),), "model.onnx", opset_version=11, **TS)
-"""
-
-
 @torchscript_only("torch.export's exporter builds at 18, where torch has unflatten's own")
 def test_unflatten_below_opset_13_is_a_reshape(tmp_path):
     # Without torchrw: torch 2.x has no symbolic below opset 13, torch 1.13 none at all.
@@ -168,10 +158,100 @@ def test_unflatten_below_opset_13_is_a_reshape(tmp_path):
         np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-5, atol=1e-5)
 
 
+# Sizes the model computes from traced sizes stay computed in the graph:
+# run at other sizes than the example's, the file still unflattens right.
+UNFLATTEN_COMPUTED = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        n = x.size(2)
+        return x.unflatten(2, (2, n // 2)).sum(2) * x.size(2)
+m = M()
+torch.onnx.export(m, (torch.randn(2, 3, 8),), "model.onnx", opset_version=11, input_names=["x"],
+                  dynamic_axes={"x": {0: "b", 2: "n"}}, **TS)
+x = torch.randn(3, 3, 12, generator=torch.Generator().manual_seed(1))
+np.savez("io.npz", x=x.numpy(), y=m(x).numpy())
+"""
+
+# nn.MultiheadAttention's in-projection unflattens into (3, E) with E
+# computed from the query's traced size (torch 2.x), which made every
+# transformer fail at opsets 11 and 12 (torchvision's vit_b_16).
+ATTENTION = """
+import numpy as np, torch
+torch.manual_seed(0)
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+m = M().eval()
+torch.onnx.export(m, (torch.randn(2, 5, 16),), "model.onnx", opset_version=11, input_names=["x"],
+                  dynamic_axes={"x": {0: "b", 1: "n"}}, **TS)
+x = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    np.savez("io.npz", x=x.numpy(), y=m(x).numpy())
+"""
+
+
 @torchscript_only("torch.export's exporter builds at 18, where torch has unflatten's own")
-def test_unflatten_of_computed_sizes_goes_to_the_original_with_a_reason(tmp_path):
-    run = run_script(tmp_path, UNFLATTEN_COMPUTED, backend="tensorrt", TORCHRW_LOG="info")
-    assert ("leaves aten::unflatten.int to the original: the sizes are computed from traced "
-            "sizes" in run.stderr), run.stderr
-    # What torch itself says below opset 13, as without torchrw.
-    assert run.returncode != 0 and "unflatten" in run.stderr.split("Traceback")[-1]
+@pytest.mark.parametrize("code", [UNFLATTEN_COMPUTED, ATTENTION], ids=["computed", "attention"])
+def test_unflatten_keeps_computed_sizes_computed(tmp_path, code):
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", code, preload=False)
+    if code is ATTENTION and TORCH < (2, 0):
+        plain.check()  # torch 1.13's attention neither unflattens nor calls SDPA
+    else:
+        assert plain.returncode != 0 and "unflatten" in plain.stderr.split("Traceback")[-1], plain.stderr
+    run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_LOG="info").check()
+    if code is UNFLATTEN_COMPUTED or TORCH >= (2, 0):
+        assert "fired builtin:aten::unflatten.int@default" in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    (y,) = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(y, io["y"], rtol=1e-4, atol=1e-5)
+
+
+# F.scaled_dot_product_attention below opset 14 (rewriters/attention.c):
+# every mask kind, an explicit scale, and sequence lengths other than the
+# example's at run time.
+SDPA = """
+import numpy as np, torch
+import torch.nn.functional as F
+class M(torch.nn.Module):
+    def forward(self, q, k, v, fmask, bmask):
+        return (F.scaled_dot_product_attention(q, k, v),
+                F.scaled_dot_product_attention(q, k, v, attn_mask=fmask),
+                F.scaled_dot_product_attention(q, k, v, attn_mask=bmask),
+                F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                F.scaled_dot_product_attention(q, k, v, scale=0.3))
+def inputs(b, l, s, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = torch.randn(b, 2, l, 8, generator=g), torch.randn(b, 2, s, 8, generator=g), torch.randn(b, 2, s, 8, generator=g)
+    bmask = torch.rand(l, s, generator=g) > 0.3
+    bmask[:, 0] = True   # no row masked entirely
+    return q, k, v, torch.randn(l, s, generator=g), bmask
+names = ["q", "k", "v", "fmask", "bmask"]
+axes = {"q": {0: "b", 2: "l"}, "k": {0: "b", 2: "s"}, "v": {0: "b", 2: "s"},
+        "fmask": {0: "l", 1: "s"}, "bmask": {0: "l", 1: "s"}}
+torch.onnx.export(M(), inputs(2, 5, 5, 0), "model.onnx", opset_version=11, input_names=names,
+                  dynamic_axes=axes, **TS)
+xs = inputs(3, 4, 6, 1)
+np.savez("io.npz", **{n: x.numpy() for n, x in zip(names, xs)},
+         **{f"o{i}": o.numpy() for i, o in enumerate(M()(*xs))})
+"""
+
+
+@torchscript_only("torch.export's exporter builds at 18, where torch has the operator's own")
+def test_scaled_dot_product_attention_below_opset_14(tmp_path):
+    if TORCH < (2, 1):
+        pytest.skip("torch 1.13 has no aten::scaled_dot_product_attention")
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", SDPA, preload=False)
+    assert plain.returncode != 0 and "scaled_dot_product_attention" in plain.stderr, plain.stderr
+    run = run_script(tmp_path, SDPA, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert "fired builtin:aten::scaled_dot_product_attention@default x5" in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    outs = ort_run(run.path("model.onnx"), {n: io[n] for n in ["q", "k", "v", "fmask", "bmask"]})
+    # Causal at L=4, S=6 keeps torch's top-left alignment.
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out, io[f"o{i}"], rtol=1e-4, atol=1e-5, err_msg=f"output {i}")
