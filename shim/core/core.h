@@ -55,6 +55,9 @@ const char *trw__ir_name(trw_ir ir);
 
 /* Index of a known backend spelling, or -1.  NULL and "" mean "default". */
 int trw__backend_index(const char *backend);
+/* Whether backend's engine reads an ONNX file whose weights are stored
+ * outside it (ONNX external data); 0 for ncnn (pnnx cannot). */
+int trw__backend_reads_external_data(const char *backend);
 /* The canonical spelling of backend ("default" for NULL), or NULL. */
 const char *trw__backend_canonical(const char *backend);
 

@@ -34,6 +34,15 @@ int trw__backend_index(const char *backend)
   return -1;
 }
 
+int trw__backend_reads_external_data(const char *backend)
+{
+  /* data/backends/ncnn.json, graph.external_data: pnnx (20261020) prints
+   * "FATAL ERROR no external data", exits 0 and writes garbage weights.
+   * tests/export/test_external_data.py keeps this list and the tables'
+   * "external_data": {"supported": false} rules the same. */
+  return !(backend && strcmp(backend, "ncnn") == 0);
+}
+
 const char *trw__backend_canonical(const char *backend)
 {
   int i = trw__backend_index(backend);

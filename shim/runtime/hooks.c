@@ -101,17 +101,48 @@ static int build_opset(int asked)
   return asked > floor ? asked : floor;
 }
 
-/* torch.onnx.export through torch.export, with the symbolic rewriters as
- * translations: custom_translation_table gets theirs, under the caller's
- * own (a translation the caller gives wins). */
-static PyObject *export_with_translations(Hook *h, PyObject *const *args, size_t nargsf,
-                                          PyObject *kwnames)
+/* Whether callable f takes a parameter called name (by its code object;
+ * 0 when it has none). */
+static int takes_parameter(PyObject *f, const char *name)
 {
-  PyObject *table = trw__py_translation_table(trw__runtime_env(),
-                                              build_opset(trw__runtime_env()->opset));
+  PyObject *code = PyObject_GetAttrString(f, "__code__");
+  PyObject *names = code ? PyObject_GetAttrString(code, "co_varnames") : NULL;
+  PyObject *argc = code ? PyObject_GetAttrString(code, "co_argcount") : NULL;
+  PyObject *kwc = code ? PyObject_GetAttrString(code, "co_kwonlyargcount") : NULL;
+  Py_ssize_t n = argc && kwc ? PyLong_AsSsize_t(argc) + PyLong_AsSsize_t(kwc) : 0;
+  int found = 0;
+  for (Py_ssize_t i = 0; names && PyTuple_Check(names) && i < n && i < PyTuple_GET_SIZE(names); i++)
+    if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, i), name) == 0)
+      found = 1;
+  Py_XDECREF(kwc);
+  Py_XDECREF(argc);
+  Py_XDECREF(names);
+  Py_XDECREF(code);
+  PyErr_Clear();
+  return found;
+}
+
+/* torch.onnx.export through torch.export, with what the backend needs of
+ * it:
+ *   - the symbolic rewriters as translations: custom_translation_table
+ *     gets theirs, under the caller's own (a translation the caller gives
+ *     wins);
+ *   - for a backend whose engine cannot read external data (ncnn: pnnx
+ *     writes garbage weights), the weights in the .onnx file: torch's
+ *     exporter stores them outside by default (external_data=True), and
+ *     still does past protobuf's 2 GB.  An external_data the caller gives
+ *     wins. */
+static PyObject *export_with_backend_arguments(Hook *h, PyObject *const *args, size_t nargsf,
+                                               PyObject *kwnames)
+{
+  const trw_env *env = trw__runtime_env();
+  PyObject *table = trw__py_translation_table(env, build_opset(env->opset));
   if (!table)
     return NULL;
-  if (PyDict_GET_SIZE(table) == 0) {
+  int inline_weights = !trw__backend_reads_external_data(env->backend) &&
+                       !kwarg(args, nargsf, kwnames, "external_data") &&
+                       takes_parameter(h->original, "external_data");
+  if (PyDict_GET_SIZE(table) == 0 && !inline_weights) {
     Py_DECREF(table);
     return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
@@ -123,9 +154,18 @@ static PyObject *export_with_translations(Hook *h, PyObject *const *args, size_t
   for (Py_ssize_t i = 0; kw && kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
     if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) != 0)
       Py_CLEAR(kw);
-  PyObject *given = kw ? PyDict_GetItemString(kw, "custom_translation_table") : NULL;
-  int ok = kw && (!given || given == Py_None || PyDict_Update(table, given) == 0) &&
-           PyDict_SetItemString(kw, "custom_translation_table", table) == 0;
+  int ok = kw != NULL;
+  if (ok && PyDict_GET_SIZE(table) > 0) {
+    PyObject *given = PyDict_GetItemString(kw, "custom_translation_table");
+    ok = (!given || given == Py_None || PyDict_Update(table, given) == 0) &&
+         PyDict_SetItemString(kw, "custom_translation_table", table) == 0;
+  }
+  if (ok && inline_weights) {
+    ok = PyDict_SetItemString(kw, "external_data", Py_False) == 0;
+    trw__log(TRW__LOG_INFO, "%s cannot read weights stored outside the ONNX file: "
+             "torch.onnx.export writes them into it (external_data=False; past 2 GB torch "
+             "still stores them outside)", env->backend);
+  }
   PyObject *r = ok ? PyObject_Call(h->original, pos, kw) : NULL;
   trw__py_translation_done();
   Py_XDECREF(pos);
@@ -133,7 +173,6 @@ static PyObject *export_with_translations(Hook *h, PyObject *const *args, size_t
   Py_DECREF(table);
   return r;
 }
-
 
 /* torch.onnx.export's f when it is a path: no file torchrw writes may be it. */
 static void guard_output(PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -213,7 +252,7 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
          * first step; on its own, it retraces the program. */
         trw__status_phase(trw__export_depth() > 0 ? TRW__PHASE_CONVERTING : TRW__PHASE_TRACING);
       }
-      r = h->role == TRW__HOOK_EXPORT ? export_with_translations(h, args, nargsf, kwnames)
+      r = h->role == TRW__HOOK_EXPORT ? export_with_backend_arguments(h, args, nargsf, kwnames)
                                       : PyObject_Vectorcall(h->original, args, nargsf, kwnames);
       if (h->role == TRW__HOOK_CAPTURE) {
         trw__bridge_capture(0);
