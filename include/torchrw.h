@@ -544,6 +544,14 @@ TRW_API trw_dtype trw_sym_dtype(const trw_sym *v);
 TRW_API int trw_call_original_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin,
                                        trw_sym *const in[], trw_sym **result);
 
+/* Hands the node to the original symbolic, as trw_call_original_symbolic,
+ * and says at info level why the rewriter does not apply to it:
+ * "torchrw: <name> (<file>:<line>) leaves squeeze to the original symbolic:
+ * <why>".  Same returns. */
+TRW_API int trw_decline_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin,
+                                 trw_sym *const in[], trw_sym **result,
+                                 const char *fmt, ...) TRW_PRINTF(6, 7);
+
 /* ------------------------------------------------------------------------ */
 /* Module rewriters: the forward of every instance of an nn.Module class     */
 

@@ -39,12 +39,13 @@ static int slice_constant_axes(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *
 {
   int64_t dim, start = 0, end = INT64_MAX_, step = 1;
   if (nin != 5 || trw_ctx_opset(ctx) < 10 || trw_sym_const_int(in[1], &dim) != 0)
-    return trw_call_original_symbolic(ctx, g, nin, in, result);
+    return trw_decline_symbolic(ctx, g, nin, in, result,
+                                "not aten::slice.Tensor with a constant dim at opset 10 or later");
   int const_start = trw_sym_is_none(in[2]) || trw_sym_const_int(in[2], &start) == 0;
   int const_end = trw_sym_is_none(in[3]) || trw_sym_const_int(in[3], &end) == 0;
   int const_step = trw_sym_is_none(in[4]) || trw_sym_const_int(in[4], &step) == 0;
   if (!const_step)
-    return trw_call_original_symbolic(ctx, g, nin, in, result); /* steps must be constant */
+    return trw_decline_symbolic(ctx, g, nin, in, result, "the step is not a constant");
   if (const_start && const_end && start == 0 && end == INT64_MAX_ && step == 1) {
     *result = in[0]; /* x[:] */
     return 0;

@@ -19,19 +19,22 @@ static int squeeze_static(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *const
 {
   int rank = trw_sym_rank(in[0]);
   if (rank < 0 || rank > MAX_RANK)
-    return trw_call_original_symbolic(ctx, g, nin, in, result);
+    return trw_decline_symbolic(ctx, g, nin, in, result,
+                                "the input's rank is unknown (or above 32)");
   int64_t axes[MAX_RANK], size;
   size_t naxes = 0;
   if (nin >= 2 && !trw_sym_is_none(in[1])) {
     int64_t d;
     if (trw_sym_const_int(in[1], &d) != 0)
-      return trw_call_original_symbolic(ctx, g, nin, in, result);
+      return trw_decline_symbolic(ctx, g, nin, in, result, "the dim is not a constant int");
     if (d < 0)
       d += rank;
     if (d < 0 || d >= rank) /* torch's own says what is wrong */
-      return trw_call_original_symbolic(ctx, g, nin, in, result);
+      return trw_decline_symbolic(ctx, g, nin, in, result, "dim %lld is out of range for rank %d",
+                                  (long long)d, rank);
     if (trw_sym_size(in[0], (int)d, &size) != 0)
-      return trw_call_original_symbolic(ctx, g, nin, in, result);
+      return trw_decline_symbolic(ctx, g, nin, in, result,
+                                  "the size of dim %lld is not known statically", (long long)d);
     if (size == 1)
       axes[naxes++] = d;
   } else {

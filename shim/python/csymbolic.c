@@ -4,6 +4,8 @@
  * and torch._C.Value inputs; this file hands them to C as opaque handles
  * and turns the C calls back into g.op(...).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../adapter/adapter.h"
@@ -454,6 +456,24 @@ int trw_call_original_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *
     return py_failed(ctx, "the original symbolic");
   *result = sym_new(g, r);
   return *result ? 0 : TRW_ENOMEM;
+}
+
+int trw_decline_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *const in[],
+                         trw_sym **result, const char *fmt, ...)
+{
+  if (trw__log_enabled(TRW__LOG_INFO)) {
+    char why[1024] = "";
+    if (fmt) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(why, sizeof why, fmt, ap);
+      va_end(ap);
+    }
+    trw__log(TRW__LOG_INFO, "%s (%s:%d) leaves %s to the original symbolic: %s",
+             trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
+             trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "the node", why);
+  }
+  return trw_call_original_symbolic(ctx, g, nin, in, result);
 }
 
 /* ------------------------------------------------------------------------ */

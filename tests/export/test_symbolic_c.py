@@ -49,6 +49,31 @@ def test_builtin_squeeze_can_be_switched_off(tmp_path):
         assert axes == [None, [0], [2]]
 
 
+SQUEEZE_DYNAMIC = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def forward(self, x):
+        return x.squeeze(0) + 1
+x = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=13, input_names=["x"],
+                  dynamic_axes={"x": {0: "b"}}, **TS)
+np.save("x.npy", x.numpy())
+"""
+
+
+@pytest.mark.skipif(EXPORTER != "torchscript",
+                    reason="torch.export's exporter translates squeeze itself (no symbolic)")
+def test_builtin_squeeze_says_why_it_leaves_a_node_to_the_original(tmp_path):
+    run = run_script(tmp_path, SQUEEZE_DYNAMIC, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert ("leaves squeeze to the original symbolic: the size of dim 0 is not known "
+            "statically" in run.stderr), run.stderr
+    assert "symbolic/squeeze.c:" in run.stderr
+    # torch's own symbolic: squeeze(0) of a dimension that may not be 1.
+    x = np.load(run.path("x.npy"))
+    (out,) = ort_run(run.path("model.onnx"), {"x": x})
+    np.testing.assert_allclose(out, x[0] + 1, rtol=1e-6)
+
+
 def test_constant_inputs_attributes_and_two_outputs(tmp_path):
     code = """
 import numpy as np, torch
