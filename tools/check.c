@@ -266,6 +266,33 @@ static int const_max(const struct value *v, int64_t *max)
   return 0;
 }
 
+/* The number of elements of a constant (an initializer or a Constant
+ * node's value); -1 when it is not one. */
+static int const_count(const struct value *v, int64_t *n)
+{
+  const Onnx__TensorProto *t = v->tensor;
+  const Onnx__AttributeProto *a;
+
+  if (t == NULL && v->constant != NULL) {
+    if ((a = attr(v->constant, "value_int")) != NULL && a->has_i) {
+      *n = 1;
+      return 0;
+    }
+    if ((a = attr(v->constant, "value_ints")) != NULL) {
+      *n = (int64_t)a->n_ints;
+      return 0;
+    }
+    if ((a = attr(v->constant, "value")) != NULL)
+      t = a->t;
+  }
+  if (t == NULL)
+    return -1;
+  *n = 1;
+  for (size_t i = 0; i < t->n_dims; i++)
+    *n *= t->dims[i];
+  return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Reporting                                                                 */
 
@@ -466,6 +493,11 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
         const_max(v, &max) == 0 && max > bound)
       report(c, name, node->op_type, source_of(c, r, entry, dom), r,
              "%s is %lld, above the maximum %lld", what, (long long)max,
+             (long long)bound);
+    if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
+        const_count(v, &max) == 0 && max > bound)
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "%s has %lld elements, more than %lld", what, (long long)max,
              (long long)bound);
   }
 }

@@ -9,7 +9,8 @@
  *   - an operator supported only within an opset range ("since", "until");
  *   - attribute values ("allowed", "forbidden", "min", "max", "default");
  *   - inputs that must be constants (an initializer or a Constant node's
- *     output) and bounded ("constant", "max");
+ *     output), bounded ("constant", "max"), and of at most so many
+ *     elements ("max_elements": a Reshape shape's length is its rank);
  *   - input dtypes that are refused, always or only when shapes are
  *     dynamic ("dtypes": [{"forbidden": [...], "when": "dynamic"}]);
  *   - graph rules: static input shapes, opset range per domain;

@@ -69,8 +69,13 @@ class CatBool(torch.nn.Module):
     def forward(self, x):
         return torch.cat([x > 0, x < -1], 1).float()
 
+class Windows(torch.nn.Module):         # maxvit's window partition: 6 dims
+    def forward(self, x):
+        return (x.reshape(1, 6, 4, 2, 2, 5) * 2).reshape(1, 6, 8, 10) + 1
+
 models = {
     "repeat": (Repeat(), torch.linspace(0, 1, 8), 13),
+    "windows": (Windows(), torch.randn(1, 6, 8, 10), 13),
     "convup": (ConvUp(), torch.randn(1, 3, 8, 8), 13),
     "topk": (TopkHalf(), torch.randn(1, 20), 13),
     "groupnorm": (GroupNorm(), torch.randn(1, 4, 6, 6), 13),
@@ -88,7 +93,7 @@ for name, (model, x, opset) in models.items():
 print("EXPORTED")
 """
 
-MODELS = ("repeat", "convup", "topk", "groupnorm", "layernorm", "catbool")
+MODELS = ("repeat", "convup", "topk", "groupnorm", "layernorm", "catbool", "windows")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +182,8 @@ def test_table_agrees_with_engine(exported, backend, name, tmp_path):
             (violations, said)
     elif backend in ("onnxruntime", "openvino") or name in ("convup", "groupnorm", "layernorm"):
         assert (violations, verdict) == ([], "ok"), (violations, said)
-    else:  # ncnn: repeat (Tile), topk (TopK), catbool (Greater) have no ncnn layer
+    else:  # ncnn: repeat (Tile), topk (TopK), catbool (Greater) have no ncnn layer,
+        # windows reshapes to 6 dims (ncnn's blobs have at most 4)
         assert verdict == "rejected" and violations, (violations, said)
 
 

@@ -117,6 +117,16 @@ def resize_cubic():
     return model([node], [x], [y], [scales])
 
 
+def reshape(shape, as_constant_node=False):
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 6, 80])
+    y = h.make_tensor_value_info("y", T.FLOAT, shape)
+    value = numpy_helper.from_array(np.array(shape, np.int64), "shape")
+    if as_constant_node:
+        const = h.make_node("Constant", [], ["shape"], name="shape", value=value)
+        return model([const, h.make_node("Reshape", ["x", "shape"], ["y"], name="r")], [x], [y])
+    return model([h.make_node("Reshape", ["x", "shape"], ["y"], name="r")], [x], [y], [value])
+
+
 def upsample_opset11():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
@@ -237,6 +247,9 @@ def main():
     save(custom_domain(), p("custom_domain.onnx"))
     save(resize_cubic(), p("resize_cubic.onnx"))
     save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(reshape([1, 6, 8, 10]), p("reshape_4d.onnx"))
+    save(reshape([1, 6, 8, 2, 5]), p("reshape_5d.onnx"))
+    save(reshape([1, 6, 4, 2, 2, 5], as_constant_node=True), p("reshape_6d_constant.onnx"))
     save(resize_antialias(), p("resize_antialias.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(nested_if(4), p("nested_ok.onnx"))

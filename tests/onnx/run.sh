@@ -333,6 +333,14 @@ check_model "check ncnn: external weights" ncnn ext/external.onnx 1 \
   "^\(model\): initializers: 6 initializers are stored outside the file \(external data, in 'weights.bin'\); ncnn cannot read external data - save the model in one file .*\(.*FATAL ERROR no external data"
 check_model "check ncnn: Upsample" ncnn upsample_opset11.onnx 1 \
   "^up: Upsample: operator is not supported by ncnn - pnnx does not take"
+check_model "check ncnn: Reshape to 4 dims" ncnn reshape_4d.onnx 0
+check_model "check ncnn: Reshape to 5 dims" ncnn reshape_5d.onnx 1 \
+  "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
+check_model "check ncnn: Reshape to 6 dims, a Constant node" ncnn reshape_6d_constant.onnx 1 \
+  "has 6 elements, more than 4"
+for b in tensorrt onnxruntime openvino; do
+  check_model "check $b: Reshape to 5 dims is fine" "$b" reshape_5d.onnx 0
+done
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
