@@ -22,7 +22,11 @@ runs them).  ONNX's node tests bring their own inputs and outputs; cases
 of dtypes numpy lacks (bfloat16, float8, ...) are left out.
 
 usage: PYTHON bench/check_vs_engines.py [--build build] [--node-tests [REGEX]]
-           [--engine E ...] [--out results.jsonl] FILE.onnx|DIR ...
+           [--after NAME] [--table-ops B] [--engine E ...] [--out results.jsonl]
+           FILE.onnx|DIR ...
+(--after NAME: only the node tests whose names sort after NAME, to go on
+with a survey that stopped there; --table-ops B: only the node tests whose
+every operator B's table lists as supported, where a lenient table shows.)
 (PYTHON: the venv of scripts/setup, which has the engines.)
 """
 import argparse
@@ -97,10 +101,29 @@ def sort(flags, verdict):
     return "agree-pass" if verdict == "ok" else "table-lenient"
 
 
-def node_cases(regex):
+def table_ops(backend):
+    """The default-domain operators backend's table lists as supported
+    (its rules aside), or None when the table takes every operator."""
+    d = json.loads((ROOT / "data" / "backends" / f"{backend}.json").read_text())
+    ops = d["domains"].get("ai.onnx", {}).get("ops", {})
+    if ops == "*":
+        return None
+    return {o for o, e in ops.items()
+            if e is not False and not (isinstance(e, dict) and e.get("supported") is False)}
+
+
+def node_cases(regex, after=None, ops=None):
+    """ONNX's node test cases whose names match regex and sort after
+    `after`, and, with ops, whose every node is one of ops (default domain),
+    in name order."""
     from onnx.backend.test.case import node
-    for c in node.collect_testcases():
+    for c in sorted(node.collect_testcases(), key=lambda c: c.name):
         if regex and not re.search(regex, c.name):
+            continue
+        if after is not None and c.name <= after:
+            continue
+        if ops is not None and not all(n.domain in ("", "ai.onnx") and n.op_type in ops
+                                       for n in c.model.graph.node):
             continue
         if not c.data_sets:
             continue
@@ -129,6 +152,11 @@ def main():
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--node-tests", nargs="?", const="", default=None,
                     help="also ONNX's node test cases (names matching REGEX)")
+    ap.add_argument("--after", metavar="NAME",
+                    help="only the node test cases whose names sort after NAME")
+    ap.add_argument("--table-ops", metavar="BACKEND",
+                    help="only the node test cases whose every operator BACKEND's "
+                         "table lists as supported")
     ap.add_argument("--engine", action="append", dest="engines",
                     help="default: every engine that runs here")
     ap.add_argument("--out", help="append one JSON line per file and backend")
@@ -145,7 +173,9 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="torchrw-cve-"))
     if args.node_tests is not None:
         import onnx
-        for name, model, feeds, outs, rtol, atol in node_cases(args.node_tests):
+        ops = table_ops(args.table_ops) if args.table_ops else None
+        for name, model, feeds, outs, rtol, atol in node_cases(args.node_tests, args.after,
+                                                               ops):
             f = tmp / f"{name}.onnx"
             onnx.save(model, str(f))
             items.append((name, f, feeds, outs, max(rtol, 1e-4), max(atol, 1e-5)))
