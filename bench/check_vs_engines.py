@@ -19,7 +19,9 @@ distribution, integers 1 to 3: an index input may then be out of range,
 and an engine that refuses it is not wrong) and are "right" when they load
 and run (and, for openvino and ncnn, match ONNX Runtime where ONNX Runtime
 runs them).  ONNX's node tests bring their own inputs and outputs; cases
-of dtypes numpy lacks (bfloat16, float8, ...) are left out.
+of dtypes numpy lacks (bfloat16, float8, ...) are left out.  ncnn runs in a
+forked child: its Python module segfaults on some node tests, and a child
+that dies counts as the engine rejecting the file.
 
 usage: PYTHON bench/check_vs_engines.py [--build build] [--node-tests [REGEX]]
            [--after NAME] [--table-ops B] [--engine E ...] [--out results.jsonl]
@@ -91,6 +93,34 @@ def engine_verdict(engine, path, feeds, want, workdir, rtol, atol):
         return "ok", "ran (no reference)"
     c = engines.compare(got, want, rtol=rtol, atol=atol, check_dtype=engine != "ncnn")
     return ("ok" if c.ok else "wrong"), str(c).replace("\n", "; ")[:300]
+
+
+def isolated_verdict(engine, *args):
+    """engine_verdict() in a forked child for ncnn, whose Python module can
+    crash the process (a segfault on some of ONNX's Split and Slice node
+    tests): a child that dies is the engine rejecting the file."""
+    if engine != "ncnn" or not hasattr(os, "fork"):
+        return engine_verdict(engine, *args)
+    import pickle
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, never return
+        os.close(r)
+        try:
+            data = pickle.dumps(engine_verdict(engine, *args))
+        except BaseException as e:  # noqa: BLE001 (reported to the parent)
+            data = pickle.dumps(("skip", f"the harness failed: {e!r}"))
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "reject", f"run: the process running {engine} died of signal " \
+                         f"{os.WTERMSIG(status)} ({engine}'s Python module crashed)"
+    return pickle.loads(data)
 
 
 def sort(flags, verdict):
@@ -200,7 +230,7 @@ def main():
             if flags is None:
                 print(f"{name}: torchrw check --backend {engine} failed: {err}")
                 continue
-            verdict, detail = engine_verdict(engine, f, feeds, want if want is not None
+            verdict, detail = isolated_verdict(engine, f, feeds, want if want is not None
                                              else ref, tmp / "work" / engine, rtol, atol)
             if engine == "onnxruntime" and want is None and verdict == "ok":
                 ref = engines.run("onnxruntime", f, feeds)
