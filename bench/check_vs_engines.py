@@ -19,10 +19,16 @@ distribution, integers 1 to 3: an index input may then be out of range,
 and an engine that refuses it is not wrong) and are "right" when they load
 and run (and, for openvino and ncnn, match ONNX Runtime where ONNX Runtime
 runs them).  ONNX's node tests bring their own inputs and outputs; cases
-of dtypes numpy lacks (bfloat16, float8, ...) are left out.
+of dtypes numpy lacks (bfloat16, float8, ...) are left out.  ncnn runs in a
+forked child: its Python module segfaults on some node tests, and a child
+that dies counts as the engine rejecting the file.
 
 usage: PYTHON bench/check_vs_engines.py [--build build] [--node-tests [REGEX]]
-           [--engine E ...] [--out results.jsonl] FILE.onnx|DIR ...
+           [--after NAME] [--table-ops B] [--engine E ...] [--out results.jsonl]
+           FILE.onnx|DIR ...
+(--after NAME: only the node tests whose names sort after NAME, to go on
+with a survey that stopped there; --table-ops B: only the node tests whose
+every operator B's table lists as supported, where a lenient table shows.)
 (PYTHON: the venv of scripts/setup, which has the engines.)
 """
 import argparse
@@ -89,6 +95,34 @@ def engine_verdict(engine, path, feeds, want, workdir, rtol, atol):
     return ("ok" if c.ok else "wrong"), str(c).replace("\n", "; ")[:300]
 
 
+def isolated_verdict(engine, *args):
+    """engine_verdict() in a forked child for ncnn, whose Python module can
+    crash the process (a segfault on some of ONNX's Split and Slice node
+    tests): a child that dies is the engine rejecting the file."""
+    if engine != "ncnn" or not hasattr(os, "fork"):
+        return engine_verdict(engine, *args)
+    import pickle
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, never return
+        os.close(r)
+        try:
+            data = pickle.dumps(engine_verdict(engine, *args))
+        except BaseException as e:  # noqa: BLE001 (reported to the parent)
+            data = pickle.dumps(("skip", f"the harness failed: {e!r}"))
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "reject", f"run: the process running {engine} died of signal " \
+                         f"{os.WTERMSIG(status)} ({engine}'s Python module crashed)"
+    return pickle.loads(data)
+
+
 def sort(flags, verdict):
     if verdict == "skip":
         return "skip"
@@ -97,10 +131,29 @@ def sort(flags, verdict):
     return "agree-pass" if verdict == "ok" else "table-lenient"
 
 
-def node_cases(regex):
+def table_ops(backend):
+    """The default-domain operators backend's table lists as supported
+    (its rules aside), or None when the table takes every operator."""
+    d = json.loads((ROOT / "data" / "backends" / f"{backend}.json").read_text())
+    ops = d["domains"].get("ai.onnx", {}).get("ops", {})
+    if ops == "*":
+        return None
+    return {o for o, e in ops.items()
+            if e is not False and not (isinstance(e, dict) and e.get("supported") is False)}
+
+
+def node_cases(regex, after=None, ops=None):
+    """ONNX's node test cases whose names match regex and sort after
+    `after`, and, with ops, whose every node is one of ops (default domain),
+    in name order."""
     from onnx.backend.test.case import node
-    for c in node.collect_testcases():
+    for c in sorted(node.collect_testcases(), key=lambda c: c.name):
         if regex and not re.search(regex, c.name):
+            continue
+        if after is not None and c.name <= after:
+            continue
+        if ops is not None and not all(n.domain in ("", "ai.onnx") and n.op_type in ops
+                                       for n in c.model.graph.node):
             continue
         if not c.data_sets:
             continue
@@ -129,6 +182,11 @@ def main():
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--node-tests", nargs="?", const="", default=None,
                     help="also ONNX's node test cases (names matching REGEX)")
+    ap.add_argument("--after", metavar="NAME",
+                    help="only the node test cases whose names sort after NAME")
+    ap.add_argument("--table-ops", metavar="BACKEND",
+                    help="only the node test cases whose every operator BACKEND's "
+                         "table lists as supported")
     ap.add_argument("--engine", action="append", dest="engines",
                     help="default: every engine that runs here")
     ap.add_argument("--out", help="append one JSON line per file and backend")
@@ -145,7 +203,9 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="torchrw-cve-"))
     if args.node_tests is not None:
         import onnx
-        for name, model, feeds, outs, rtol, atol in node_cases(args.node_tests):
+        ops = table_ops(args.table_ops) if args.table_ops else None
+        for name, model, feeds, outs, rtol, atol in node_cases(args.node_tests, args.after,
+                                                               ops):
             f = tmp / f"{name}.onnx"
             onnx.save(model, str(f))
             items.append((name, f, feeds, outs, max(rtol, 1e-4), max(atol, 1e-5)))
@@ -170,7 +230,7 @@ def main():
             if flags is None:
                 print(f"{name}: torchrw check --backend {engine} failed: {err}")
                 continue
-            verdict, detail = engine_verdict(engine, f, feeds, want if want is not None
+            verdict, detail = isolated_verdict(engine, f, feeds, want if want is not None
                                              else ref, tmp / "work" / engine, rtol, atol)
             if engine == "onnxruntime" and want is None and verdict == "ok":
                 ref = engines.run("onnxruntime", f, feeds)

@@ -159,6 +159,59 @@ def scatter_opset11():
     return model([node], [d, i, u], [y], opset=11)
 
 
+def shape_reshape():
+    """nn.GroupNorm(2, 4) as torch exports it at opset 11: Reshape to
+    groups, InstanceNormalization, Reshape back to Shape(x) (a shape computed
+    at run time, which pnnx folds for the static input shape), Mul, Add."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 6, 6])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 4, 6, 6])
+    groups = numpy_helper.from_array(np.array([0, 2, -1], np.int64), "groups")
+    ones = numpy_helper.from_array(np.ones(2, np.float32), "ones")
+    zeros = numpy_helper.from_array(np.zeros(2, np.float32), "zeros")
+    nodes = [h.make_node("Constant", [], ["g"], value=groups),
+             h.make_node("Reshape", ["x", "g"], ["a"], name="to_groups"),
+             h.make_node("Constant", [], ["o"], value=ones),
+             h.make_node("Constant", [], ["z"], value=zeros),
+             h.make_node("InstanceNormalization", ["a", "o", "z"], ["b"],
+                         name="norm", epsilon=1e-5),
+             h.make_node("Shape", ["x"], ["s"], name="shape"),
+             h.make_node("Reshape", ["b", "s"], ["c"], name="back"),
+             h.make_node("Mul", ["c", "w"], ["d"], name="scale"),
+             h.make_node("Add", ["d", "bias"], ["y"], name="shift")]
+    return model(nodes, [x], [y], [weight("w", [4, 1, 1], 7),
+                                   weight("bias", [4, 1, 1], 8)], opset=11)
+
+
+def reduce_mean(opset):
+    """ReduceMean over axis 1: an attribute until opset 17, an input (here
+    an initializer) from opset 18."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 2, 2])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])
+    if opset < 18:
+        node = h.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])
+        return model([node], [x], [y], opset=opset)
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    node = h.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean")
+    return model([node], [x], [y], [axes], opset=opset)
+
+
+def unsqueeze_axes_input():
+    """An opset-13 Unsqueeze whose axes are a graph input."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [3, 4])
+    a = h.make_tensor_value_info("axes", T.INT64, [1])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 3, 4])
+    node = h.make_node("Unsqueeze", ["x", "axes"], ["y"], name="unsq")
+    return model([node], [x, a], [y], opset=13)
+
+
+def swish(opset):
+    """ONNX's Swish (added at opset 24), imported at the given opset."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [3])
+    y = h.make_tensor_value_info("y", T.FLOAT, [3])
+    node = h.make_node("Swish", ["x"], ["y"], name="swish", alpha=1.0)
+    return model([node], [x], [y], opset=opset)
+
+
 def nested_if(depth):
     """If nodes nested depth deep: each then-branch holds the next level,
     each else-branch a constant."""
@@ -252,6 +305,12 @@ def main():
     save(reshape([1, 6, 4, 2, 2, 5], as_constant_node=True), p("reshape_6d_constant.onnx"))
     save(resize_antialias(), p("resize_antialias.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
+    save(shape_reshape(), p("shape_reshape.onnx"))
+    save(reduce_mean(17), p("reduce_mean_opset17.onnx"))
+    save(reduce_mean(18), p("reduce_mean_opset18.onnx"))
+    save(unsqueeze_axes_input(), p("unsqueeze_axes_input.onnx"))
+    save(swish(24), p("swish_opset24.onnx"))
+    save(swish(27), p("swish_opset27.onnx"))
     save(nested_if(4), p("nested_ok.onnx"))
     save(nested_if(40), p("nested_deep.onnx"))
 

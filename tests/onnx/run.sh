@@ -344,6 +344,23 @@ done
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
+# ONNX's node tests (data/backends/README.md, the figures of the node tests).
+# pnnx folds a shape computed from static shapes: no constant rule on Reshape.
+check_model "check ncnn: GroupNorm's Shape -> Reshape" ncnn shape_reshape.onnx 0
+check_model "check ncnn: ReduceMean, axes attribute" ncnn reduce_mean_opset17.onnx 0
+check_model "check ncnn: ReduceMean, axes input" ncnn reduce_mean_opset18.onnx 1 \
+  "^mean: ReduceMean: supported by ncnn only up to opset 17; the model uses opset 18 \(measured .*ReduceMean-18"
+check_model "check onnxruntime: ReduceMean, axes input" onnxruntime reduce_mean_opset18.onnx 0
+check_model "check openvino: Unsqueeze, run-time axes" openvino unsqueeze_axes_input.onnx 1 \
+  "^unsq: Unsqueeze: input 1 'axes' \(axes\) must be a constant .*test_unsqueeze_axis_0"
+check_model "check onnxruntime: Unsqueeze, run-time axes" onnxruntime unsqueeze_axes_input.onnx 0
+check_model "check onnxruntime: Swish at opset 24" onnxruntime swish_opset24.onnx 0
+check_model "check onnxruntime: Swish at opset 27" onnxruntime swish_opset27.onnx 1 \
+  "^swish: Swish: supported by onnxruntime only up to opset 24; the model uses opset 27 \(.*test_swish"
+check_model "check openvino: Swish" openvino swish_opset27.onnx 0
+check_model "check ncnn: Swish" ncnn swish_opset24.onnx 0
+check_model "check ncnn: opset 27" ncnn swish_opset27.onnx 1 \
+  "^\(model\): opset: ai.onnx opset 27 is above the highest ncnn supports \(26\) .*Opset 27 is under development"
 
 run "$trw" check --json "$m/topk_big.onnx" --backend tensorrt
 if [ "$rc" = 1 ] && "$python" - "$out" <<'EOF'
