@@ -525,6 +525,35 @@ def table(results, out=None):
                   f"{cell(pair.get('plain'))} |", file=out)
 
 
+README_BEGIN = "<!-- zoo table: bench/zoo.py --table --readme README.md writes what follows -->"
+README_END = "<!-- end of zoo table -->"
+
+
+def update_readme(results, path):
+    """Writes the table into path between README_BEGIN and README_END."""
+    import io
+    try:
+        text = path.read_text()
+    except OSError as e:
+        print(f"zoo.py: {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        print(f"zoo.py: {path} has no '{README_BEGIN}' ... '{README_END}' markers",
+              file=sys.stderr)
+        return 2
+    buf = io.StringIO()
+    table(results, buf)
+    dates = sorted({r["date"] for r in results.rows.values() if r.get("date")})
+    span = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "never")
+    body = (f"\n{len(results.rows)} rows of {results.path.name}, recorded {span}.\n\n"
+            + buf.getvalue())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text[:begin + len(README_BEGIN)] + "\n" + body + "\n" + text[end:])
+    tmp.replace(path)
+    return 0
+
+
 def regressions(results):
     """Every row pair where torchrw does worse than plain torch."""
     out = []
@@ -543,6 +572,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
+    ap.add_argument("--readme", metavar="PATH",
+                    help="with --table: write it into PATH between its zoo markers")
     ap.add_argument("--regressions", action="store_true",
                     help="list where torchrw does worse than plain torch, and exit")
     ap.add_argument("--results", default=str(DEFAULT_RESULTS))
@@ -559,6 +590,8 @@ def main(argv=None):
                                                       "torchrw-zoo"))
     args = ap.parse_args(argv)
     results = Results(args.results)
+    if args.table and args.readme:
+        return update_readme(results, Path(args.readme))
     if args.table:
         table(results)
         return 0
