@@ -89,9 +89,11 @@ def _pin_torch_export_failure(tmp_path, name, backend):
     """torch.export (torch 2.14.1) cannot capture torchvision's detection
     models: their post-processing branches on the number of boxes that
     survive a threshold, a size known only at run time.  It fails the same
-    with and without torchrw; one backend is enough to pin that."""
-    if backend != "tensorrt":
-        pytest.skip("torch.export cannot capture it: pinned once, under tensorrt")
+    with and without torchrw; one backend and one model (the smallest) are
+    enough to pin that."""
+    if backend != "tensorrt" or name != "fasterrcnn_mobilenet_v3_large_320_fpn":
+        pytest.skip("torch.export cannot capture the detection models: pinned once, on "
+                    "fasterrcnn_mobilenet_v3_large_320_fpn under tensorrt")
     code = EXPORT.replace("NAME", repr(name))
     run = run_script(tmp_path, code, backend=backend)
     (tmp_path / "plain").mkdir()
