@@ -103,6 +103,18 @@ static void ctx_log(trw__level level, trw_ctx *ctx, const char *fmt, va_list ap)
            trw_ctx_line(ctx), msg);
 }
 
+void trw__log_declined(trw_ctx *ctx, const char *original, const char *fmt, va_list ap)
+{
+  if (!trw__log_enabled(TRW__LOG_INFO))
+    return;
+  char why[1024] = "";
+  if (fmt)
+    vsnprintf(why, sizeof why, fmt, ap);
+  const char *op = trw_ctx_op(ctx);
+  trw__log(TRW__LOG_INFO, "%s (%s:%d) leaves %s to %s: %s", trw_ctx_name(ctx),
+           trw_ctx_file(ctx), trw_ctx_line(ctx), op && op[0] ? op : "the call", original, why);
+}
+
 void trw_log_warn(trw_ctx *ctx, const char *fmt, ...)
 {
   va_list ap;

@@ -38,6 +38,9 @@ int trw__log_enabled(trw__level level);
 /* Prints "torchrw: [level: ]message\n" on stderr when level is enabled. */
 void trw__log(trw__level level, const char *fmt, ...) TRW_PRINTF(2, 3);
 void trw__vlog(trw__level level, const char *fmt, va_list ap);
+/* The info line of a rewriter that hands a call to the original:
+ * "<name> (<file>:<line>) leaves <op> to <original>: <why>". */
+void trw__log_declined(trw_ctx *ctx, const char *original, const char *fmt, va_list ap);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */

@@ -5,7 +5,6 @@
  * and turns the C calls back into g.op(...).
  */
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "../adapter/adapter.h"
@@ -461,18 +460,10 @@ int trw_call_original_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *
 int trw_decline_symbolic(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *const in[],
                          trw_sym **result, const char *fmt, ...)
 {
-  if (trw__log_enabled(TRW__LOG_INFO)) {
-    char why[1024] = "";
-    if (fmt) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(why, sizeof why, fmt, ap);
-      va_end(ap);
-    }
-    trw__log(TRW__LOG_INFO, "%s (%s:%d) leaves %s to the original symbolic: %s",
-             trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
-             trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "the node", why);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  trw__log_declined(ctx, "the original symbolic", fmt, ap);
+  va_end(ap);
   return trw_call_original_symbolic(ctx, g, nin, in, result);
 }
 

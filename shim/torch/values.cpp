@@ -220,18 +220,10 @@ int trw_call_original(trw_ctx* ctx, size_t nargs, trw_value* const args[],
 
 int trw_decline(trw_ctx* ctx, size_t nargs, trw_value* const args[],
                 trw_value** result, const char* fmt, ...) {
-  if (trw__log_enabled(TRW__LOG_INFO)) {
-    char why[1024] = "";
-    if (fmt) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(why, sizeof why, fmt, ap);
-      va_end(ap);
-    }
-    trw__log(TRW__LOG_INFO, "%s (%s:%d) leaves %s to the original: %s",
-             trw_ctx_name(ctx), trw_ctx_file(ctx), trw_ctx_line(ctx),
-             trw_ctx_op(ctx)[0] ? trw_ctx_op(ctx) : "the call", why);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  trw__log_declined(ctx, "the original", fmt, ap);
+  va_end(ap);
   return trw_call_original(ctx, nargs, args, result);
 }
 
