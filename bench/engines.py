@@ -148,9 +148,14 @@ def _run_openvino(onnx_path, feeds, workdir):
     names, _ = _input_names(onnx_path)
     ordered = _feeds_in_order(names, feeds, onnx_path)
     by_name = dict(zip(names, ordered))
+    # A graph of one operator that OpenVINO folds into its input (Identity,
+    # inference-mode Dropout) keeps only the output's name on the port:
+    # with as many ports as inputs, an unnamed one is fed by position.
     inputs = {}
-    for port in compiled.inputs:
+    for i, port in enumerate(compiled.inputs):
         hit = [n for n in names if n in port.get_names()]
+        if not hit and len(compiled.inputs) == len(names):
+            hit = [names[i]]
         if not hit:
             raise EngineError("openvino", "load", "the compiled model has an input "
                               f"named {sorted(port.get_names())}, which is not one of "

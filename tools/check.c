@@ -231,6 +231,16 @@ static int tensor_int(const Onnx__TensorProto *t, size_t i, int64_t *out)
       *out = v;
       return 0;
     }
+  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) {
+    /* One byte each in raw_data, or an int32 each (ONNX's TensorProto). */
+    if (i < t->n_int32_data) {
+      *out = t->int32_data[i] != 0;
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len > i) {
+      *out = t->raw_data.data[i] != 0;
+      return 0;
+    }
   }
   return -1;
 }

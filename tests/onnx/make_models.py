@@ -127,6 +127,15 @@ def reshape(shape, as_constant_node=False):
     return model([h.make_node("Reshape", ["x", "shape"], ["y"], name="r")], [x], [y], [value])
 
 
+def dropout_training(mode):
+    x = h.make_tensor_value_info("x", T.FLOAT, [2, 3])
+    y = h.make_tensor_value_info("y", T.FLOAT, [2, 3])
+    ratio = numpy_helper.from_array(np.array(0.0, np.float32), "ratio")
+    training = numpy_helper.from_array(np.array(mode, np.bool_), "training_mode")
+    node = h.make_node("Dropout", ["x", "ratio", "training_mode"], ["y"], name="drop")
+    return model([node], [x], [y], [ratio, training])
+
+
 def upsample_opset11():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
@@ -300,6 +309,8 @@ def main():
     save(custom_domain(), p("custom_domain.onnx"))
     save(resize_cubic(), p("resize_cubic.onnx"))
     save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(dropout_training(True), p("dropout_training.onnx"))
+    save(dropout_training(False), p("dropout_inference.onnx"))
     save(reshape([1, 6, 8, 10]), p("reshape_4d.onnx"))
     save(reshape([1, 6, 8, 2, 5]), p("reshape_5d.onnx"))
     save(reshape([1, 6, 4, 2, 2, 5], as_constant_node=True), p("reshape_6d_constant.onnx"))

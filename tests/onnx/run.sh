@@ -333,6 +333,10 @@ check_model "check ncnn: external weights" ncnn ext/external.onnx 1 \
   "^\(model\): initializers: 6 initializers are stored outside the file \(external data, in 'weights.bin'\); ncnn cannot read external data - save the model in one file .*\(.*FATAL ERROR no external data"
 check_model "check ncnn: Upsample" ncnn upsample_opset11.onnx 1 \
   "^up: Upsample: operator is not supported by ncnn - pnnx does not take"
+check_model "check openvino: Dropout, constant training_mode true" openvino dropout_training.onnx 1 \
+  "^drop: Dropout: input 2 'training_mode' \(training_mode\) is 1, above the maximum 0"
+check_model "check openvino: Dropout, constant training_mode false" openvino dropout_inference.onnx 0
+check_model "check onnxruntime: Dropout, constant training_mode true" onnxruntime dropout_training.onnx 0
 check_model "check ncnn: Reshape to 4 dims" ncnn reshape_4d.onnx 0
 check_model "check ncnn: Reshape to 5 dims" ncnn reshape_5d.onnx 1 \
   "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
