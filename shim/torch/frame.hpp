@@ -72,6 +72,10 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
 // original for the arguments it gets unchanged, and the rest dropped.
 void take_stash(Frame& frame);
 bool arg_traced(const Frame& frame, size_t index);
+// Argument index of the operator call being rewritten, in *out: 0, or
+// the code of trw_error() (TRW_EINVAL outside an operator call, TRW_ERANGE
+// past the last argument).  what names the caller in the message.
+int call_arg(trw_ctx* ctx, size_t index, const char* what, const c10::IValue** out);
 // The traced 0-dim tensor behind an int argument, or element elem of an
 // int list argument, as the tracer stashed it; nullptr for a constant.
 torch::jit::Value* traced_element(const Frame& frame, size_t index, size_t elem);

@@ -31,12 +31,13 @@ namespace {
 using torch::jit::Value;
 using torch::jit::tracer::ArgumentStash;
 
-// A tensor the tracer does not know, to re-stash a traced value through
-// torch's own (public) stash functions: they take a tensor and look its
-// trace up.  Made with the tracer's key excluded, so no node records it.
-at::Tensor carrier() {
+// A 0-dim int64 tensor the tracer does not know, holding value: to
+// re-stash a traced value through torch's own (public) stash functions
+// (they take a tensor and look its trace up), or to hand a rewriter a
+// traced int.  Made with the tracer's key excluded, so no node records it.
+at::Tensor carrier(int64_t value) {
   c10::impl::ExcludeDispatchKeyGuard no_trace(c10::DispatchKey::Tracer);
-  return at::empty({}, at::kLong);
+  return at::scalar_tensor(value, at::kLong);
 }
 
 // The traced tensor behind a stashed value, with the type the stash gave
@@ -165,11 +166,7 @@ torch::jit::Value* traced_element(const Frame& frame, size_t index, size_t elem)
 }
 
 at::Tensor traced_int(int64_t example, torch::jit::Value* trace) {
-  at::Tensor t;
-  {
-    c10::impl::ExcludeDispatchKeyGuard no_trace(c10::DispatchKey::Tracer);
-    t = at::scalar_tensor(example, at::kLong);
-  }
+  at::Tensor t = carrier(example);
   torch::jit::tracer::setValueTrace(t, trace);
   return t;
 }
@@ -186,7 +183,7 @@ void give_stash(Frame& frame, size_t nargs, trw_value* const args[]) {
       continue;
     }
     const std::string& name = params[s.index].name();
-    at::Tensor t = carrier();
+    at::Tensor t = carrier(0);
     if (s.is_value) {
       c10::TypePtr type;
       Value* src = source_of(s.value, &type);

@@ -157,6 +157,17 @@ int guarded_call(trw_ctx* ctx, const char* what, const c10::OperatorHandle& op,
   return 0;
 }
 
+int call_arg(trw_ctx* ctx, size_t index, const char* what, const c10::IValue** out) {
+  Frame* f = frame_of(ctx);
+  if (!f || !f->op) return trw_error(ctx, TRW_EINVAL, "%s is for operator rewriters", what);
+  size_t n = f->op->schema().arguments().size();
+  if (index >= n || index >= f->arena.size())
+    return trw_error(ctx, TRW_ERANGE, "%s has %zu arguments, not %zu", trw_ctx_op(ctx), n,
+                     index + 1);
+  *out = &f->arena[index].iv;
+  return 0;
+}
+
 }  // namespace trw
 
 using trw::frame_of;
@@ -228,16 +239,10 @@ int trw_decline(trw_ctx* ctx, size_t nargs, trw_value* const args[],
 }
 
 int trw_trace_arg_is_constant(trw_ctx* ctx, size_t index) {
-  trw::Frame* f = frame_of(ctx);
-  if (!f || !f->op)
-    return trw_error(ctx, TRW_EINVAL,
-                     "trw_trace_arg_is_constant is for operator rewriters");
-  if (index >= f->op->schema().arguments().size() || index >= f->arena.size())
-    return trw_error(ctx, TRW_ERANGE, "%s has %zu arguments, not %zu",
-                     trw_ctx_op(ctx), f->op->schema().arguments().size(),
-                     index + 1);
-  if (f->arena[index].iv.isTensor()) return 0;
-  return trw::arg_traced(*f, index) ? 0 : 1;
+  const c10::IValue* arg = nullptr;
+  if (int rc = trw::call_arg(ctx, index, "trw_trace_arg_is_constant", &arg)) return rc;
+  if (arg->isTensor()) return 0;
+  return trw::arg_traced(*frame_of(ctx), index) ? 0 : 1;
 }
 
 trw_value_kind trw_value_kind_of(const trw_value* v) {

@@ -148,17 +148,9 @@ extern "C" int trw_trace_set_input_ints(trw_ctx* ctx, trw_value* output, size_t 
 }
 
 extern "C" trw_value* trw_trace_arg_element(trw_ctx* ctx, size_t index, size_t elem) {
-  trw::Frame* f = trw::frame_of(ctx);
-  if (!f || !f->op) {
-    trw_error(ctx, TRW_EINVAL, "trw_trace_arg_element is for operator rewriters");
-    return nullptr;
-  }
-  if (index >= f->op->schema().arguments().size() || index >= f->arena.size()) {
-    trw_error(ctx, TRW_ERANGE, "%s has %zu arguments, not %zu", trw_ctx_op(ctx),
-              f->op->schema().arguments().size(), index + 1);
-    return nullptr;
-  }
-  const c10::IValue& arg = f->arena[index].iv;
+  const c10::IValue* argp = nullptr;
+  if (trw::call_arg(ctx, index, "trw_trace_arg_element", &argp) != 0) return nullptr;
+  const c10::IValue& arg = *argp;
   int64_t example;
   if (arg.isInt()) {
     example = arg.toInt();
@@ -171,7 +163,8 @@ extern "C" trw_value* trw_trace_arg_element(trw_ctx* ctx, size_t index, size_t e
     return nullptr;
   }
   torch::jit::Value* trace =
-      torch::jit::tracer::isTracing() ? trw::traced_element(*f, index, elem) : nullptr;
+      torch::jit::tracer::isTracing() ? trw::traced_element(*trw::frame_of(ctx), index, elem)
+                                      : nullptr;
   if (!trace) return trw::make_value(ctx, example);
   try {
     return trw::make_value(ctx, trw::traced_int(example, trace));
