@@ -18,14 +18,16 @@ static const trw__py_attr trace_hooks[] = {
 
 /* torch.export's entry points and the ONNX exporter that calls them
  * (torch/onnx/_internal/exporter/_core.py: capture with torch.export,
- * run_decompositions, then translation).  torch.onnx.export comes first:
- * torches without torch.export hook it alone (its output file, and the
- * end of the export for the report). */
+ * run_decompositions, translation at opset 18 at least, then conversion
+ * down to the opset asked for, through onnxscript's convert_version).
+ * torch.onnx.export comes first: torches without torch.export hook it
+ * alone (its output file, and the end of the export for the report). */
 static const trw__hook export_hooks[] = {
     {"torch.onnx", "export", TRW__HOOK_EXPORT},
     {"torch.export", "export", TRW__HOOK_CAPTURE},
     {"torch.export", "draft_export", TRW__HOOK_CAPTURE},
     {"torch.export.exported_program.ExportedProgram", "run_decompositions", TRW__HOOK_LOWER},
+    {"onnxscript.version_converter", "convert_version", TRW__HOOK_CONVERT},
 };
 #define NEXPORT_HOOKS (sizeof export_hooks / sizeof export_hooks[0])
 

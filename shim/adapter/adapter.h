@@ -32,7 +32,8 @@ typedef enum trw__hook_role {
   TRW__HOOK_EXPORT,  /* torch.onnx.export: brackets the export when it goes through torch.export */
   TRW__HOOK_CAPTURE, /* torch.export.export & co: the model's Python runs, operators are recorded */
   TRW__HOOK_LOWER,   /* ExportedProgram.run_decompositions: the graph is retraced to ATen */
-  TRW__HOOK_WRITE    /* the exporter serialises the model: the status line's "writing" */
+  TRW__HOOK_WRITE,   /* the exporter serialises the model: the status line's "writing" */
+  TRW__HOOK_CONVERT  /* the exporter converts its graph down to the opset asked for */
 } trw__hook_role;
 
 typedef struct trw__hook {

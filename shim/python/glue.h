@@ -190,6 +190,10 @@ void trw__py_unpatch_modules(void);
 int trw__py_install_symbolics(const trw_env *env);
 /* Gives torch its own symbolics back. */
 void trw__py_uninstall_symbolics(void);
+/* The adapter's embedded Python module torchrw._<stem> (shim/adapter/
+ * <stem>.py), run on first use: borrowed, or NULL with an exception set. */
+PyObject *trw__py_embedded(const char *stem);
+
 /* For torch.onnx's exporter on torch.export: a custom_translation_table
  * ({OpOverload: translation}) making each selected symbolic rewriter of a
  * torch operator (or autograd Function) the translation of its overloads

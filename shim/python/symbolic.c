@@ -411,29 +411,11 @@ int trw__py_install_symbolics(const trw_env *env)
 /* ------------------------------------------------------------------------ */
 /* torch.export's exporter: symbolics as translations                        */
 
-#include "onnx_translation_py.h" /* generated from shim/adapter/onnx_translation.py */
-
-/* torchrw._onnx_translation, run from the source compiled into the
- * runtime.  Borrowed reference, or NULL with an exception set. */
+/* torchrw._onnx_translation (shim/adapter/onnx_translation.py).  Borrowed
+ * reference, or NULL with an exception set. */
 static PyObject *translation_module(void)
 {
-  static PyObject *module;
-  if (module)
-    return module;
-  PyObject *code = Py_CompileString(trw__onnx_translation_py, "shim/adapter/onnx_translation.py",
-                                    Py_file_input);
-  PyObject *m = code ? PyModule_New("torchrw._onnx_translation") : NULL;
-  PyObject *d = m ? PyModule_GetDict(m) : NULL;
-  int ok = d && PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) == 0;
-  PyObject *r = ok ? PyEval_EvalCode(code, d, d) : NULL;
-  Py_XDECREF(code);
-  if (!r) {
-    Py_XDECREF(m);
-    return NULL;
-  }
-  Py_DECREF(r);
-  module = m;
-  return module;
+  return trw__py_embedded("onnx_translation");
 }
 
 /* Adds to table the translation of operator rewriter r's overloads; 0,

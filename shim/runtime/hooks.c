@@ -174,6 +174,49 @@ static PyObject *export_with_backend_arguments(Hook *h, PyObject *const *args, s
   return r;
 }
 
+/* Whether the torch.onnx.export in progress optimizes its graph (its
+ * optimize=, True unless the caller says). */
+static int export_optimizes = 1;
+
+/* onnxscript's convert_version(model, target_version, fallback=None), by
+ * which torch.onnx's exporter brings its graph (built at opset 18 at
+ * least) down to the opset asked for.  Inside an export under torchrw,
+ * torchrw's converter goes first (shim/adapter/opset_conversion.py):
+ * below 18 onnxscript leaves the graph to ONNX's C converter, which
+ * refuses nearly every real one and keeps 18.  A graph torchrw's cannot
+ * convert goes on to onnxscript's, with the reason. */
+static PyObject *convert_down(Hook *h, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *model = nargs > 0 ? args[0] : kwarg(args, nargsf, kwnames, "model");
+  PyObject *target = nargs > 1 ? args[1] : kwarg(args, nargsf, kwnames, "target_version");
+  if (trw__export_depth() == 0 || !model || !target || !PyLong_Check(target))
+    return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+  long opset = PyLong_AsLong(target);
+  PyObject *mod = trw__py_embedded("opset_conversion");
+  PyObject *why = mod ? PyObject_CallMethod(mod, "convert", "OOO", model, target,
+                                            export_optimizes ? Py_True : Py_False)
+                      : NULL;
+  if (why == Py_None) {
+    Py_DECREF(why);
+    trw__log(TRW__LOG_INFO, "converted the exported graph down to opset %ld", opset);
+    Py_RETURN_NONE;
+  }
+  char reason[1024];
+  if (why && PyUnicode_Check(why)) {
+    trw__fmt(reason, sizeof reason, "%s", PyUnicode_AsUTF8(why));
+    trw__log(TRW__LOG_INFO, "cannot convert the exported graph down to opset %ld: %s; "
+             "leaving it to torch's converter", opset, reason);
+  } else {
+    trw__py_describe_error(reason, sizeof reason, 1);
+    trw__log(TRW__LOG_WARN, "converting the exported graph down to opset %ld failed: %s; "
+             "leaving it to torch's converter", opset, reason);
+  }
+  Py_XDECREF(why);
+  PyErr_Clear();
+  return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+}
+
 /* torch.onnx.export's f when it is a path: no file torchrw writes may be it. */
 static void guard_output(PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -204,6 +247,8 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
       trw__status_phase(TRW__PHASE_WRITING);
     return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
+  if (h->role == TRW__HOOK_CONVERT)
+    return convert_down(h, args, nargsf, kwnames);
   if (trw__runtime_load(err, sizeof err) != 0) {
     if (!PyErr_Occurred())
       PyErr_SetString(PyExc_RuntimeError, err);
@@ -216,9 +261,12 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
     guard_output(args, nargsf, kwnames);
     /* The TorchScript exporter reaches the tracer, which brackets itself. */
     through_torch_export = goes_through_torch_export(args, nargsf, kwnames);
-    if (through_torch_export)
+    if (through_torch_export) {
+      PyObject *optimize = kwarg(args, nargsf, kwnames, "optimize");
+      export_optimizes = !optimize || PyObject_IsTrue(optimize) != 0;
       trw__runtime_expect(TRW_IR_ONNX, export_opset(args, nargsf, kwnames),
                           TRW_EXPORTER_TORCH_EXPORT);
+    }
     break;
   case TRW__HOOK_CAPTURE:
   case TRW__HOOK_LOWER:

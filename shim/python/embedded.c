@@ -1,0 +1,45 @@
+/* embedded.c - the torch adapter's Python modules, compiled into the
+ * runtime (shim/CMakeLists.txt embeds shim/adapter/<stem>.py) and run, on
+ * first use, as torchrw.<_stem>. */
+#include "glue.h"
+
+#include <string.h>
+
+#include "onnx_translation_py.h"
+#include "opset_conversion_py.h"
+
+static struct {
+  const char *stem;
+  const char *source;
+  PyObject *module;
+} embedded[] = {
+    {"onnx_translation", trw__onnx_translation_py, NULL},
+    {"opset_conversion", trw__opset_conversion_py, NULL},
+};
+
+PyObject *trw__py_embedded(const char *stem)
+{
+  size_t i = 0;
+  while (i < sizeof embedded / sizeof embedded[0] && strcmp(embedded[i].stem, stem) != 0)
+    i++;
+  if (i == sizeof embedded / sizeof embedded[0])
+    return trw__py_raise("torchrw: no embedded module '%s'", stem);
+  if (embedded[i].module)
+    return embedded[i].module;
+  char file[128], name[128];
+  snprintf(file, sizeof file, "shim/adapter/%s.py", stem);
+  snprintf(name, sizeof name, "torchrw._%s", stem);
+  PyObject *code = Py_CompileString(embedded[i].source, file, Py_file_input);
+  PyObject *m = code ? PyModule_New(name) : NULL;
+  PyObject *d = m ? PyModule_GetDict(m) : NULL;
+  int ok = d && PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) == 0;
+  PyObject *r = ok ? PyEval_EvalCode(code, d, d) : NULL;
+  Py_XDECREF(code);
+  if (!r) {
+    Py_XDECREF(m);
+    return NULL;
+  }
+  Py_DECREF(r);
+  embedded[i].module = m;
+  return m;
+}
