@@ -531,12 +531,18 @@ TRW_API int trw_sym_const_int(const trw_sym *v, int64_t *out);
 TRW_API int trw_sym_const_double(const trw_sym *v, double *out);
 TRW_API int trw_sym_const_ints(const trw_sym *v, int64_t *buf, size_t cap,
                                size_t *n);
-/* Rank of a tensor value, -1 when unknown. */
+/* Rank of a tensor value (its type's, or a constant's), -1 when unknown. */
 TRW_API int trw_sym_rank(const trw_sym *v);
-/* Static size of dimension i: 0, TRW_ENOTFOUND when it is dynamic or
- * unknown, TRW_ERANGE when i is out of range. */
+/* Static size of dimension i (a constant's sizes are static): 0,
+ * TRW_ENOTFOUND when it is dynamic or unknown, TRW_ERANGE when i is out
+ * of range. */
 TRW_API int trw_sym_size(const trw_sym *v, int i, int64_t *out);
 TRW_API trw_dtype trw_sym_dtype(const trw_sym *v);
+/* The items of a list input (a Tensor?[] such as index_put's indices, made
+ * by prim::ListConstruct), as handles of g: 0, TRW_ETYPE when v is not
+ * such a list, TRW_ERANGE when it has more than cap (*n says how many). */
+TRW_API int trw_sym_list(trw_graph *g, const trw_sym *v, trw_sym **items, size_t cap,
+                         size_t *n);
 
 /* Calls the symbolic the rewriter replaces (torch's own for operators, the
  * Function's previous `symbolic` for Functions).  TRW_ENOTFOUND when there

@@ -364,6 +364,30 @@ int trw_sym_const_ints(const trw_sym *v, int64_t *buf, size_t cap, size_t *n)
   return rc;
 }
 
+/* The sizes of a value: its type's, or a constant tensor's (an index that
+ * torch's passes made a Constant node carries no sizes in its type).  A
+ * list of ints and Nones, or NULL. */
+static PyObject *sym_sizes(const trw_sym *v)
+{
+  if (!v || v->v == Py_None)
+    return NULL;
+  PyObject *f = helper_attr("_get_tensor_sizes");
+  PyObject *r = f ? PyObject_CallOneArg(f, v->v) : NULL;
+  Py_XDECREF(f);
+  PyErr_Clear();
+  if (r && PyList_Check(r))
+    return r;
+  Py_XDECREF(r);
+  PyObject *t = maybe_const(v, "t");
+  PyObject *shape = t && PyObject_HasAttrString(t, "shape") ? PyObject_GetAttrString(t, "shape")
+                                                             : NULL;
+  r = shape ? PySequence_List(shape) : NULL;
+  Py_XDECREF(shape);
+  Py_XDECREF(t);
+  PyErr_Clear();
+  return r;
+}
+
 int trw_sym_rank(const trw_sym *v)
 {
   if (!v || v->v == Py_None)
@@ -374,6 +398,11 @@ int trw_sym_rank(const trw_sym *v)
   Py_XDECREF(f);
   Py_XDECREF(r);
   PyErr_Clear();
+  if (rank < 0) {
+    PyObject *sizes = sym_sizes(v);
+    rank = sizes ? (int)PyList_GET_SIZE(sizes) : -1;
+    Py_XDECREF(sizes);
+  }
   return rank;
 }
 
@@ -381,10 +410,9 @@ int trw_sym_size(const trw_sym *v, int i, int64_t *out)
 {
   if (!v || v->v == Py_None || !out)
     return TRW_EINVAL;
-  PyObject *f = helper_attr("_get_tensor_sizes");
-  PyObject *r = f ? PyObject_CallOneArg(f, v->v) : NULL;
+  PyObject *r = sym_sizes(v);
   int rc = TRW_ENOTFOUND;
-  if (r && PyList_Check(r)) {
+  if (r) {
     Py_ssize_t n = PyList_GET_SIZE(r), k = i < 0 ? i + n : i;
     if (k < 0 || k >= n) {
       rc = TRW_ERANGE;
@@ -396,8 +424,36 @@ int trw_sym_size(const trw_sym *v, int i, int64_t *out)
       }
     }
   }
-  Py_XDECREF(f);
   Py_XDECREF(r);
+  PyErr_Clear();
+  return rc;
+}
+
+int trw_sym_list(trw_graph *g, const trw_sym *v, trw_sym **items, size_t cap, size_t *n)
+{
+  if (!g || !v || v->v == Py_None || !n)
+    return TRW_EINVAL;
+  PyObject *f = helper_attr("_is_packed_list");
+  PyObject *packed = f ? PyObject_CallOneArg(f, v->v) : NULL;
+  Py_XDECREF(f);
+  PyObject *list = NULL;
+  if (packed == Py_True) {
+    f = helper_attr("_unpack_list");
+    list = f ? PyObject_CallOneArg(f, v->v) : NULL;
+    Py_XDECREF(f);
+  }
+  Py_XDECREF(packed);
+  int rc = TRW_ETYPE;
+  if (list && PyList_Check(list)) {
+    *n = (size_t)PyList_GET_SIZE(list);
+    rc = *n > cap ? TRW_ERANGE : 0;
+    for (size_t i = 0; rc == 0 && i < *n; i++) {
+      items[i] = sym_new(g, Py_NewRef(PyList_GET_ITEM(list, (Py_ssize_t)i)));
+      if (!items[i])
+        rc = TRW_ENOMEM;
+    }
+  }
+  Py_XDECREF(list);
   PyErr_Clear();
   return rc;
 }

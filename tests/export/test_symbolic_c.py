@@ -143,3 +143,42 @@ except RuntimeError as e:
     run = run_script(tmp_path, code, backend="openvino", TORCHRW_PLUGINS=SYM_PLUGIN).check()
     assert "elu@openvino (tests/plugins/sym_plugin.c:" in run.stdout
     assert "elu is not supported by this test plugin" in run.stdout
+
+
+# index_put over a region with no element (swin3d_t's shifted-window mask:
+# x[0:-w] on a dim of w).  torch's symbolic reshapes the values to the
+# region's shape, a constant with a 0: torch 2.x's shape inference fails
+# ("minus_one_pos != -1"), 1.13's divides by zero (SIGFPE), whether the
+# sizes are literal or traced.  torchrw's puts nothing.
+EMPTY_REGION = """
+import numpy as np, torch
+
+class M(torch.nn.Module):
+    def forward(self, x):
+        d = SIZE
+        mask = x.new_zeros((d, d))
+        count = 0
+        for a in ((0, -3), (-3, -1), (-1, None)):
+            mask[a[0]:a[1], :] = count
+            count += 1
+        return x + mask
+
+x = torch.randn(1, 2, 3, 3)
+np.savez("io.npz", x=x.numpy(), y=M()(x).numpy())
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
+"""
+
+
+@pytest.mark.skipif(EXPORTER != "torchscript",
+                    reason="torch.export's exporter has no index_put symbolic to fail")
+@pytest.mark.parametrize("size, backend", [("3", "tensorrt"), ("x.shape[2]", "ncnn")])
+def test_builtin_index_put_over_an_empty_region_puts_nothing(tmp_path, size, backend):
+    code = EMPTY_REGION.replace("SIZE", size)
+    (tmp_path / "plain").mkdir()
+    plain = run_script(tmp_path / "plain", code, preload=False)
+    assert plain.returncode != 0, "torch exported it itself: the test shows nothing"
+    run = run_script(tmp_path, code, backend=backend, TORCHRW_LOG="info").check()
+    assert "fired builtin:aten::index_put@default" in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    got, = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(got, io["y"])
