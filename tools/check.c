@@ -278,7 +278,11 @@ static int const_max(const struct value *v, int64_t *max)
 
 /* The number of elements of a constant (an initializer or a Constant
  * node's value); -1 when it is not one. */
-static int const_count(const struct value *v, int64_t *n)
+/* A value's element count: a constant's, or a computed value's whose
+ * declared shape is static (value_info: Reshape's computed shape of 5
+ * elements makes a 5-dim output as a constant one does).  -1 when not
+ * known. */
+static int element_count(const struct value *v, int64_t *n)
 {
   const Onnx__TensorProto *t = v->tensor;
   const Onnx__AttributeProto *a;
@@ -295,11 +299,17 @@ static int const_count(const struct value *v, int64_t *n)
     if ((a = attr(v->constant, "value")) != NULL)
       t = a->t;
   }
-  if (t == NULL)
+  if (t != NULL) {
+    *n = 1;
+    for (size_t i = 0; i < t->n_dims; i++)
+      *n *= t->dims[i];
+    return 0;
+  }
+  if (v->shape == NULL || !v->is_static)
     return -1;
   *n = 1;
-  for (size_t i = 0; i < t->n_dims; i++)
-    *n *= t->dims[i];
+  for (size_t i = 0; i < v->shape->n_dim; i++)
+    *n *= v->shape->dim[i]->dim_value;
   return 0;
 }
 
@@ -505,7 +515,7 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
              "%s is %lld, above the maximum %lld", what, (long long)max,
              (long long)bound);
     if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
-        const_count(v, &max) == 0 && max > bound)
+        element_count(v, &max) == 0 && max > bound)
       report(c, name, node->op_type, source_of(c, r, entry, dom), r,
              "%s has %lld elements, more than %lld", what, (long long)max,
              (long long)bound);

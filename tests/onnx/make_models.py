@@ -127,6 +127,18 @@ def reshape(shape, as_constant_node=False):
     return model([h.make_node("Reshape", ["x", "shape"], ["y"], name="r")], [x], [y], [value])
 
 
+def reshape_computed(declared):
+    """Reshape to Shape(z): the shape is computed; its length (5) is known
+    only from value_info."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 6, 80])
+    z = h.make_tensor_value_info("z", T.FLOAT, [1, 6, 8, 2, 5])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 6, 8, 2, 5])
+    shape = [h.make_tensor_value_info("shape", T.INT64, [5])] if declared else []
+    nodes = [h.make_node("Shape", ["z"], ["shape"], name="s"),
+             h.make_node("Reshape", ["x", "shape"], ["y"], name="r")]
+    return model(nodes, [x, z], [y], value_info=shape)
+
+
 def dropout_training(mode):
     x = h.make_tensor_value_info("x", T.FLOAT, [2, 3])
     y = h.make_tensor_value_info("y", T.FLOAT, [2, 3])
@@ -314,6 +326,8 @@ def main():
     save(reshape([1, 6, 8, 10]), p("reshape_4d.onnx"))
     save(reshape([1, 6, 8, 2, 5]), p("reshape_5d.onnx"))
     save(reshape([1, 6, 4, 2, 2, 5], as_constant_node=True), p("reshape_6d_constant.onnx"))
+    save(reshape_computed(True), p("reshape_5d_computed.onnx"))
+    save(reshape_computed(False), p("reshape_5d_computed_undeclared.onnx"))
     save(resize_antialias(), p("resize_antialias.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(shape_reshape(), p("shape_reshape.onnx"))

@@ -342,6 +342,10 @@ check_model "check ncnn: Reshape to 5 dims" ncnn reshape_5d.onnx 1 \
   "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
 check_model "check ncnn: Reshape to 6 dims, a Constant node" ncnn reshape_6d_constant.onnx 1 \
   "has 6 elements, more than 4"
+check_model "check ncnn: Reshape to a computed shape of 5 (value_info)" ncnn \
+  reshape_5d_computed.onnx 1 "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
+check_model "check ncnn: Reshape to a computed shape of unknown length" ncnn \
+  reshape_5d_computed_undeclared.onnx 0
 for b in tensorrt onnxruntime openvino; do
   check_model "check $b: Reshape to 5 dims is fine" "$b" reshape_5d.onnx 0
 done
