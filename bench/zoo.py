@@ -22,8 +22,9 @@ timeout in CPU seconds (a loaded machine stretches wall time, not the
 work; wall time is bounded too, against a hang).  A backend's profile is its name, the opset its users pick and
 the engine that runs its files on the CPU; TensorRT needs a GPU, so its
 files run in ONNX Runtime (the graph's numerics; its check is the
-table's).  torch.export's exporter builds at opset 18 and converts down;
-when conversion fails it keeps 18 (the row's `opset_file`).
+table's).  torch.export's exporter builds at opset 18 and converts down
+(under torchrw, torchrw's converter first); when conversion fails it
+keeps 18 (the row's `opset_file`).
 
 Interpreters: TORCH113_PYTHON (default /usr/bin/python3, torch 1.13:
 TorchScript exporter only), TORCH214_PYTHON (default $VENV/bin/python,
@@ -458,6 +459,8 @@ def cell(row):
     if not row["exported"]:
         return "export: " + md(row.get("error") or "failed", 80)
     parts = []
+    if row.get("opset_file") not in (None, row.get("opset")):
+        parts.append(f"opset {row['opset_file']}")
     chk = row.get("check", {})
     if "error" in chk:
         parts.append("check: " + md(chk["error"], 40))
@@ -509,8 +512,8 @@ def table(results, out=None):
     groups = sorted({(r["torch"], r["exporter"], r["backend"]) for r in rows},
                     key=lambda g: (g[0], ["torchscript", "torch.export"].index(g[1]),
                                    list(PROFILES).index(g[2])))
-    print("Opset: asked for; torch.export's exporter builds at 18 and keeps 18 where "
-          "converting down fails (each row's opset_file).\n", file=out)
+    print("Opset: asked for.  torch.export's exporter builds at 18 and converts down; "
+          "where that fails the file keeps 18, and its cell says \"opset 18\".\n", file=out)
     print("| torch | exporter | backend (opset, engine) | models | exported torchrw / plain "
           "| check-clean torchrw / plain | numerics-ok torchrw / plain | worse under torchrw |",
           file=out)
