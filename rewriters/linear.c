@@ -8,11 +8,14 @@
  * linear on it (with a zero bias when there is none) so that torch exports
  * Gemm, and reshapes back with the constant shape [-1, ..., out] (the
  * example's sizes, -1 for the batch): the batch axis stays out of any
- * shape computation and may change at run time.
+ * shape computation and may change at run time.  An input of more than 4
+ * dims is left to the original: ncnn's blobs hold at most 4, and the
+ * reshape back to 5 or more dims is one pnnx cannot convert (ncnn's table,
+ * Reshape's max_elements), where the MatMul it replaces adds none.
  */
 #include "rw_util.h"
 
-#define MAX_RANK 8
+#define MAX_RANK 4
 
 static int linear_as_gemm(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                           trw_value **result)
@@ -21,13 +24,17 @@ static int linear_as_gemm(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   const trw_tensor *w = nargs == 3 ? trw_value_tensor(args[1]) : NULL;
   int rank = x ? trw_tensor_dim(x) : -1;
   int64_t sizes[MAX_RANK], out_features;
-  if (!w || rank < 2 || rank > MAX_RANK || trw_tensor_dim(w) != 2 ||
+  if (rank > 4)
+    return trw_decline(ctx, nargs, args, result,
+                       "a %d-D input: ncnn holds at most 4 dims, and a reshape back to %d would "
+                       "not convert", rank, rank);
+  if (!w || rank < 2 || trw_tensor_dim(w) != 2 ||
       !rw_is_float(trw_tensor_dtype(x)) ||
       trw_tensor_size(w, 0, &out_features) != 0 ||
       (rank == 2 && !trw_is_none(args[2])))
     return trw_decline(ctx, nargs, args, result, "%s",
                        rank == 2 ? "2-D with a bias is Gemm already"
-                                 : "not a floating 3-D to 8-D input with a 2-D weight");
+                                 : "not a floating 3-D or 4-D input with a 2-D weight");
   for (int i = 0; i < rank; i++)
     if (trw_tensor_size(x, i, &sizes[i]) != 0)
       return trw_decline(ctx, nargs, args, result, "a dim is dynamic (torch.export)");

@@ -50,3 +50,20 @@ def test_disable_linear(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="ncnn",
                      TORCHRW_DISABLE="builtin:aten::linear@ncnn").check()
     assert "MatMul" in run.ops()
+
+
+FIVE_D = """
+import torch
+torch.manual_seed(0)
+fc = torch.nn.Linear(6, 4)
+x = torch.randn(1, 2, 3, 5, 6)
+torch.onnx.export(fc, (x,), "model.onnx", opset_version=11, input_names=["x"], **TS)
+"""
+
+
+def test_ncnn_leaves_a_5d_linear_to_the_original(tmp_path):
+    # ncnn holds at most 4 dims: a reshape back to 5 would not convert
+    # (swin3d_t's linears on (B, D, H, W, C)).
+    run = run_script(tmp_path, FIVE_D, backend="ncnn", TORCHRW_LOG="info").check()
+    assert "leaves aten::linear to the original: a 5-D input" in run.stderr, run.stderr
+    assert "Reshape" not in run.ops(), run.ops()
