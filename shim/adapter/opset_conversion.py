@@ -99,7 +99,8 @@ def _constant_node(array):
 
 
 class _Plan:
-    """The changes to one graph, applied only once every node is planned."""
+    """The changes to the model's graphs, applied only once every node is
+    planned."""
 
     def __init__(self):
         self.steps = []
