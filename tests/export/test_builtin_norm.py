@@ -3,7 +3,7 @@ group_norm through InstanceNormalization for TensorRT and ncnn."""
 import numpy as np
 import pytest
 
-from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
+from conftest import DYNAMIC_SIZES, model_opset, ort_run, run_script, torchscript_only
 
 LAYER_NORM = """
 import numpy as np
@@ -36,6 +36,7 @@ np.savez("io.npz", x=x.numpy(), x2=x2.numpy(), a2=a2.detach().numpy(),
 
 def test_layer_norm_below_17_is_spelled_out(tmp_path):
     run = run_script(tmp_path, LAYER_NORM.replace("OPSET", "11"), backend="ncnn").check()
+    assert model_opset(run.model()) == 11  # torch.export's file too (opset_conversion.py)
     ops = run.ops()
     for op in ("ReduceMean", "Sub", "Pow", "Add", "Sqrt", "Div", "Mul"):
         assert op in ops, ops
