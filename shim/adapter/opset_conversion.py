@@ -463,8 +463,9 @@ def _let_go():
 
 def convert(model, target, optimize=True):
     """Converts model (an onnx_ir Model) to ai.onnx opset `target` in place.
-    Returns None, or why it cannot (the model is then as it was, apart from
-    inlined functions and folded constants, or optimized).
+    Returns None; "" when it is not a conversion down (onnxscript's own
+    converter does the rest); or why it cannot (the model is then as it
+    was, apart from inlined functions and folded constants, or optimized).
 
     With optimize (the export's own optimize=, which comes after the
     conversion), the graph is optimized first, at the opset onnxscript's
@@ -475,7 +476,7 @@ def convert(model, target, optimize=True):
         return f"not an onnx_ir model: {type(model).__name__}"
     source = model.opset_imports.get("", None)
     if source is None or target >= source:
-        return None
+        return ""  # not a conversion down: onnxscript's own
     if target < 11:
         return f"torchrw converts down to opset 11 at the lowest, not {target}"
     import onnxscript.optimizer

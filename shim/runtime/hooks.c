@@ -203,7 +203,9 @@ static PyObject *convert_down(Hook *h, PyObject *const *args, size_t nargsf, PyO
     Py_RETURN_NONE;
   }
   char reason[1024];
-  if (why && PyUnicode_Check(why)) {
+  if (why && PyUnicode_Check(why) && PyUnicode_GetLength(why) == 0) {
+    /* Not a conversion down (an opset above the one built at). */
+  } else if (why && PyUnicode_Check(why)) {
     trw__fmt(reason, sizeof reason, "%s", PyUnicode_AsUTF8(why));
     trw__log(TRW__LOG_INFO, "cannot convert the exported graph down to opset %ld: %s; "
              "leaving it to torch's converter", opset, reason);

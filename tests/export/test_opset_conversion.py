@@ -113,3 +113,11 @@ def test_a_graph_it_cannot_convert_is_left_to_torch_with_the_reason(tmp_path):
     io = np.load(run.path("io.npz"))
     got, = ort_run(run.path("model.onnx"), {"x": io["x"], "i": io["i"]})
     np.testing.assert_allclose(got, io["y"], rtol=1e-6)
+
+
+def test_an_opset_above_the_one_built_at_is_left_to_onnxscript(tmp_path):
+    # 18 needs no conversion, 20 an upward one, which onnxscript's does.
+    code = MODEL.replace("opset_version=OPSET", "opset_version=20")
+    run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert model_opset(run.model()) == 20
+    assert "exported graph" not in run.stderr, run.stderr
