@@ -15,7 +15,7 @@
  */
 #include "rw_util.h"
 
-#define MAX_RANK 4
+#define MAX_RANK 4 /* ncnn's blobs */
 
 static int linear_as_gemm(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                           trw_value **result)
@@ -24,7 +24,7 @@ static int linear_as_gemm(trw_ctx *ctx, size_t nargs, trw_value *const args[],
   const trw_tensor *w = nargs == 3 ? trw_value_tensor(args[1]) : NULL;
   int rank = x ? trw_tensor_dim(x) : -1;
   int64_t sizes[MAX_RANK], out_features;
-  if (rank > 4)
+  if (rank > MAX_RANK)
     return trw_decline(ctx, nargs, args, result,
                        "a %d-D input: ncnn holds at most 4 dims, and a reshape back to %d would "
                        "not convert", rank, rank);

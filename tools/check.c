@@ -276,8 +276,6 @@ static int const_max(const struct value *v, int64_t *max)
   return 0;
 }
 
-/* The number of elements of a constant (an initializer or a Constant
- * node's value); -1 when it is not one. */
 /* A value's element count: a constant's, or a computed value's whose
  * declared shape is static (value_info: Reshape's computed shape of 5
  * elements makes a 5-dim output as a constant one does).  -1 when not

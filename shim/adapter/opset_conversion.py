@@ -144,18 +144,11 @@ def _axes_to_attribute(node, target, older):
     if "axes" not in older.attributes or len(node.inputs) < 2:
         return None
     attrs = _attrs(node, drop=("noop_with_empty_axes",))
-    axes = node.inputs[1]
-    if axes is not None:
-        values = _int_list(axes, node, "axes")
-        if values:
-            attrs.append(ir.AttrInt64s("axes", values))
-        elif node.op_type.startswith("Reduce") and \
-                node.attributes.get("noop_with_empty_axes") and \
-                node.attributes["noop_with_empty_axes"].value:
-            raise Refused(f"{_where(node)}: empty axes with noop_with_empty_axes=1")
-    elif node.op_type.startswith("Reduce") and \
-            node.attributes.get("noop_with_empty_axes") and \
-            node.attributes["noop_with_empty_axes"].value:
+    values = _int_list(node.inputs[1], node, "axes") if node.inputs[1] is not None else []
+    noop = node.attributes.get("noop_with_empty_axes")  # reductions only
+    if values:
+        attrs.append(ir.AttrInt64s("axes", values))
+    elif noop is not None and noop.value:
         raise Refused(f"{_where(node)}: no axes with noop_with_empty_axes=1")
     return _like(node, node.op_type, [node.inputs[0]], attrs)
 
@@ -234,10 +227,10 @@ def _resize(node, target, older):
         raise Refused(f"{_where(node)}: coordinate_transformation_mode half_pixel_symmetric")
     inputs = list(node.inputs) + [None] * (4 - len(node.inputs))
     extra = []
-    for i, dtype in ((1, np.float32), (2, np.float32)):
-        if inputs[i] is None and "roi" in [p.name for p in older.inputs] and \
+    for i in (1, 2):  # roi, scales
+        if inputs[i] is None and \
                 older.inputs[i].option != onnx.defs.OpSchema.FormalParameterOption.Optional:
-            c = _constant_node(np.zeros((0,), dtype=dtype))
+            c = _constant_node(np.zeros((0,), dtype=np.float32))
             extra.append(c)
             inputs[i] = c.outputs[0]
     while inputs and inputs[-1] is None:
@@ -325,15 +318,13 @@ def _same_value(a, b):
     return a == b
 
 
-def _check(node, target, newer):
-    older = _schema(node.op_type, target)
+def _check(node, target, newer, older):
     if older is None:
         raise Refused(f"{_where(node)}: no {node.op_type} before opset {newer.since_version}")
     for name, attr in node.attributes.items():
         if name in older.attributes:
             continue
-        if newer is not None and name in newer.attributes and \
-                _same_value(attr.value, _default(newer, name)):
+        if name in newer.attributes and _same_value(attr.value, _default(newer, name)):
             continue
         raise Refused(f"{_where(node)}: attribute {name} has no equivalent at opset {target}")
     inputs = list(node.inputs)
@@ -422,7 +413,7 @@ def _lower(node, version, target):
     if replaced is None and older is None and newer.has_function:
         replaced = _expand(node, newer)
     if replaced is None:
-        _check(node, target, newer)
+        _check(node, target, newer, older)
         return None
     new_nodes, new_outputs = replaced
     done = []
