@@ -65,9 +65,11 @@ def check_violations(path, backend):
 @pytest.mark.parametrize("opset", [11, 13])
 def test_the_graph_is_written_at_the_opset_asked_for(tmp_path, opset):
     code = MODEL.replace("OPSET", str(opset))
-    (tmp_path / "plain").mkdir()
-    plain = run_script(tmp_path / "plain", code, preload=False).check()
-    assert model_opset(plain.model()) == 18, "torch converted it itself: the test shows nothing"
+    if opset == 11:  # once is enough to show it (CI time)
+        (tmp_path / "plain").mkdir()
+        plain = run_script(tmp_path / "plain", code, preload=False).check()
+        assert model_opset(plain.model()) == 18, \
+            "torch converted it itself: the test shows nothing"
 
     run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_LOG="info").check()
     model = run.model()
