@@ -15,9 +15,25 @@ void trw__tracing_leave(void)
     tracing--;
 }
 
-void trw__export_enter(void) { exporting++; }
-int trw__export_leave(void) { return exporting > 0 ? --exporting : 0; }
+static int exporting_threads;
+
+void trw__export_enter(void)
+{
+  if (exporting++ == 0)
+    __atomic_add_fetch(&exporting_threads, 1, __ATOMIC_RELAXED);
+}
+
+int trw__export_leave(void)
+{
+  if (exporting == 0)
+    return 0;
+  if (--exporting == 0)
+    __atomic_sub_fetch(&exporting_threads, 1, __ATOMIC_RELAXED);
+  return exporting;
+}
+
 int trw__export_depth(void) { return exporting; }
+int trw__exporting_threads(void) { return __atomic_load_n(&exporting_threads, __ATOMIC_RELAXED); }
 void trw__hold_python(void) { held++; }
 
 int trw__release_python(void)
@@ -31,9 +47,10 @@ int trw__rewriting_here(void) { return tracing > 0 || held > 0; }
 
 /* The child of a fork made inside a trace (a multiprocessing worker
  * started from a model's forward) is not tracing: the trace belongs to the
- * parent, and the child's own exports must start theirs afresh.  The
- * frames it inherited leave through the counters' guards. */
-static void leave_in_child(void) { tracing = exporting = held = 0; }
+ * parent, and the child's own exports must start theirs afresh (the
+ * threads that exported are not in the child).  The frames it inherited
+ * leave through the counters' guards. */
+static void leave_in_child(void) { tracing = exporting = held = exporting_threads = 0; }
 __attribute__((constructor)) static void at_fork(void) { pthread_atfork(NULL, NULL, leave_in_child); }
 
 const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx)

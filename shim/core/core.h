@@ -224,6 +224,8 @@ void trw__tracing_leave(void);
 void trw__export_enter(void);
 int trw__export_leave(void);
 int trw__export_depth(void);
+/* Threads of the process inside such a call. */
+int trw__exporting_threads(void);
 /* Traces of this thread whose Python rewriters are held: hold adds one,
  * release returns how many and forgets them. */
 void trw__hold_python(void);

@@ -7,7 +7,10 @@
 
 /* torch.onnx's GLOBALS know whether an ONNX export is running and at which
  * opset (the adapter says where they live in this torch).  When torch.onnx
- * is not imported no ONNX export is running, and it stays not imported. */
+ * is not imported no ONNX export is running, and it stays not imported.
+ * GLOBALS are the process's: while another thread is inside
+ * torch.onnx.export and this one is not, the export is the other's, and
+ * this thread's trace (torch.jit.trace) is not an ONNX export. */
 int trw__runtime_export_info(trw_ir *ir, int *opset)
 {
   if (!ir || !opset || !Py_IsInitialized())
@@ -27,6 +30,8 @@ int trw__runtime_export_info(trw_ir *ir, int *opset)
   PyObject *in_export = globals ? PyObject_GetAttrString(globals, "in_onnx_export") : NULL;
   if (in_export) {
     int yes = PyObject_IsTrue(in_export);
+    if (yes > 0 && trw__export_depth() == 0 && trw__exporting_threads() > 0)
+      yes = 0;
     *ir = yes > 0 ? TRW_IR_ONNX : TRW_IR_TORCHSCRIPT;
     *opset = 0;
     if (yes > 0) {

@@ -26,8 +26,6 @@ static struct {
   int explicit_mode; /* a RewriterContext is active */
   trw_cfg *xcfg;
   trw_env xenv;
-  trw_ir xir;
-  int xopset;
   int warned_disables;
 } rt;
 
@@ -315,12 +313,10 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
     return TRW_EINVAL;
   }
   rt.xcfg = c;
-  rt.xir = xir;
-  rt.xopset = opset ? opset : (int)trw_cfg_get_int(c, "onnx_config.opset_version", 0);
   rt.xenv.backend = canon;
   rt.xenv.cfg = c;
   rt.xenv.ir = xir;
-  rt.xenv.opset = rt.xopset;
+  rt.xenv.opset = opset ? opset : (int)trw_cfg_get_int(c, "onnx_config.opset_version", 0);
   rt.explicit_mode = 1;
   return 0;
 }
@@ -352,6 +348,13 @@ void trw__runtime_expect(trw_ir ir, int opset, trw_exporter exporter)
   expected.exporter = exporter;
 }
 
+/* The environment of this thread's export: the mode's (the TORCHRW_*
+ * variables', or a RewriterContext block's) with what the activation
+ * learnt of the export (IR, opset, exporter).  Per thread, from activation
+ * to the export's end: threads tracing side by side each see their own. */
+static __thread trw_env thread_env;
+static __thread int thread_env_set;
+
 static double now_ms(void)
 {
   struct timespec ts;
@@ -373,7 +376,9 @@ int trw__activate(char *err, size_t errlen)
     trw__registry_warn_unmatched_disables();
     rt.warned_disables = 1;
   }
-  trw_env *env = rt.explicit_mode ? &rt.xenv : &rt.env;
+  thread_env = rt.explicit_mode ? rt.xenv : rt.env;
+  thread_env_set = 1;
+  trw_env *env = &thread_env;
 
   trw_ir ir = TRW_IR_TORCHSCRIPT;
   int opset = 0;
@@ -387,8 +392,8 @@ int trw__activate(char *err, size_t errlen)
     trw__log(TRW__LOG_DEBUG, "cannot tell the export's IR; assuming torchscript");
   }
   if (ir == TRW_IR_ONNX && opset == 0)
-    opset = rt.explicit_mode && rt.xopset
-                ? rt.xopset
+    opset = rt.explicit_mode && rt.xenv.opset
+                ? rt.xenv.opset
                 : (int)trw_cfg_get_int(env->cfg, "onnx_config.opset_version", 0);
   env->ir = ir;
   env->opset = opset;
@@ -405,10 +410,12 @@ int trw__activate(char *err, size_t errlen)
     if (rc != 0)
       trw__bridge_end();
   }
-  if (rc != 0)
+  if (rc != 0) {
     trw__registry_set_active(0);
-  else
+    thread_env_set = 0;
+  } else {
     trw__status_phase(TRW__PHASE_TRACING);
+  }
   trw__log(TRW__LOG_DEBUG,
            "activated in %.2f ms: loading %.2f, export info %.2f, operator kernels %.2f, "
            "Python rewriters %.2f",
@@ -433,15 +440,10 @@ void trw__deactivate(void)
   if (!hold) {
     trw__registry_set_active(0);
     trw__report_flush();
+    thread_env_set = 0;
   }
   /* Inside torch.onnx.export, the ONNX conversion follows the trace. */
   trw__status_phase(hold ? TRW__PHASE_CONVERTING : TRW__PHASE_RUNNING);
-  if (rt.explicit_mode) {
-    /* The block's own IR and opset again, for its symbolics. */
-    rt.xenv.ir = rt.xir;
-    rt.xenv.opset = rt.xopset;
-    rt.xenv.exporter = TRW_EXPORTER_TORCHSCRIPT;
-  }
 }
 
 void trw__runtime_export_leave(void)
@@ -454,8 +456,14 @@ void trw__runtime_export_leave(void)
     trw__registry_set_active(0);
   }
   trw__report_flush();
+  thread_env_set = 0;
 }
 
 FILE *trw__trace_stream(void) { return trw__output_stream(TRW__OUT_TRACE); }
 
-const trw_env *trw__runtime_env(void) { return rt.explicit_mode ? &rt.xenv : &rt.env; }
+const trw_env *trw__runtime_env(void)
+{
+  if (thread_env_set)
+    return &thread_env;
+  return rt.explicit_mode ? &rt.xenv : &rt.env;
+}

@@ -31,10 +31,20 @@ namespace {
 // What an installed kernel runs in the current trace.
 struct Slot {
   std::string op;  // "aten::squeeze.dim"
-  trw__rewriter* selected = nullptr;
+  size_t index;    // in g_slots, and in the tracing thread's t_selected
 };
 
-const trw_env* g_env = nullptr;
+// What this thread's trace runs: the rewriter chosen for each slot (by
+// index; none past the end) and the environment.  Per thread, as the
+// tracer's own state is: one thread choosing for its trace never changes
+// the choice under another thread's trace.
+thread_local std::vector<trw__rewriter*> t_selected;
+thread_local const trw_env* t_env = nullptr;
+
+trw__rewriter* selected(const Slot* slot) {
+  return slot->index < t_selected.size() ? t_selected[slot->index] : nullptr;
+}
+
 // The registrations live until the process ends and are never destroyed
 // then: deregistering rebuilds the dispatch table of every operator (the
 // fallback touches all of them), which cost about 0.1 s at every exit.
@@ -206,7 +216,7 @@ c10::IValue as_declared(const c10::Argument& arg, c10::IValue v) {
 
 void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
                   torch::jit::Stack* stack, Slot* slot) {
-  trw__rewriter* rw = slot->selected;
+  trw__rewriter* rw = selected(slot);
   const auto& schema = op.schema();
   size_t nargs = schema.arguments().size();
 
@@ -225,7 +235,7 @@ void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
 
   trw_ctx ctx{};
   ctx.rw = rw;
-  ctx.env = g_env;
+  ctx.env = t_env;
   ctx.op = slot->op.c_str();
   ctx.frame = &frame;
 
@@ -288,8 +298,8 @@ class Kernel final : public c10::OperatorKernel {
     // them.
     if (recording()) {
       trw__status_op();
-      if (g_trace) trace_op(op, stack, slot_->selected);
-      if (slot_->selected) {
+      if (g_trace) trace_op(op, stack, selected(slot_));
+      if (selected(slot_)) {
         run_rewriter(op, below, stack, slot_);
         return;
       }
@@ -380,9 +390,8 @@ void install() {
     for (auto& name : resolve(index, r->op)) {
       std::string full = full_name(name);
       if (by_op.count(full)) continue;
-      g_slots->push_back(new Slot());
-      Slot* slot = g_slots->back();
-      slot->op = full;
+      Slot* slot = new Slot{full, g_slots->size()};
+      g_slots->push_back(slot);
       by_op[full] = slot;
       g_impl->impl(full.c_str(), torch::CppFunction::makeFromBoxedFunctor(
                                      std::make_unique<Kernel>(slot)));
@@ -400,7 +409,7 @@ bool targets(const trw__rewriter* r, const std::string& op) {
   return op.compare(0, n, r->op) == 0 && (op.size() == n || op[n] == '.');
 }
 
-// Chooses, for each installed operator, the rewriter of this trace.  When
+// Chooses, for each installed operator, the rewriter of this thread's trace.  When
 // several names reach one operator (aten::repeat and torch.Tensor.repeat),
 // the stronger claim wins (trw__rank, then the later registration), as for
 // Python homonyms, and both are named.  A user's rewriter of an operator
@@ -409,7 +418,7 @@ bool targets(const trw__rewriter* r, const std::string& op) {
 // than some torches).  Returns 0, or TRW_ENAME with err filled.
 int select_all(const trw_env* env, char* err, size_t errlen) {
   size_t n = trw__registry_count();
-  for (Slot* slot : *g_slots) slot->selected = nullptr;
+  std::vector<trw__rewriter*> chosen(g_slots->size(), nullptr);
   for (size_t i = 0; i < n; i++) {
     trw__rewriter* r = trw__registry_at(i);
     if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
@@ -420,7 +429,7 @@ int select_all(const trw_env* env, char* err, size_t errlen) {
     for (Slot* slot : *g_slots) {
       if (!targets(r, slot->op)) continue;
       found = true;
-      trw__rewriter* had = slot->selected;
+      trw__rewriter* had = chosen[slot->index];
       if (had && had != r) {
         bool stronger = trw__rank(r) > trw__rank(had) ||
                         (trw__rank(r) == trw__rank(had) && r->seq > had->seq);
@@ -430,7 +439,7 @@ int select_all(const trw_env* env, char* err, size_t errlen) {
                  r->line, win->stable);
         if (!stronger) continue;
       }
-      slot->selected = r;
+      chosen[slot->index] = r;
     }
     if (found) continue;
     if (r->builtin) {
@@ -443,6 +452,7 @@ int select_all(const trw_env* env, char* err, size_t errlen) {
              r->stable, r->file, r->line, r->op, env->torch_major, env->torch_minor);
     return TRW_ENAME;
   }
+  t_selected.swap(chosen);
   return 0;
 }
 
@@ -468,7 +478,7 @@ extern "C" int trw__bridge_begin(const trw_env* env, const trw__bridge_options* 
     // none once it was turned off (it named the export's output file).
     if (opts) trw::g_trace = opts->trace;
     if (trw::g_generation != trw__registry_generation()) trw::install();
-    trw::g_env = env;
+    trw::t_env = env;
     int rc = trw::select_all(env, err, errlen);
     if (rc != 0) return rc;
     c10::impl::tls_set_dispatch_key_included(trw::kKey, true);

@@ -1,5 +1,5 @@
 """The shim across fork and threads."""
-from conftest import EXPORTER, run_script
+from conftest import EXPORTER, run_script, torchscript_only
 
 MODEL = """
 import os, sys, threading
@@ -50,16 +50,32 @@ print("parent", rewritten(export("p.onnx")))
 
 def test_traces_in_threads_while_main_thread_computes(tmp_path):
     # torch.onnx.export itself is not thread-safe (its GLOBALS assert), so
-    # the threads use torch.jit.trace.
+    # the threads use torch.jit.trace.  They start together and trace
+    # several times each: a thread beginning its trace must not change what
+    # runs in another's (the choice of rewriters is per thread).  Eager work
+    # on the main thread meanwhile is never rewritten.
     code = MODEL + """
+class Many(torch.nn.Module):
+    def forward(self, x):
+        for _ in range(8):
+            x = x.repeat(2)[:3]
+        return x
+
+start = threading.Barrier(4)
 results = {}
 def worker(i):
-    graph = str(torch.jit.trace(M(), (torch.arange(3.0),)).graph)
-    results[i] = "aten::unsqueeze" in graph and "aten::squeeze" in graph
+    start.wait()
+    try:
+        counts = []
+        for _ in range(6):
+            graph = str(torch.jit.trace(Many(), (torch.arange(3.0),), check_trace=False).graph)
+            counts.append((graph.count("aten::unsqueeze"), graph.count("aten::repeat")))
+        results[i] = counts == [(8, 8)] * 6 or counts
+    except Exception as e:
+        results[i] = repr(e)
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
 for t in threads:
     t.start()
-# Eager work on the main thread meanwhile: never rewritten, always right.
 x = torch.arange(3.0)
 for _ in range(2000):
     assert torch.equal(x.repeat(2), torch.cat([x, x]))
@@ -68,7 +84,49 @@ for t in threads:
 print("threads", sorted(results.items()))
 """
     run = run_script(tmp_path, code, backend="tensorrt").check()
-    assert "threads [(0, True), (1, True), (2, True), (3, True)]" in run.stdout
+    assert "threads [(0, True), (1, True), (2, True), (3, True)]" in run.stdout, run.stderr
+
+
+@torchscript_only("operator rewriters run during torch.export's lowering, not while the "
+                  "model's forward runs, so a forward held midway holds no operator kernel")
+def test_each_thread_traces_with_its_own_exports_rewriters(tmp_path):
+    # Thread a exports at opset 11 and is held in forward, before its einsum;
+    # thread b traces for TorchScript meanwhile.  The einsum rewriter applies
+    # to ONNX exports below opset 12 only: b's activation must not turn it
+    # off for a, nor a's turn it on for b.
+    code = MODEL + """
+class Held(torch.nn.Module):
+    def __init__(self, hold):
+        super().__init__()
+        self.hold = hold
+    def forward(self, x):
+        self.hold()
+        return torch.einsum("ij,jk->ik", x, x)
+
+started, finish = threading.Barrier(2), threading.Barrier(2)
+def hold():
+    started.wait()
+    finish.wait()
+result = {}
+def export_a():
+    try:
+        torch.onnx.export(Held(hold), (torch.ones(3, 3),), "a.onnx", opset_version=11, **TS)
+        result["a"] = sorted({n.op_type for n in onnx.load("a.onnx").graph.node})
+    except Exception as e:
+        result["a"] = repr(e)[:300]
+a = threading.Thread(target=export_a)
+a.start()
+started.wait()
+graph = str(torch.jit.trace(Held(lambda: None), (torch.ones(3, 3),)).graph)
+print("b einsum kept", "aten::einsum" in graph)
+finish.wait()
+a.join()
+print("a ops", result["a"])
+"""
+    run = run_script(tmp_path, code, backend="tensorrt").check()
+    assert "b einsum kept True" in run.stdout, run.stdout + run.stderr
+    a_ops = [l for l in run.stdout.splitlines() if l.startswith("a ops")][0]
+    assert "MatMul" in a_ops and "Einsum" not in a_ops, run.stdout + run.stderr
 
 
 SLOW_REWRITERS = """
