@@ -294,6 +294,14 @@ static int element_count(const struct value *v, int64_t *n)
       *n = (int64_t)a->n_ints;
       return 0;
     }
+    if ((a = attr(v->constant, "value_float")) != NULL && a->has_f) {
+      *n = 1;
+      return 0;
+    }
+    if ((a = attr(v->constant, "value_floats")) != NULL) {
+      *n = (int64_t)a->n_floats;
+      return 0;
+    }
     if ((a = attr(v->constant, "value")) != NULL)
       t = a->t;
   }
@@ -477,6 +485,49 @@ static void check_attributes(struct ctx *c, const Onnx__NodeProto *node,
   }
 }
 
+/* One input rule on input idx of the node. */
+static void check_input(struct ctx *c, const Onnx__NodeProto *node,
+                        const char *name, const json_t *entry,
+                        const json_t *dom, const json_t *r, size_t idx)
+{
+  const char *label = json_string_value(json_object_get(r, "name"));
+  const struct value *v;
+  const char *in = node->input[idx];
+  int64_t bound, max;
+  char what[160];
+
+  if (in == NULL || in[0] == '\0')
+    return; /* An omitted optional input. */
+  snprintf(what, sizeof(what), "input %lld '%.80s'%s%.40s%s", (long long)idx,
+           in, label ? " (" : "", label ? label : "", label ? ")" : "");
+  v = lookup(&c->vals, in);
+  if (json_is_true(json_object_get(r, "constant")) &&
+      (v == NULL || (v->tensor == NULL && v->constant == NULL))) {
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s must be a constant (an initializer or a Constant node's "
+           "output), but it is computed at run time", what);
+    return;
+  }
+  if (get_int(r, "max", &bound) == 0 && v != NULL &&
+      const_max(v, &max) == 0 && max > bound)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s is %lld, above the maximum %lld", what, (long long)max,
+           (long long)bound);
+  if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
+      element_count(v, &max) == 0 && max > bound)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s has %lld elements, more than %lld", what, (long long)max,
+           (long long)bound);
+  /* Only a constant's count: a value computed empty at run time is
+   * another thing to an engine than an empty constant in the file. */
+  if (get_int(r, "min_elements", &bound) == 0 && v != NULL &&
+      (v->tensor != NULL || v->constant != NULL) &&
+      element_count(v, &max) == 0 && max < bound)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s is a constant of %lld elements, fewer than %lld", what,
+           (long long)max, (long long)bound);
+}
+
 static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
                          const char *name, const json_t *entry,
                          const json_t *dom, int64_t opset)
@@ -485,38 +536,19 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
   size_t k;
 
   json_array_foreach(rules, k, r) {
-    const char *label = json_string_value(json_object_get(r, "name"));
-    const struct value *v;
-    const char *in;
-    int64_t idx, bound, max;
-    char what[160];
+    int64_t idx;
 
     if (get_int(r, "index", &idx) != 0 || idx < 0 || !in_range(r, opset) ||
         (size_t)idx >= node->n_input)
       continue;
-    in = node->input[idx];
-    if (in == NULL || in[0] == '\0')
-      continue; /* An omitted optional input. */
-    snprintf(what, sizeof(what), "input %lld '%.80s'%s%.40s%s", (long long)idx,
-             in, label ? " (" : "", label ? label : "", label ? ")" : "");
-    v = lookup(&c->vals, in);
-    if (json_is_true(json_object_get(r, "constant")) &&
-        (v == NULL || (v->tensor == NULL && v->constant == NULL))) {
-      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
-             "%s must be a constant (an initializer or a Constant node's "
-             "output), but it is computed at run time", what);
-      continue;
+    /* A variadic input (Loop's v_initial, Concat's inputs) is every input
+     * from its index on. */
+    if (json_is_true(json_object_get(r, "variadic"))) {
+      for (size_t i = (size_t)idx; i < node->n_input; i++)
+        check_input(c, node, name, entry, dom, r, i);
+    } else {
+      check_input(c, node, name, entry, dom, r, (size_t)idx);
     }
-    if (get_int(r, "max", &bound) == 0 && v != NULL &&
-        const_max(v, &max) == 0 && max > bound)
-      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
-             "%s is %lld, above the maximum %lld", what, (long long)max,
-             (long long)bound);
-    if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
-        element_count(v, &max) == 0 && max > bound)
-      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
-             "%s has %lld elements, more than %lld", what, (long long)max,
-             (long long)bound);
   }
 }
 

@@ -10,7 +10,10 @@
  *   - attribute values ("allowed", "forbidden", "min", "max", "default");
  *   - inputs that must be constants (an initializer or a Constant node's
  *     output), bounded ("constant", "max"), and of at most so many
- *     elements ("max_elements": a Reshape shape's length is its rank);
+ *     elements ("max_elements": a Reshape shape's length is its rank), or
+ *     constants of at least so many ("min_elements": values computed at
+ *     run time are not judged); "variadic" applies a rule to its index
+ *     and every later input;
  *   - input dtypes that are refused, always or only when shapes are
  *     dynamic ("dtypes": [{"forbidden": [...], "when": "dynamic"}]);
  *   - graph rules: static input shapes, opset range per domain;

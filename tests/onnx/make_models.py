@@ -148,6 +148,39 @@ def dropout_training(mode):
     return model([node], [x], [y], [ratio, training])
 
 
+def loop_concat(start):
+    """A Loop of 3 iterations whose one loop-carried value gets row i of x
+    Concatenated each iteration (torchvision's mask pasting in small).
+    start: "empty" (a (0,4) Constant), "row" (a (1,4) Constant) or
+    "computed" (x[0:0], a Slice: empty at run time, not in the file)."""
+    body = h.make_graph(
+        [h.make_node("Gather", ["x", "i"], ["row"], axis=0),
+         h.make_node("Unsqueeze", ["row"], ["row1"], axes=[0]),
+         h.make_node("Identity", ["cond"], ["cond_out"]),
+         h.make_node("Concat", ["v", "row1"], ["v_out"], axis=0)],
+        "body",
+        [h.make_tensor_value_info("i", T.INT64, []),
+         h.make_tensor_value_info("cond", T.BOOL, []),
+         h.make_tensor_value_info("v", T.FLOAT, ["n", 4])],
+        [h.make_tensor_value_info("cond_out", T.BOOL, []),
+         h.make_tensor_value_info("v_out", T.FLOAT, ["k", 4])])
+    x = h.make_tensor_value_info("x", T.FLOAT, [3, 4])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["k", 4])
+    inits = [numpy_helper.from_array(np.array(3, np.int64), "trips"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    nodes = [h.make_node("Constant", [], ["cond0"],
+                         value=numpy_helper.from_array(np.array(True)))]
+    if start == "computed":
+        nodes.append(h.make_node("Slice", ["x", "zero", "zero", "zero"], ["v0"]))
+    else:
+        rows = 0 if start == "empty" else 1
+        nodes.append(h.make_node("Constant", [], ["v0"], value=numpy_helper.from_array(
+            np.ones((rows, 4), np.float32))))
+    nodes.append(h.make_node("Loop", ["trips", "cond0", "v0"], ["y"], name="loop",
+                             body=body))
+    return model(nodes, [x], [y], inits, opset=11)
+
+
 def upsample_opset11():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
@@ -329,6 +362,9 @@ def main():
     save(reshape_computed(True), p("reshape_5d_computed.onnx"))
     save(reshape_computed(False), p("reshape_5d_computed_undeclared.onnx"))
     save(resize_antialias(), p("resize_antialias.onnx"))
+    save(loop_concat("empty"), p("loop_empty_initial.onnx"))
+    save(loop_concat("row"), p("loop_initial.onnx"))
+    save(loop_concat("computed"), p("loop_computed_initial.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(shape_reshape(), p("shape_reshape.onnx"))
     save(reduce_mean(17), p("reduce_mean_opset17.onnx"))

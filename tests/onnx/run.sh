@@ -349,6 +349,11 @@ check_model "check ncnn: Reshape to a computed shape of unknown length" ncnn \
 for b in tensorrt onnxruntime openvino; do
   check_model "check $b: Reshape to 5 dims is fine" "$b" reshape_5d.onnx 0
 done
+check_model "check openvino: Loop from an empty constant" openvino loop_empty_initial.onnx 1 \
+  "^loop: Loop: input 2 'v0' \(v_initial\) is a constant of 0 elements, fewer than 1 - OpenVINO's ONNX frontend reads a Constant of zero elements as a scalar .*\(.*maskrcnn_resnet50_fpn"
+check_model "check openvino: Loop from a one-row constant" openvino loop_initial.onnx 0
+check_model "check openvino: Loop from a value empty at run time" openvino loop_computed_initial.onnx 0
+check_model "check onnxruntime: Loop from an empty constant" onnxruntime loop_empty_initial.onnx 0
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
