@@ -133,10 +133,30 @@ class Weights(torch.nn.Module):
         y, w = self.attn(x, x, x)   # need_weights defaults to True
         return y, w
 
+class Unbound(torch.nn.Module):
+    # A keyword the signature does not have: the original's TypeError (which
+    # torchrw's glue hands on as a RewriterError caused by it, as it does
+    # whatever a Python rewriter raises).
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(16, 4)
+    def forward(self, x):
+        a = self.attn
+        try:
+            torch.nn.functional.multi_head_attention_forward(
+                x, x, x, 16, 4, a.in_proj_weight, a.in_proj_bias, None, None, False, 0.0,
+                a.out_proj.weight, a.out_proj.bias, need_weights=False, no_such_argument=1)
+        except Exception as e:
+            cause = e.__cause__ or e
+            assert isinstance(cause, TypeError) and "no_such_argument" in str(cause), repr(e)
+        else:
+            raise AssertionError("no TypeError")
+        return x * 2
+
 x = torch.randn(1, 5, 16)
 kw = dict(TS, opset_version=14) if TS else {}
 out = {}
-for name, m in (("masked", Masked()), ("weights", Weights())):
+for name, m in (("masked", Masked()), ("weights", Weights()), ("unbound", Unbound())):
     m.eval()
     with torch.no_grad():
         want = m(x)
@@ -151,9 +171,10 @@ def test_other_calls_go_to_the_original_with_the_reason(tmp_path):
     run = run_script(tmp_path, OTHERS, backend="ncnn", TORCHRW_LOG="info").check()
     assert f"{LEAVES}: an attn_mask or key_padding_mask is given" in run.stderr, run.stderr
     assert f"{LEAVES}: need_weights (the attention weights are asked for)" in run.stderr
+    assert f"{LEAVES}: arguments that do not bind to its signature" in run.stderr
     assert FIRED in run.stderr  # it ran, and declined
     io = np.load(run.path("io.npz"))
-    for name, n in (("masked", 1), ("weights", 2)):
+    for name, n in (("masked", 1), ("weights", 2), ("unbound", 1)):
         outs = ort_run(run.path(f"{name}.onnx"), {"x": io["x"]})
         assert len(outs) == n
         for i, o in enumerate(outs):
