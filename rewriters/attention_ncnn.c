@@ -142,8 +142,8 @@ static long untraced_last_size(PyObject *t)
  * embedding size and the number of heads. */
 static const char *not_covered(PyObject *const *v, long *e, long *h)
 {
-  for (int i = 0; i <= A_OUT_W; i++)
-    if (!v[i] && i != A_IN_B && i != A_BIAS_K && i != A_BIAS_V)
+  for (int i = 0; i <= A_OUT_B; i++) /* the parameters with no default */
+    if (!v[i])
       return "a required argument is missing (the original raises)";
   if (v[A_KEY] != v[A_QUERY] || v[A_VALUE] != v[A_QUERY])
     return "not self-attention (query, key and value are not the same tensor)";
