@@ -14,40 +14,7 @@
  * normalisation over dim 1 of an NCHW tensor lands on the wrong axis; add a
  * leading axis, normalise over dim + 1, and take it off again.
  */
-#include <string.h>
-
-#include "../shim/python/glue.h"
-
-static PyObject *origin_of_context(void)
-{
-  PyObject *ctx = trw__py_context_top(NULL);
-  if (!ctx)
-    return trw__py_raise("built-in rewriter called outside its context");
-  return PyObject_GetAttrString(ctx, "origin_func");
-}
-
-/* Says at info level why the running built-in leaves a call to the
- * original (the C rewriters' trw_decline). */
-static void decline_info(const char *why)
-{
-  if (!trw__log_enabled(TRW__LOG_INFO))
-    return;
-  PyObject *ctx = trw__py_context_top(NULL);
-  PyObject *name = ctx ? PyObject_GetAttrString(ctx, "name") : NULL;
-  PyObject *file = ctx ? PyObject_GetAttrString(ctx, "file") : NULL;
-  PyObject *line = ctx ? PyObject_GetAttrString(ctx, "line") : NULL;
-  PyObject *target = ctx ? PyObject_GetAttrString(ctx, "target") : NULL;
-  const char *n = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : "?";
-  const char *f = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : "?";
-  const char *t = target && PyUnicode_Check(target) ? PyUnicode_AsUTF8(target) : "the call";
-  trw__log(TRW__LOG_INFO, "%s (%s:%ld) leaves %s to the original: %s", n, f,
-           line && PyLong_Check(line) ? PyLong_AsLong(line) : 0L, t, why);
-  Py_XDECREF(name);
-  Py_XDECREF(file);
-  Py_XDECREF(line);
-  Py_XDECREF(target);
-  PyErr_Clear();
-}
+#include "py_util.h"
 
 /* ------------------------------------------------------------------------ */
 /* Sizes as constants                                                        */

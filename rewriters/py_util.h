@@ -1,0 +1,79 @@
+/*
+ * py_util.h - small helpers shared by the built-in rewriters of Python
+ * functions (written in C against the CPython API, registered with
+ * TRW__PY_BUILTIN).
+ *
+ * Everything here is static inline, as in rw_util.h for the operator
+ * rewriters.  The functions run with the GIL held, inside the rewriter's
+ * context (the python glue pushes it before calling the rewriter).
+ */
+#ifndef TORCHRW_PY_UTIL_H
+#define TORCHRW_PY_UTIL_H
+
+#include <string.h>
+
+#include "../shim/python/glue.h"
+
+/* The running built-in's origin_func: new reference, or NULL with an
+ * exception set when called outside a rewriter's context. */
+static inline PyObject *origin_of_context(void)
+{
+  PyObject *ctx = trw__py_context_top(NULL);
+  if (!ctx)
+    return trw__py_raise("built-in rewriter called outside its context");
+  return PyObject_GetAttrString(ctx, "origin_func");
+}
+
+/* Says at info level why the running built-in leaves a call to the
+ * original (the C rewriters' trw_decline).  Keeps no exception. */
+static inline void decline_info(const char *why)
+{
+  if (!trw__log_enabled(TRW__LOG_INFO))
+    return;
+  PyObject *ctx = trw__py_context_top(NULL);
+  PyObject *name = ctx ? PyObject_GetAttrString(ctx, "name") : NULL;
+  PyObject *file = ctx ? PyObject_GetAttrString(ctx, "file") : NULL;
+  PyObject *line = ctx ? PyObject_GetAttrString(ctx, "line") : NULL;
+  PyObject *target = ctx ? PyObject_GetAttrString(ctx, "target") : NULL;
+  const char *n = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : "?";
+  const char *f = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : "?";
+  const char *t = target && PyUnicode_Check(target) ? PyUnicode_AsUTF8(target) : "the call";
+  trw__log(TRW__LOG_INFO, "%s (%s:%ld) leaves %s to the original: %s", n, f,
+           line && PyLong_Check(line) ? PyLong_AsLong(line) : 0L, t, why);
+  Py_XDECREF(name);
+  Py_XDECREF(file);
+  Py_XDECREF(line);
+  Py_XDECREF(target);
+  PyErr_Clear();
+}
+
+/* Binds a vectorcall's arguments to the n parameter names of a Python
+ * signature, as Python does: positional arguments first, then keywords by
+ * name.  v[i] is the argument of names[i] (borrowed) or NULL when not
+ * given.  Returns 0, or -1 with no exception set where Python would raise
+ * TypeError (more positional arguments than parameters, a keyword that is
+ * no parameter or names one already given): the caller leaves such a call
+ * to the original, which raises the error Python would. */
+static inline int bind_args(const char *const *names, int n, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames, PyObject **v)
+{
+  if (nargs > n)
+    return -1;
+  for (int i = 0; i < n; i++)
+    v[i] = i < nargs ? args[i] : NULL;
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; k++) {
+    const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+    int j = 0;
+    while (key && j < n && strcmp(key, names[j]) != 0)
+      j++;
+    if (!key || j == n || v[j]) {
+      PyErr_Clear();
+      return -1;
+    }
+    v[j] = args[nargs + k];
+  }
+  return 0;
+}
+
+#endif
