@@ -215,8 +215,7 @@ c10::IValue as_declared(const c10::Argument& arg, c10::IValue v) {
 }
 
 void run_rewriter(const c10::OperatorHandle& op, c10::DispatchKeySet below,
-                  torch::jit::Stack* stack, Slot* slot) {
-  trw__rewriter* rw = selected(slot);
+                  torch::jit::Stack* stack, Slot* slot, trw__rewriter* rw) {
   const auto& schema = op.schema();
   size_t nargs = schema.arguments().size();
 
@@ -298,9 +297,10 @@ class Kernel final : public c10::OperatorKernel {
     // them.
     if (recording()) {
       trw__status_op();
-      if (g_trace) trace_op(op, stack, selected(slot_));
-      if (selected(slot_)) {
-        run_rewriter(op, below, stack, slot_);
+      trw__rewriter* rw = selected(slot_);
+      if (g_trace) trace_op(op, stack, rw);
+      if (rw) {
+        run_rewriter(op, below, stack, slot_, rw);
         return;
       }
     }
