@@ -364,8 +364,10 @@ class Zoo:
             tres = export(python, model, exporter, opset, tdir, self.args.timeout, self.build,
                           backend=b)
             self.judge(model, b, torch, exporter, "torchrw", tdir, tres, (pdir, prow))
-            shutil.rmtree(tdir, ignore_errors=True)
-        shutil.rmtree(mdir, ignore_errors=True)
+            if not self.args.keep:
+                shutil.rmtree(tdir, ignore_errors=True)
+        if not self.args.keep:
+            shutil.rmtree(mdir, ignore_errors=True)
 
     def judge(self, model, backend, torch, exporter, mode, d, res, plain):
         """Checks and runs one export's file; records and returns its row."""
@@ -611,6 +613,9 @@ def main(argv=None):
                     help="CPU seconds per export and per engine run (default 900; wall time "
                          f"is bounded at {WALL_FACTOR} times that)")
     ap.add_argument("--force", action="store_true", help="redo rows already recorded")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the exported files under --workdir (plain-opsetN/, torchrw-B/) "
+                         "to study them; by default they are removed once judged")
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                       "torchrw-zoo"))
