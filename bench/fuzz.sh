@@ -165,7 +165,8 @@ echo "building fuzz_onnx"
   -I"$pbc_src" "${jansson_inc[@]}" -I"$repo/include" \
   -DTORCHRW_DATA_DEFAULT="\"$repo/data\"" \
   "$repo/tests/fuzz/fuzz_onnx.c" "$repo"/tools/onnx/*.c \
-  "$repo/tools/check.c" "$repo/tools/check_table.c" "$work/gen/onnx.pb-c.c" \
+  "$repo/tools/check.c" "$repo/tools/check_table.c" \
+  "$repo/tools/check_values.c" "$work/gen/onnx.pb-c.c" \
   "$libs/libprotobuf-c.a" "$jansson_lib" -o "$work/fuzz_onnx" ||
   die "building fuzz_onnx failed"
 echo "building fuzz_config"

@@ -4,8 +4,8 @@
  * The rules are generic; what a backend supports is data (see check.h and
  * data/backends/README.md).  Types and shapes come from what the file
  * declares (graph inputs and outputs, value_info, initializers, Constant
- * nodes); no shape inference is run, so a rule about a dtype is only
- * applied where the file says what the dtype is.
+ * nodes; check_values.c); no shape inference is run, so a rule about a
+ * dtype is only applied where the file says what the dtype is.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,28 +13,15 @@
 #include <string.h>
 
 #include "check.h"
-
-/* What the file says about one value. */
-struct value {
-  const char *name;
-  int32_t dtype;                 /* 0 when unknown */
-  const Onnx__TensorShapeProto *shape; /* NULL when unknown */
-  int is_static;                 /* shape known to be static */
-  const Onnx__TensorProto *tensor;  /* an initializer */
-  const Onnx__NodeProto *constant;  /* the Constant node producing it */
-};
-
-/* An open-addressing hash table of values by name. */
-struct values {
-  struct value *slots;
-  size_t cap, n;
-};
+#include "check_values.h"
 
 struct ctx {
   const trw__onnx_model *model;
   const json_t *table;
   const char *backend;
-  struct values vals;
+  struct trw__values vals;
+  struct trw__folding fold;
+  int fold_before;     /* folded nodes are computed, not converted */
   int graph_dynamic;   /* some graph input has a non-static shape */
   trw__violation_fn fn;
   void *user;
@@ -49,274 +36,15 @@ struct ctx {
 /* ------------------------------------------------------------------------ */
 /* Values                                                                    */
 
-static uint64_t hash(const char *s)
-{
-  uint64_t h = 1469598103934665603ull;
-  for (; *s != '\0'; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static struct value *slot(struct values *v, const char *name)
-{
-  size_t i = (size_t)hash(name) & (v->cap - 1);
-  while (v->slots[i].name != NULL && strcmp(v->slots[i].name, name) != 0)
-    i = (i + 1) & (v->cap - 1);
-  return &v->slots[i];
-}
-
-static const struct value *lookup(const struct values *v, const char *name)
-{
-  const struct value *s;
-  if (v->cap == 0 || name == NULL || name[0] == '\0')
-    return NULL;
-  s = slot((struct values *)v, name);
-  return s->name != NULL ? s : NULL;
-}
-
-static int grow(struct values *v)
-{
-  struct values bigger = {NULL, v->cap ? v->cap * 2 : 256, 0};
-
-  bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
-  if (bigger.slots == NULL)
-    return TRW_ENOMEM;
-  for (size_t i = 0; i < v->cap; i++)
-    if (v->slots[i].name != NULL) {
-      *slot(&bigger, v->slots[i].name) = v->slots[i];
-      bigger.n++;
-    }
-  free(v->slots);
-  *v = bigger;
-  return 0;
-}
-
-/* Adds what is known about name, merging with what was known before. */
-static int learn(struct values *v, const struct value *add)
-{
-  struct value *s;
-
-  if (add->name == NULL || add->name[0] == '\0')
-    return 0;
-  if ((v->n + 1) * 2 > v->cap && grow(v) != 0)
-    return TRW_ENOMEM;
-  s = slot(v, add->name);
-  if (s->name == NULL) {
-    *s = *add;
-    v->n++;
-    return 0;
-  }
-  if (s->dtype == 0)
-    s->dtype = add->dtype;
-  if (s->shape == NULL && add->shape != NULL) {
-    s->shape = add->shape;
-    s->is_static = add->is_static;
-  }
-  if (s->tensor == NULL)
-    s->tensor = add->tensor;
-  if (s->constant == NULL)
-    s->constant = add->constant;
-  return 0;
-}
-
-static int learn_vi(struct values *v, const Onnx__ValueInfoProto *vi)
-{
-  struct value add = {0};
-
-  if (vi == NULL)
-    return 0;
-  add.name = vi->name;
-  add.dtype = trw__onnx_vi_dtype(vi);
-  add.shape = trw__onnx_vi_shape(vi);
-  add.is_static = trw__onnx_shape_static(add.shape);
-  return learn(v, &add);
-}
-
-static int learn_graph(struct values *v, const Onnx__GraphProto *g)
-{
-  int rc = 0;
-
-  for (size_t i = 0; rc == 0 && i < g->n_input; i++)
-    rc = learn_vi(v, g->input[i]);
-  for (size_t i = 0; rc == 0 && i < g->n_output; i++)
-    rc = learn_vi(v, g->output[i]);
-  for (size_t i = 0; rc == 0 && i < g->n_value_info; i++)
-    rc = learn_vi(v, g->value_info[i]);
-  for (size_t i = 0; rc == 0 && i < g->n_initializer; i++) {
-    const Onnx__TensorProto *t = g->initializer[i];
-    struct value add = {0};
-    add.name = t->name;
-    add.dtype = t->has_data_type ? t->data_type : 0;
-    add.is_static = 1;
-    add.tensor = t;
-    rc = learn(v, &add);
-  }
-  return rc;
-}
-
-static const Onnx__AttributeProto *attr(const Onnx__NodeProto *node,
-                                        const char *name)
-{
-  for (size_t i = 0; i < node->n_attribute; i++)
-    if (node->attribute[i] != NULL && node->attribute[i]->name != NULL &&
-        strcmp(node->attribute[i]->name, name) == 0)
-      return node->attribute[i];
-  return NULL;
-}
-
-static int is_op(const Onnx__NodeProto *node, const char *op)
-{
-  return trw__onnx_domain_standard(node->domain) && node->op_type != NULL &&
-         strcmp(node->op_type, op) == 0;
-}
-
 static int learn_node(const Onnx__NodeProto *node,
                       const Onnx__GraphProto *graph, int depth, void *user)
 {
   struct ctx *c = user;
-  struct value add = {0};
-  const Onnx__AttributeProto *a;
 
-  (void)depth;
   if (graph->n_node > 0 && graph->node[0] == node &&
-      learn_graph(&c->vals, graph) != 0)
+      trw__values_learn_graph(&c->vals, graph) != 0)
     return TRW_ENOMEM;
-  if (node->n_output == 0)
-    return 0;
-  add.name = node->output[0];
-  if (is_op(node, "Constant")) {
-    add.constant = node;
-    add.is_static = 1;
-    if ((a = attr(node, "value")) != NULL && a->t != NULL)
-      add.dtype = a->t->has_data_type ? a->t->data_type : 0;
-    else if (attr(node, "value_int") || attr(node, "value_ints"))
-      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-    else if (attr(node, "value_float") || attr(node, "value_floats"))
-      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-    return learn(&c->vals, &add);
-  }
-  if (is_op(node, "Cast") && (a = attr(node, "to")) != NULL && a->has_i &&
-      a->i > 0 && a->i < 64) {
-    add.dtype = (int32_t)a->i;
-    return learn(&c->vals, &add);
-  }
-  return 0;
-}
-
-/* Reads one integer element of t; returns 0 or -1. */
-static int tensor_int(const Onnx__TensorProto *t, size_t i, int64_t *out)
-{
-  int32_t dt = t->has_data_type ? t->data_type : 0;
-
-  if (t->has_data_location &&
-      t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-    return -1; /* Never read external weights. */
-  if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
-    if (i < t->n_int64_data) {
-      *out = t->int64_data[i];
-      return 0;
-    }
-    if (t->has_raw_data && t->raw_data.len / 8 > i) {
-      memcpy(out, t->raw_data.data + i * 8, 8); /* Little-endian hosts. */
-      return 0;
-    }
-  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
-    int32_t v;
-    if (i < t->n_int32_data) {
-      *out = t->int32_data[i];
-      return 0;
-    }
-    if (t->has_raw_data && t->raw_data.len / 4 > i) {
-      memcpy(&v, t->raw_data.data + i * 4, 4);
-      *out = v;
-      return 0;
-    }
-  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) {
-    /* One byte each in raw_data, or an int32 each (ONNX's TensorProto). */
-    if (i < t->n_int32_data) {
-      *out = t->int32_data[i] != 0;
-      return 0;
-    }
-    if (t->has_raw_data && t->raw_data.len > i) {
-      *out = t->raw_data.data[i] != 0;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* The largest integer in a constant value; returns 0 or -1 (unknown). */
-static int const_max(const struct value *v, int64_t *max)
-{
-  const Onnx__TensorProto *t = v->tensor;
-  const Onnx__AttributeProto *a;
-  int64_t x;
-  size_t i;
-
-  if (t == NULL && v->constant != NULL) {
-    if ((a = attr(v->constant, "value_int")) != NULL && a->has_i) {
-      *max = a->i;
-      return 0;
-    }
-    if ((a = attr(v->constant, "value_ints")) != NULL && a->n_ints > 0) {
-      *max = a->ints[0];
-      for (i = 1; i < a->n_ints; i++)
-        if (a->ints[i] > *max)
-          *max = a->ints[i];
-      return 0;
-    }
-    if ((a = attr(v->constant, "value")) != NULL)
-      t = a->t;
-  }
-  if (t == NULL || tensor_int(t, 0, max) != 0)
-    return -1;
-  for (i = 1; i < 4096 && tensor_int(t, i, &x) == 0; i++)
-    if (x > *max)
-      *max = x;
-  return 0;
-}
-
-/* A value's element count: a constant's, or a computed value's whose
- * declared shape is static (value_info: Reshape's computed shape of 5
- * elements makes a 5-dim output as a constant one does).  -1 when not
- * known. */
-static int element_count(const struct value *v, int64_t *n)
-{
-  const Onnx__TensorProto *t = v->tensor;
-  const Onnx__AttributeProto *a;
-
-  if (t == NULL && v->constant != NULL) {
-    if ((a = attr(v->constant, "value_int")) != NULL && a->has_i) {
-      *n = 1;
-      return 0;
-    }
-    if ((a = attr(v->constant, "value_ints")) != NULL) {
-      *n = (int64_t)a->n_ints;
-      return 0;
-    }
-    if ((a = attr(v->constant, "value_float")) != NULL && a->has_f) {
-      *n = 1;
-      return 0;
-    }
-    if ((a = attr(v->constant, "value_floats")) != NULL) {
-      *n = (int64_t)a->n_floats;
-      return 0;
-    }
-    if ((a = attr(v->constant, "value")) != NULL)
-      t = a->t;
-  }
-  if (t != NULL) {
-    *n = 1;
-    for (size_t i = 0; i < t->n_dims; i++)
-      *n *= t->dims[i];
-    return 0;
-  }
-  if (v->shape == NULL || !v->is_static)
-    return -1;
-  *n = 1;
-  for (size_t i = 0; i < v->shape->n_dim; i++)
-    *n *= v->shape->dim[i]->dim_value;
-  return 0;
+  return trw__values_learn_node(&c->vals, node, depth, &c->fold);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -441,7 +169,16 @@ static void check_attributes(struct ctx *c, const Onnx__NodeProto *node,
 
     if (an == NULL || !in_range(r, opset))
       continue;
-    a = attr(node, an);
+    a = trw__node_attr(node, an);
+    /* An attribute the operator does not have at this opset (the file
+     * is not valid ONNX). */
+    if (json_is_true(json_object_get(r, "absent"))) {
+      if (a != NULL)
+        report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+               "attribute %s is not an attribute of %s at opset %lld", an,
+               node->op_type, (long long)opset);
+      continue;
+    }
     if (a != NULL && a->has_s) {
       is_str = 1;
       snprintf(sval, sizeof(sval), "%.*s", (int)(a->s.len < 100 ? a->s.len
@@ -491,7 +228,7 @@ static void check_input(struct ctx *c, const Onnx__NodeProto *node,
                         const json_t *dom, const json_t *r, size_t idx)
 {
   const char *label = json_string_value(json_object_get(r, "name"));
-  const struct value *v;
+  const struct trw__value *v;
   const char *in = node->input[idx];
   int64_t bound, max;
   char what[160];
@@ -500,29 +237,39 @@ static void check_input(struct ctx *c, const Onnx__NodeProto *node,
     return; /* An omitted optional input. */
   snprintf(what, sizeof(what), "input %lld '%.80s'%s%.40s%s", (long long)idx,
            in, label ? " (" : "", label ? label : "", label ? ")" : "");
-  v = lookup(&c->vals, in);
+  v = trw__values_lookup(&c->vals, in);
   if (json_is_true(json_object_get(r, "constant")) &&
-      (v == NULL || (v->tensor == NULL && v->constant == NULL))) {
-    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
-           "%s must be a constant (an initializer or a Constant node's "
-           "output), but it is computed at run time", what);
+      !trw__value_is_constant(v) && !(c->fold.enabled && v != NULL && v->folded)) {
+    if (c->fold.enabled)
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "%s must be known when the model is converted (a constant, "
+             "or computed from constants and input shapes), but it "
+             "depends on the input data", what);
+    else
+      report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+             "%s must be a constant (an initializer or a Constant node's "
+             "output), but it is computed at run time", what);
     return;
   }
   if (get_int(r, "max", &bound) == 0 && v != NULL &&
-      const_max(v, &max) == 0 && max > bound)
+      trw__value_const_max(v, &max) == 0 && max > bound)
     report(c, name, node->op_type, source_of(c, r, entry, dom), r,
            "%s is %lld, above the maximum %lld", what, (long long)max,
            (long long)bound);
   if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
-      element_count(v, &max) == 0 && max > bound)
+      trw__value_elements(v, &max) == 0 && max > bound)
     report(c, name, node->op_type, source_of(c, r, entry, dom), r,
            "%s has %lld elements, more than %lld", what, (long long)max,
+           (long long)bound);
+  if (get_int(r, "max_rank", &bound) == 0 && v != NULL &&
+      trw__value_rank(v, &max) == 0 && max > bound)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s has rank %lld, more than %lld", what, (long long)max,
            (long long)bound);
   /* Only a constant's count: a value computed empty at run time is
    * another thing to an engine than an empty constant in the file. */
   if (get_int(r, "min_elements", &bound) == 0 && v != NULL &&
-      (v->tensor != NULL || v->constant != NULL) &&
-      element_count(v, &max) == 0 && max < bound)
+      trw__value_is_constant(v) && trw__value_elements(v, &max) == 0 && max < bound)
     report(c, name, node->op_type, source_of(c, r, entry, dom), r,
            "%s is a constant of %lld elements, fewer than %lld", what,
            (long long)max, (long long)bound);
@@ -560,10 +307,10 @@ static int node_dynamic(const struct ctx *c, const Onnx__NodeProto *node)
   int known = 0;
 
   for (size_t i = 0; i < node->n_input; i++) {
-    const struct value *v = lookup(&c->vals, node->input[i]);
+    const struct trw__value *v = trw__values_lookup(&c->vals, node->input[i]);
     if (v == NULL)
       continue;
-    if (v->tensor != NULL || v->constant != NULL) {
+    if (trw__value_is_constant(v)) {
       known = 1;
     } else if (v->shape != NULL) {
       known = 1;
@@ -591,7 +338,7 @@ static void check_dtypes(struct ctx *c, const Onnx__NodeProto *node,
     if (dynamic_only && !node_dynamic(c, node))
       continue;
     for (size_t i = 0; i < node->n_input; i++) {
-      const struct value *v = lookup(&c->vals, node->input[i]);
+      const struct trw__value *v = trw__values_lookup(&c->vals, node->input[i]);
       const char *dt;
       if (v == NULL || v->dtype == 0)
         continue;
@@ -605,6 +352,22 @@ static void check_dtypes(struct ctx *c, const Onnx__NodeProto *node,
       break;
     }
   }
+}
+
+/* Whether a converter that folds before converting computes this node
+ * itself: every output is folded. */
+static int computed_by_converter(const struct ctx *c,
+                                 const Onnx__NodeProto *node)
+{
+  if (!c->fold_before || node->n_output == 0)
+    return 0;
+  for (size_t i = 0; i < node->n_output; i++) {
+    const struct trw__value *v = trw__values_lookup(&c->vals, node->output[i]);
+    if (node->output[i] != NULL && node->output[i][0] != '\0' &&
+        (v == NULL || !v->folded))
+      return 0;
+  }
+  return 1;
 }
 
 static int check_node(const Onnx__NodeProto *node,
@@ -621,8 +384,9 @@ static int check_node(const Onnx__NodeProto *node,
   const char *name = node->name;
 
   (void)graph;
-  (void)depth;
   c->index++;
+  if (depth == 0 && computed_by_converter(c, node))
+    return c->stop;
   if (name == NULL || name[0] == '\0') {
     snprintf(unnamed, sizeof(unnamed), "(unnamed %.100s #%zu)", op,
              c->index);
@@ -737,7 +501,7 @@ static void check_graph_rules(struct ctx *c)
   check_external_data(c, json_object_get(graph, "external_data"));
   for (size_t i = 0; i < g->n_input; i++) {
     const Onnx__ValueInfoProto *vi = g->input[i];
-    const struct value *v = lookup(&c->vals, vi->name);
+    const struct trw__value *v = trw__values_lookup(&c->vals, vi->name);
     const Onnx__TensorShapeProto *shape = trw__onnx_vi_shape(vi);
     const char *name = vi->name != NULL ? vi->name : "";
     char buf[256];
@@ -752,6 +516,33 @@ static void check_graph_rules(struct ctx *c)
            "shape %s is not static; %s needs fixed input shapes",
            trw__onnx_shape_str(shape, buf, sizeof(buf)), c->backend);
   }
+}
+
+/* graph.folding: what the converter computes before it runs the model
+ * (see struct trw__folding), e.g.
+ *   {"shape_of": "any", "before_conversion": true, "source": "..."} */
+static int read_folding(struct ctx *c, const json_t *f)
+{
+  const char *shape_of;
+  const json_t *before;
+
+  if (f == NULL)
+    return 0;
+  shape_of = json_string_value(json_object_get(f, "shape_of"));
+  before = json_object_get(f, "before_conversion");
+  if (!json_is_object(f) || shape_of == NULL ||
+      (strcmp(shape_of, "any") != 0 && strcmp(shape_of, "static") != 0) ||
+      !json_is_boolean(before)) {
+    snprintf(c->err, c->errlen,
+             "capability table's graph.folding must be an object with "
+             "\"shape_of\": \"any\" or \"static\" and \"before_conversion\": "
+             "true or false");
+    return TRW_ECONFIG;
+  }
+  c->fold.enabled = 1;
+  c->fold.shape_of_any = strcmp(shape_of, "any") == 0;
+  c->fold_before = json_is_true(before);
+  return 0;
 }
 
 static int noop_violation(const char *node, const char *what,
@@ -784,7 +575,10 @@ int trw__check_model(const trw__onnx_model *model, const json_t *table,
     snprintf(err, errlen, "capability table has no \"domains\" object");
     return TRW_ECONFIG;
   }
-  rc = learn_graph(&c.vals, model->proto->graph);
+  if ((rc = read_folding(&c, json_object_get(json_object_get(table, "graph"),
+                                             "folding"))) != 0)
+    return rc;
+  rc = trw__values_learn_graph(&c.vals, model->proto->graph);
   if (rc == 0)
     rc = trw__onnx_walk_nodes(model->proto->graph, learn_node, &c);
   if (rc == 0) {
@@ -793,7 +587,7 @@ int trw__check_model(const trw__onnx_model *model, const json_t *table,
     if (rc == 1)
       rc = 0; /* Stopped by the callback. */
   }
-  free(c.vals.slots);
+  trw__values_free(&c.vals);
   if (rc != 0) {
     snprintf(err, errlen, "%s", rc == TRW_ENOMEM ? "out of memory"
                                                  : "subgraphs nest too deeply");

@@ -7,13 +7,19 @@
  * from.  The rules are generic and data-driven:
  *   - an operator the table does not list, or lists as unsupported;
  *   - an operator supported only within an opset range ("since", "until");
- *   - attribute values ("allowed", "forbidden", "min", "max", "default");
+ *   - attribute values ("allowed", "forbidden", "min", "max", "default"),
+ *     and attributes the operator does not have at the opset ("absent");
  *   - inputs that must be constants (an initializer or a Constant node's
  *     output), bounded ("constant", "max"), and of at most so many
  *     elements ("max_elements": a Reshape shape's length is its rank), or
  *     constants of at least so many ("min_elements": values computed at
- *     run time are not judged); "variadic" applies a rule to its index
- *     and every later input;
+ *     run time are not judged), of at most so many dims ("max_rank": a
+ *     constant's, or the declared one); "variadic" applies a rule to its
+ *     index and every later input;
+ *   - what the converter computes itself (graph.folding: "shape_of",
+ *     "before_conversion"): a value computed from constants and input
+ *     shapes meets "constant", and a folding converter never sees the
+ *     nodes that compute it;
  *   - input dtypes that are refused, always or only when shapes are
  *     dynamic ("dtypes": [{"forbidden": [...], "when": "dynamic"}]);
  *   - graph rules: static input shapes, opset range per domain;

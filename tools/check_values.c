@@ -1,0 +1,475 @@
+/*
+ * check_values.c - what `torchrw check` knows about a model's values (see
+ * check_values.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_values.h"
+
+/* ------------------------------------------------------------------------ */
+/* The table of values                                                       */
+
+static uint64_t hash(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s != '\0'; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static struct trw__value *slot(struct trw__values *v, const char *name)
+{
+  size_t i = (size_t)hash(name) & (v->cap - 1);
+  while (v->slots[i].name != NULL && strcmp(v->slots[i].name, name) != 0)
+    i = (i + 1) & (v->cap - 1);
+  return &v->slots[i];
+}
+
+const struct trw__value *trw__values_lookup(const struct trw__values *v,
+                                            const char *name)
+{
+  const struct trw__value *s;
+  if (v->cap == 0 || name == NULL || name[0] == '\0')
+    return NULL;
+  s = slot((struct trw__values *)v, name);
+  return s->name != NULL ? s : NULL;
+}
+
+static int grow(struct trw__values *v)
+{
+  struct trw__values bigger = {NULL, v->cap ? v->cap * 2 : 256, 0};
+
+  bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+  if (bigger.slots == NULL)
+    return TRW_ENOMEM;
+  for (size_t i = 0; i < v->cap; i++)
+    if (v->slots[i].name != NULL) {
+      *slot(&bigger, v->slots[i].name) = v->slots[i];
+      bigger.n++;
+    }
+  free(v->slots);
+  *v = bigger;
+  return 0;
+}
+
+/* Adds what is known about name, merging with what was known before. */
+static int learn(struct trw__values *v, const struct trw__value *add)
+{
+  struct trw__value *s;
+
+  if (add->name == NULL || add->name[0] == '\0')
+    return 0;
+  if ((v->n + 1) * 2 > v->cap && grow(v) != 0)
+    return TRW_ENOMEM;
+  s = slot(v, add->name);
+  if (s->name == NULL) {
+    *s = *add;
+    v->n++;
+    return 0;
+  }
+  if (s->dtype == 0)
+    s->dtype = add->dtype;
+  if (s->shape == NULL && add->shape != NULL) {
+    s->shape = add->shape;
+    s->is_static = add->is_static;
+  }
+  if (s->tensor == NULL)
+    s->tensor = add->tensor;
+  if (s->constant == NULL)
+    s->constant = add->constant;
+  s->folded |= add->folded;
+  s->fixed |= add->fixed;
+  return 0;
+}
+
+static int learn_vi(struct trw__values *v, const Onnx__ValueInfoProto *vi)
+{
+  struct trw__value add = {0};
+
+  if (vi == NULL)
+    return 0;
+  add.name = vi->name;
+  add.dtype = trw__onnx_vi_dtype(vi);
+  add.shape = trw__onnx_vi_shape(vi);
+  add.is_static = trw__onnx_shape_static(add.shape);
+  add.fixed = add.is_static;
+  return learn(v, &add);
+}
+
+int trw__values_learn_graph(struct trw__values *v, const Onnx__GraphProto *g)
+{
+  int rc = 0;
+
+  for (size_t i = 0; rc == 0 && i < g->n_input; i++)
+    rc = learn_vi(v, g->input[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_output; i++)
+    rc = learn_vi(v, g->output[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_value_info; i++)
+    rc = learn_vi(v, g->value_info[i]);
+  for (size_t i = 0; rc == 0 && i < g->n_initializer; i++) {
+    const Onnx__TensorProto *t = g->initializer[i];
+    struct trw__value add = {0};
+    add.name = t->name;
+    add.dtype = t->has_data_type ? t->data_type : 0;
+    add.is_static = 1;
+    add.tensor = t;
+    add.folded = add.fixed = 1;
+    rc = learn(v, &add);
+  }
+  return rc;
+}
+
+const Onnx__AttributeProto *trw__node_attr(const Onnx__NodeProto *node,
+                                           const char *name)
+{
+  for (size_t i = 0; i < node->n_attribute; i++)
+    if (node->attribute[i] != NULL && node->attribute[i]->name != NULL &&
+        strcmp(node->attribute[i]->name, name) == 0)
+      return node->attribute[i];
+  return NULL;
+}
+
+static int is_op(const Onnx__NodeProto *node, const char *op)
+{
+  return trw__onnx_domain_standard(node->domain) && node->op_type != NULL &&
+         strcmp(node->op_type, op) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Folding and fixed shapes                                                  */
+
+/* Operators whose output is not a function of their inputs alone. */
+static int is_random(const Onnx__NodeProto *node)
+{
+  static const char *const random[] = {"Bernoulli", "Multinomial",
+                                       "RandomNormalLike",
+                                       "RandomUniformLike"};
+  for (size_t i = 0; i < sizeof(random) / sizeof(random[0]); i++)
+    if (is_op(node, random[i]))
+      return 1;
+  return 0;
+}
+
+static int has_subgraph(const Onnx__NodeProto *node)
+{
+  for (size_t i = 0; i < node->n_attribute; i++) {
+    const Onnx__AttributeProto *a = node->attribute[i];
+    if (a != NULL && (a->g != NULL || a->n_graphs > 0))
+      return 1;
+  }
+  return 0;
+}
+
+/* The inputs whose values, not only shapes, decide an operator's output
+ * shape (ONNX's operator specifications), as a bit mask. */
+static unsigned shape_inputs(const Onnx__NodeProto *node)
+{
+  static const struct {
+    const char *op;
+    unsigned inputs;
+  } table[] = {
+      {"AffineGrid", 1u << 1},     {"CenterCropPad", 1u << 1},
+      {"Col2Im", 6u},              {"ConstantOfShape", 1u << 0},
+      {"DFT", 6u},            {"Expand", 1u << 1},
+      {"MaxUnpool", 1u << 2},      {"OneHot", 1u << 1},
+      {"Pad", (1u << 1) | (1u << 3)}, {"Range", 7u},
+      {"ReduceL1", 1u << 1},       {"ReduceL2", 1u << 1},
+      {"ReduceLogSum", 1u << 1},   {"ReduceLogSumExp", 1u << 1},
+      {"ReduceMax", 1u << 1},      {"ReduceMean", 1u << 1},
+      {"ReduceMin", 1u << 1},      {"ReduceProd", 1u << 1},
+      {"ReduceSum", 1u << 1},      {"ReduceSumSquare", 1u << 1},
+      {"Reshape", 1u << 1},        {"Resize", 14u},
+      {"Slice", 30u},              {"Split", 1u << 1},
+      {"Squeeze", 1u << 1},        {"STFT", 14u},
+      {"Tile", 1u << 1},           {"TopK", 1u << 1},
+      {"Unsqueeze", 1u << 1},      {"Upsample", 1u << 1},
+  };
+  for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+    if (is_op(node, table[i].op))
+      return table[i].inputs;
+  return 0;
+}
+
+/* Operators whose output shape depends on the input's values in a way no
+ * folding decides (how many elements pass a test). */
+static int data_dependent_shape(const Onnx__NodeProto *node)
+{
+  static const char *const ops[] = {"Compress", "ImageDecoder", "NonZero",
+                                    "NonMaxSuppression", "StringNormalizer",
+                                    "StringSplit", "Unique"};
+  for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+    if (is_op(node, ops[i]))
+      return 1;
+  /* Sequences and optionals have no tensor shape to fix. */
+  return node->op_type != NULL &&
+         (strstr(node->op_type, "Sequence") != NULL ||
+          strncmp(node->op_type, "Optional", 8) == 0);
+}
+
+static int input_folded(const struct trw__values *v, const char *name)
+{
+  const struct trw__value *in = trw__values_lookup(v, name);
+  return in != NULL && in->folded;
+}
+
+static int input_fixed(const struct trw__values *v, const char *name)
+{
+  const struct trw__value *in = trw__values_lookup(v, name);
+  return in != NULL && (in->fixed || in->folded);
+}
+
+static int omitted(const char *input)
+{
+  return input == NULL || input[0] == '\0';
+}
+
+/* Whether node's output shapes are fixed (see struct trw__folding). */
+static int node_fixes_shape(const struct trw__values *v,
+                            const Onnx__NodeProto *node)
+{
+  unsigned by_value = shape_inputs(node);
+  size_t given = 0;
+
+  if (!trw__onnx_domain_standard(node->domain) || has_subgraph(node) ||
+      data_dependent_shape(node))
+    return 0;
+  for (size_t i = 0; i < node->n_input; i++) {
+    if (omitted(node->input[i]))
+      continue;
+    if (i < 32 && (by_value & (1u << i)) != 0
+            ? !input_folded(v, node->input[i])
+            : !input_fixed(v, node->input[i]))
+      return 0;
+    given++;
+  }
+  return given > 0;
+}
+
+/* Whether a converter with the folding fold computes node's outputs
+ * itself (see struct trw__folding). */
+static int node_folds(const struct trw__values *v, const Onnx__NodeProto *node,
+                      const struct trw__folding *fold)
+{
+  size_t given = 0;
+
+  if (!fold->enabled || !trw__onnx_domain_standard(node->domain) ||
+      is_random(node) || has_subgraph(node))
+    return 0;
+  if (is_op(node, "Shape") && node->n_input > 0)
+    return fold->shape_of_any || input_fixed(v, node->input[0]);
+  for (size_t i = 0; i < node->n_input; i++) {
+    if (omitted(node->input[i]))
+      continue;
+    if (!input_folded(v, node->input[i]))
+      return 0;
+    given++;
+  }
+  return given > 0;
+}
+
+int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
+                           int depth, const struct trw__folding *fold)
+{
+  struct trw__value add = {0};
+  const Onnx__AttributeProto *a;
+  int rc = 0;
+
+  if (node->n_output == 0)
+    return 0;
+  add.name = node->output[0];
+  if (is_op(node, "Constant")) {
+    add.constant = node;
+    add.is_static = 1;
+    add.folded = add.fixed = 1;
+    if ((a = trw__node_attr(node, "value")) != NULL && a->t != NULL)
+      add.dtype = a->t->has_data_type ? a->t->data_type : 0;
+    else if (trw__node_attr(node, "value_int") ||
+             trw__node_attr(node, "value_ints"))
+      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    else if (trw__node_attr(node, "value_float") ||
+             trw__node_attr(node, "value_floats"))
+      add.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    return learn(v, &add);
+  }
+  if (is_op(node, "Cast") && (a = trw__node_attr(node, "to")) != NULL &&
+      a->has_i && a->i > 0 && a->i < 64)
+    add.dtype = (int32_t)a->i;
+  if (depth == 0 && fold->enabled) {
+    add.folded = node_folds(v, node, fold);
+    /* Shapes matter only to a Shape that is not folded anyway. */
+    add.fixed = !fold->shape_of_any && node_fixes_shape(v, node);
+    /* Every output: Split's parts are as its first. */
+    for (size_t i = 1; rc == 0 && i < node->n_output; i++) {
+      struct trw__value more = {0};
+      more.name = node->output[i];
+      more.folded = add.folded;
+      more.fixed = add.fixed;
+      if (more.folded || more.fixed)
+        rc = learn(v, &more);
+    }
+  }
+  if (rc == 0 && (add.dtype != 0 || add.folded || add.fixed))
+    rc = learn(v, &add);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Constants                                                                 */
+
+/* Reads one integer element of t; returns 0 or -1. */
+static int tensor_int(const Onnx__TensorProto *t, size_t i, int64_t *out)
+{
+  int32_t dt = t->has_data_type ? t->data_type : 0;
+
+  if (t->has_data_location &&
+      t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+    return -1; /* Never read external weights. */
+  if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+    if (i < t->n_int64_data) {
+      *out = t->int64_data[i];
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len / 8 > i) {
+      memcpy(out, t->raw_data.data + i * 8, 8); /* Little-endian hosts. */
+      return 0;
+    }
+  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
+    int32_t v;
+    if (i < t->n_int32_data) {
+      *out = t->int32_data[i];
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len / 4 > i) {
+      memcpy(&v, t->raw_data.data + i * 4, 4);
+      *out = v;
+      return 0;
+    }
+  } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) {
+    /* One byte each in raw_data, or an int32 each (ONNX's TensorProto). */
+    if (i < t->n_int32_data) {
+      *out = t->int32_data[i] != 0;
+      return 0;
+    }
+    if (t->has_raw_data && t->raw_data.len > i) {
+      *out = t->raw_data.data[i] != 0;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The largest integer in a constant value; returns 0 or -1 (unknown). */
+int trw__value_const_max(const struct trw__value *v, int64_t *max)
+{
+  const Onnx__TensorProto *t = v->tensor;
+  const Onnx__AttributeProto *a;
+  int64_t x;
+  size_t i;
+
+  if (t == NULL && v->constant != NULL) {
+    if ((a = trw__node_attr(v->constant, "value_int")) != NULL && a->has_i) {
+      *max = a->i;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value_ints")) != NULL && a->n_ints > 0) {
+      *max = a->ints[0];
+      for (i = 1; i < a->n_ints; i++)
+        if (a->ints[i] > *max)
+          *max = a->ints[i];
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value")) != NULL)
+      t = a->t;
+  }
+  if (t == NULL || tensor_int(t, 0, max) != 0)
+    return -1;
+  for (i = 1; i < 4096 && tensor_int(t, i, &x) == 0; i++)
+    if (x > *max)
+      *max = x;
+  return 0;
+}
+
+/* A value's element count: a constant's, or a computed value's whose
+ * declared shape is static (value_info: Reshape's computed shape of 5
+ * elements makes a 5-dim output as a constant one does).  -1 when not
+ * known. */
+int trw__value_elements(const struct trw__value *v, int64_t *n)
+{
+  const Onnx__TensorProto *t = v->tensor;
+  const Onnx__AttributeProto *a;
+
+  if (t == NULL && v->constant != NULL) {
+    if ((a = trw__node_attr(v->constant, "value_int")) != NULL && a->has_i) {
+      *n = 1;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value_ints")) != NULL) {
+      *n = (int64_t)a->n_ints;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value_float")) != NULL && a->has_f) {
+      *n = 1;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value_floats")) != NULL) {
+      *n = (int64_t)a->n_floats;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value")) != NULL)
+      t = a->t;
+  }
+  if (t != NULL) {
+    *n = 1;
+    for (size_t i = 0; i < t->n_dims; i++)
+      *n *= t->dims[i];
+    return 0;
+  }
+  if (v->shape == NULL || !v->is_static)
+    return -1;
+  *n = 1;
+  for (size_t i = 0; i < v->shape->n_dim; i++)
+    *n *= v->shape->dim[i]->dim_value;
+  return 0;
+}
+
+int trw__value_is_constant(const struct trw__value *v)
+{
+  return v != NULL && (v->tensor != NULL || v->constant != NULL);
+}
+
+void trw__values_free(struct trw__values *v)
+{
+  free(v->slots);
+  v->slots = NULL;
+  v->cap = v->n = 0;
+}
+
+int trw__value_rank(const struct trw__value *v, int64_t *rank)
+{
+  const Onnx__TensorProto *t = v->tensor;
+  const Onnx__AttributeProto *a;
+
+  if (t == NULL && v->constant != NULL) {
+    if (trw__node_attr(v->constant, "value_int") != NULL ||
+        trw__node_attr(v->constant, "value_float") != NULL) {
+      *rank = 0;
+      return 0;
+    }
+    if (trw__node_attr(v->constant, "value_ints") != NULL ||
+        trw__node_attr(v->constant, "value_floats") != NULL) {
+      *rank = 1;
+      return 0;
+    }
+    if ((a = trw__node_attr(v->constant, "value")) != NULL)
+      t = a->t;
+  }
+  if (t != NULL) {
+    *rank = (int64_t)t->n_dims;
+    return 0;
+  }
+  if (v->shape == NULL)
+    return -1;
+  *rank = (int64_t)v->shape->n_dim;
+  return 0;
+}
