@@ -139,6 +139,98 @@ def reshape_computed(declared):
     return model(nodes, [x, z], [y], value_info=shape)
 
 
+def tile_repeats(kind):
+    """Tile of a 4-D x (2,3,4,5) by repeats that are "folded" (Shape(x) +
+    1: known once the input shape is), "fixed" (the same of Relu(x), whose
+    shape the file does not declare), "nonzero" ((1, 2, 2, k), k the count
+    of x's positive elements: NonZero's shape) or "data" (computed from
+    x's values: 2 + max(x), cast).  ONNX's test_tile feeds them as an
+    input."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [2, 3, 4, 5])
+    y = h.make_tensor_value_info("y", T.FLOAT, None)
+    inputs, inits = [x], []
+    if kind in ("folded", "fixed"):
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
+        nodes = [h.make_node("Relu", ["x"], ["r"], name="relu")] if kind == "fixed" else []
+        nodes += [h.make_node("Shape", ["r" if kind == "fixed" else "x"], ["shape"],
+                              name="shape"),
+                  h.make_node("Add", ["shape", "one"], ["repeats"], name="add")]
+    elif kind == "nonzero":
+        inits += [numpy_helper.from_array(np.array([1, 2, 2], np.int64), "ones"),
+                  numpy_helper.from_array(np.array([1], np.int64), "one"),
+                  numpy_helper.from_array(np.array([2], np.int64), "two")]
+        nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+                 h.make_node("NonZero", ["r"], ["nz"], name="nonzero"),
+                 h.make_node("Shape", ["nz"], ["nzs"], name="shape"),
+                 h.make_node("Slice", ["nzs", "one", "two"], ["k"], name="count"),
+                 h.make_node("Concat", ["ones", "k"], ["repeats"], name="cat", axis=0)]
+    else:
+        inits.append(numpy_helper.from_array(np.full(4, 2.0, np.float32), "two"))
+        nodes = [h.make_node("ReduceMax", ["x"], ["max"], name="max", keepdims=0),
+                 h.make_node("Add", ["max", "two"], ["sum"], name="add"),
+                 h.make_node("Cast", ["sum"], ["repeats"], name="cast", to=T.INT64)]
+    nodes.append(h.make_node("Tile", ["x", "repeats"], ["y"], name="tile"))
+    return model(nodes, inputs, [y], inits)
+
+
+def split_num_outputs(opset):
+    """Split of Relu(x) into two by the num_outputs attribute, which ONNX
+    added in Split-18: at 17 the file is not valid ONNX (torch 2.14's
+    torch.export exporter writes it when converting 18 down to 17)."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 6])
+    outs = [h.make_tensor_value_info(n, T.FLOAT, [1, 2, 6]) for n in ("a", "b")]
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Split", ["r"], ["a", "b"], name="split", axis=1,
+                         num_outputs=2)]
+    return model(nodes, [x], outs, opset=opset)
+
+
+def gather(indices):
+    """Gather on axis 1 of Relu(x), x (1,17,8), by constant indices (a 0-d
+    index: vit's x[:, 0])."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 17, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, None)
+    idx = numpy_helper.from_array(np.array(indices, np.int64), "indices")
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Gather", ["r", "indices"], ["y"], name="gather", axis=1)]
+    return model(nodes, [x], [y], [idx])
+
+
+def class_token(from_data):
+    """vit's class token, cls.expand(N, -1, -1) as torch's exporter writes
+    it (ConstantOfShape, Equal and Where on the target shape), Concatenated
+    before x.  The target shape comes from Shape(x), or, from_data, from
+    x's values (its batch is 1 + 0 * floor(max(x)))."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 5, 8])
+    inits = [weight("cls", [1, 1, 8], 7),
+             numpy_helper.from_array(np.array([-1, -1], np.int64), "rest"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    if from_data:
+        inits.append(numpy_helper.from_array(np.array([0.0], np.float32), "nought"))
+        inits.append(numpy_helper.from_array(np.array([1.0], np.float32), "unit"))
+        batch = [h.make_node("ReduceMax", ["x"], ["max"], name="max", keepdims=0),
+                 h.make_node("Floor", ["max"], ["fl"], name="floor"),
+                 h.make_node("Mul", ["fl", "nought"], ["z"], name="zero_it"),
+                 h.make_node("Add", ["z", "unit"], ["nf"], name="plus_one"),
+                 h.make_node("Cast", ["nf"], ["n"], name="cast", to=T.INT64)]
+    else:
+        inits.append(numpy_helper.from_array(np.array([0], np.int64), "zero_i"))
+        batch = [h.make_node("Shape", ["x"], ["xs"], name="shape"),
+                 h.make_node("Gather", ["xs", "zero_i"], ["n"], name="batch", axis=0)]
+    nodes = batch + [
+        h.make_node("Concat", ["n", "rest"], ["target"], name="target", axis=0),
+        h.make_node("Shape", ["target"], ["tlen"], name="tlen"),
+        h.make_node("ConstantOfShape", ["tlen"], ["ones"], name="ones",
+                    value=numpy_helper.from_array(np.array([1], np.int64))),
+        h.make_node("Mul", ["ones", "minus_one"], ["minus"], name="minus"),
+        h.make_node("Equal", ["target", "minus"], ["keep"], name="keep"),
+        h.make_node("Where", ["keep", "ones", "target"], ["size"], name="size"),
+        h.make_node("Expand", ["cls", "size"], ["tok"], name="expand"),
+        h.make_node("Concat", ["tok", "x"], ["y"], name="cat", axis=1)]
+    return model(nodes, [x], [y], inits)
+
+
 def dropout_training(mode):
     x = h.make_tensor_value_info("x", T.FLOAT, [2, 3])
     y = h.make_tensor_value_info("y", T.FLOAT, [2, 3])
@@ -365,6 +457,16 @@ def main():
     save(loop_concat("empty"), p("loop_empty_initial.onnx"))
     save(loop_concat("row"), p("loop_initial.onnx"))
     save(loop_concat("computed"), p("loop_computed_initial.onnx"))
+    save(tile_repeats("folded"), p("tile_repeats_folded.onnx"))
+    save(tile_repeats("fixed"), p("tile_repeats_fixed.onnx"))
+    save(tile_repeats("nonzero"), p("tile_repeats_nonzero.onnx"))
+    save(tile_repeats("data"), p("tile_repeats_data.onnx"))
+    save(split_num_outputs(17), p("split_num_outputs_opset17.onnx"))
+    save(split_num_outputs(18), p("split_num_outputs_opset18.onnx"))
+    save(gather(0), p("gather_scalar.onnx"))
+    save(gather([0, 2]), p("gather_vector.onnx"))
+    save(class_token(False), p("class_token.onnx"))
+    save(class_token(True), p("class_token_data.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(shape_reshape(), p("shape_reshape.onnx"))
     save(reduce_mean(17), p("reduce_mean_opset17.onnx"))

@@ -355,6 +355,30 @@ check_model "check openvino: Loop from a one-row constant" openvino loop_initial
 check_model "check openvino: Loop from a value empty at run time" openvino loop_computed_initial.onnx 0
 check_model "check onnxruntime: Loop from an empty constant" onnxruntime loop_empty_initial.onnx 0
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
+# Folding (graph.folding): what the converter computes before it runs.
+check_model "check openvino: Tile repeats from Shape(x), folded" openvino tile_repeats_folded.onnx 0
+check_model "check openvino: Tile repeats from the input's values" openvino \
+  tile_repeats_data.onnx 1 "^tile: Tile: input 1 'repeats' \(repeats\) must be known when the model is converted"
+check_model "check openvino: Tile repeats from Shape(Relu(x)), a fixed shape" openvino \
+  tile_repeats_fixed.onnx 0
+check_model "check openvino: Tile repeats from NonZero's shape" openvino \
+  tile_repeats_nonzero.onnx 1 "^tile: Tile: input 1 'repeats' \(repeats\) must be known"
+check_model "check tensorrt: Tile repeats from Shape(x)" tensorrt tile_repeats_folded.onnx 0
+check_model "check ncnn: Gather by a 0-d constant index" ncnn gather_scalar.onnx 0
+check_model "check onnxruntime: Split's num_outputs at opset 17" onnxruntime \
+  split_num_outputs_opset17.onnx 1 "^split: Split: attribute num_outputs is not an attribute of Split at opset 17"
+check_model "check onnxruntime: Split's num_outputs at opset 18" onnxruntime \
+  split_num_outputs_opset18.onnx 0
+check_model "check ncnn: Split's num_outputs at opset 17" ncnn split_num_outputs_opset17.onnx 1 \
+  "^split: Split: attribute num_outputs is not an attribute"
+check_model "check openvino: Split's num_outputs at opset 17" openvino split_num_outputs_opset17.onnx 0
+check_model "check ncnn: Gather by 1-D constant indices" ncnn gather_vector.onnx 1 \
+  "^gather: Gather: input 1 'indices' \(indices\) has rank 1, more than 0"
+check_model "check ncnn: class token expand on Shape(x), folded by pnnx" ncnn class_token.onnx 0
+check_model "check ncnn: class token expand on the input's values" ncnn class_token_data.onnx 4 \
+  "^cast: Cast: operator is not supported" "^keep: Equal:" "^size: Where:" "^expand: Expand:"
+check_model "check ncnn: Tile of a folded repeats is still Tile" ncnn tile_repeats_folded.onnx 1 \
+  "^tile: Tile: operator is not supported"
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
 # ONNX's node tests (data/backends/README.md, the figures of the node tests).
@@ -365,7 +389,7 @@ check_model "check ncnn: ReduceMean, axes input" ncnn reduce_mean_opset18.onnx 1
   "^mean: ReduceMean: supported by ncnn only up to opset 17; the model uses opset 18 \(measured .*ReduceMean-18"
 check_model "check onnxruntime: ReduceMean, axes input" onnxruntime reduce_mean_opset18.onnx 0
 check_model "check openvino: Unsqueeze, run-time axes" openvino unsqueeze_axes_input.onnx 1 \
-  "^unsq: Unsqueeze: input 1 'axes' \(axes\) must be a constant .*test_unsqueeze_axis_0"
+  "^unsq: Unsqueeze: input 1 'axes' \(axes\) must be known when the model is converted .*test_unsqueeze_axis_0"
 check_model "check onnxruntime: Unsqueeze, run-time axes" onnxruntime unsqueeze_axes_input.onnx 0
 check_model "check onnxruntime: Swish at opset 24" onnxruntime swish_opset24.onnx 0
 check_model "check onnxruntime: Swish at opset 27" onnxruntime swish_opset27.onnx 1 \
@@ -398,6 +422,10 @@ fi
 echo '{"backend": ' >"$tmp/data/backends/broken.json"
 expect "malformed table" 2 "broken.json:.*" env TORCHRW_DATA="$tmp/data" \
   "$trw" check "$m/symbolic.onnx" --backend broken
+echo '{"backend": "fold", "domains": {"ai.onnx": {"ops": "*"}}, "graph": {"folding": {"shape_of": "some"}}}' \
+  >"$tmp/data/backends/fold.json"
+expect "malformed graph.folding" 2 "graph.folding must be an object with \"shape_of\"" \
+  env TORCHRW_DATA="$tmp/data" "$trw" check "$m/symbolic.onnx" --backend fold
 
 # --- diff --------------------------------------------------------------------
 expect "diff identical" 0 "" "$trw" diff "$m/convnet.onnx" "$m/convnet.onnx"
