@@ -473,6 +473,26 @@ static void check_external_data(struct ctx *c, const json_t *rule)
            c->backend);
 }
 
+/* A converter that folds before converting (graph.folding) computes a
+ * graph whose every output is folded itself, and leaves the engine a
+ * graph without nodes or inputs. */
+static void check_folded_away(struct ctx *c, const json_t *rule)
+{
+  const Onnx__GraphProto *g = c->model->proto->graph;
+
+  if (!c->fold_before || g->n_output == 0)
+    return;
+  for (size_t i = 0; i < g->n_output; i++) {
+    const struct trw__value *v =
+        trw__values_lookup(&c->vals, g->output[i]->name);
+    if (v == NULL || !v->folded)
+      return;
+  }
+  report(c, "(model)", "outputs", source_of(c, rule, NULL, NULL), NULL,
+         "every output is computed from constants and input shapes, which "
+         "%s's converter folds away: no graph is left to run", c->backend);
+}
+
 static void check_graph_rules(struct ctx *c)
 {
   const Onnx__ModelProto *m = c->model->proto;
@@ -499,6 +519,7 @@ static void check_graph_rules(struct ctx *c)
              (long long)v, c->backend, (long long)hi);
   }
   check_external_data(c, json_object_get(graph, "external_data"));
+  check_folded_away(c, json_object_get(graph, "folding"));
   for (size_t i = 0; i < g->n_input; i++) {
     const Onnx__ValueInfoProto *vi = g->input[i];
     const struct trw__value *v = trw__values_lookup(&c->vals, vi->name);

@@ -185,6 +185,14 @@ def split_num_outputs(opset):
     return model(nodes, [x], outs, opset=opset)
 
 
+def shape_only():
+    """Shape of a static x as the only output: a converter that folds
+    shapes computes all of it."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 3, 4])
+    y = h.make_tensor_value_info("y", T.INT64, [3])
+    return model([h.make_node("Shape", ["x"], ["y"], name="shape")], [x], [y])
+
+
 def gather(indices):
     """Gather on axis 1 of Relu(x), x (1,17,8), by constant indices (a 0-d
     index: vit's x[:, 0])."""
@@ -463,6 +471,7 @@ def main():
     save(tile_repeats("data"), p("tile_repeats_data.onnx"))
     save(split_num_outputs(17), p("split_num_outputs_opset17.onnx"))
     save(split_num_outputs(18), p("split_num_outputs_opset18.onnx"))
+    save(shape_only(), p("shape_only.onnx"))
     save(gather(0), p("gather_scalar.onnx"))
     save(gather([0, 2]), p("gather_vector.onnx"))
     save(class_token(False), p("class_token.onnx"))

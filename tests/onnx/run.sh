@@ -365,6 +365,9 @@ check_model "check openvino: Tile repeats from NonZero's shape" openvino \
   tile_repeats_nonzero.onnx 1 "^tile: Tile: input 1 'repeats' \(repeats\) must be known"
 check_model "check tensorrt: Tile repeats from Shape(x)" tensorrt tile_repeats_folded.onnx 0
 check_model "check ncnn: Gather by a 0-d constant index" ncnn gather_scalar.onnx 0
+check_model "check ncnn: a graph pnnx folds away" ncnn shape_only.onnx 1 \
+  "^\(model\): outputs: every output is computed from constants and input shapes, which ncnn's converter folds away"
+check_model "check openvino: Shape of a static input" openvino shape_only.onnx 0
 check_model "check onnxruntime: Split's num_outputs at opset 17" onnxruntime \
   split_num_outputs_opset17.onnx 1 "^split: Split: attribute num_outputs is not an attribute of Split at opset 17"
 check_model "check onnxruntime: Split's num_outputs at opset 18" onnxruntime \
