@@ -281,6 +281,42 @@ def loop_concat(start):
     return model(nodes, [x], [y], inits, opset=11)
 
 
+def scatternd(form):
+    """An opset-11 ScatterND that writes rows 0 and 2 of d, a slice of x
+    (6,4,5) along its last axis, Concatenated onto x: torch.export's exporter
+    writes torchvision swin3d_t's shifted-window attention mask so, with
+    slices of zero width.  form: "empty_updates" (d = x[:, :, 0:0], updates
+    an initializer (2,4,0), as in swin3d_t's file), "updates" (d = x[:, :, 0:1],
+    an initializer (2,4,1)), "computed_empty_updates" (d = x[:, :, 0:0],
+    updates d[0:2]: empty at run time, not in the file) or "empty_indices"
+    (d = x, indices a Constant node (0,1), updates x[0:0])."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [6, 4, 5])
+    const = lambda name, a: h.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(a, name))
+    ints = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    width = 1 if form == "updates" else 0
+    inits = [ints("zero", [0])]
+    nodes = []
+    if form == "empty_indices":
+        data = "x"
+        nodes += [const("i", np.zeros((0, 1), np.int64)),
+                  h.make_node("Slice", ["x", "zero", "zero", "zero"], ["u"])]
+    else:
+        data = "d"
+        inits += [ints("width", [width]), ints("two", [2])]
+        nodes += [h.make_node("Slice", ["x", "zero", "width", "two"], ["d"]),
+                  const("i", np.array([[0], [2]], np.int64))]
+        if form == "computed_empty_updates":
+            nodes.append(h.make_node("Slice", ["d", "zero", "two", "zero"], ["u"]))
+        else:
+            inits.append(numpy_helper.from_array(np.ones((2, 4, width), np.float32), "u"))
+    nodes += [h.make_node("ScatterND", [data, "i", "u"], ["s"], name="scatter"),
+              h.make_node("Concat", ["x", "s"], ["y"], axis=2)]
+    y = h.make_tensor_value_info(
+        "y", T.FLOAT, [6, 4, 10] if form == "empty_indices" else [6, 4, 5 + width])
+    return model(nodes, [x], [y], inits, opset=11)
+
+
 def upsample_opset11():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
@@ -476,6 +512,10 @@ def main():
     save(gather([0, 2]), p("gather_vector.onnx"))
     save(class_token(False), p("class_token.onnx"))
     save(class_token(True), p("class_token_data.onnx"))
+    save(scatternd("empty_updates"), p("scatternd_empty_updates.onnx"))
+    save(scatternd("empty_indices"), p("scatternd_empty_indices.onnx"))
+    save(scatternd("updates"), p("scatternd_updates.onnx"))
+    save(scatternd("computed_empty_updates"), p("scatternd_computed_empty_updates.onnx"))
     save(scatter_opset11(), p("scatter_opset11.onnx"))
     save(shape_reshape(), p("shape_reshape.onnx"))
     save(reduce_mean(17), p("reduce_mean_opset17.onnx"))

@@ -354,6 +354,14 @@ check_model "check openvino: Loop from an empty constant" openvino loop_empty_in
 check_model "check openvino: Loop from a one-row constant" openvino loop_initial.onnx 0
 check_model "check openvino: Loop from a value empty at run time" openvino loop_computed_initial.onnx 0
 check_model "check onnxruntime: Loop from an empty constant" onnxruntime loop_empty_initial.onnx 0
+check_model "check openvino: ScatterND, empty constant updates" openvino scatternd_empty_updates.onnx 1 \
+  "^scatter: ScatterND: input 2 'u' is a constant of 0 elements, fewer than 1 - OpenVINO's ONNX frontend reads a Constant of zero elements as a scalar .*\(.*swin3d_t"
+check_model "check openvino: ScatterND, empty constant indices" openvino scatternd_empty_indices.onnx 1 \
+  "^scatter: ScatterND: input 1 'i' is a constant of 0 elements, fewer than 1"
+check_model "check openvino: ScatterND, constant updates" openvino scatternd_updates.onnx 0
+check_model "check openvino: ScatterND, updates empty at run time" openvino \
+  scatternd_computed_empty_updates.onnx 0
+check_model "check onnxruntime: ScatterND, empty constant updates" onnxruntime scatternd_empty_updates.onnx 0
 check_model "check openvino: symbolic + Shape" openvino symbolic.onnx 0
 # Folding (graph.folding): what the converter computes before it runs.
 check_model "check openvino: Tile repeats from Shape(x), folded" openvino tile_repeats_folded.onnx 0
