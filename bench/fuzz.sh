@@ -162,11 +162,11 @@ protoc-c --proto_path="$work/gen/proto" --c_out="$work/gen" "$work/gen/proto/onn
 # --- The targets ------------------------------------------------------------
 echo "building fuzz_onnx"
 "$cc" "${flags[@]}" -I"$repo/tools" -I"$repo/tools/onnx" -I"$work/gen" \
-  -I"$pbc_src" "${jansson_inc[@]}" -I"$repo/include" \
+  -I"$pbc_src" "${jansson_inc[@]}" -I"$repo/include" -I"$repo/shim/core" \
   -DTORCHRW_DATA_DEFAULT="\"$repo/data\"" \
   "$repo/tests/fuzz/fuzz_onnx.c" "$repo"/tools/onnx/*.c \
   "$repo/tools/check.c" "$repo/tools/check_table.c" \
-  "$repo/tools/check_values.c" "$work/gen/onnx.pb-c.c" \
+  "$repo/tools/check_values.c" "$repo/shim/core/names.c" "$work/gen/onnx.pb-c.c" \
   "$libs/libprotobuf-c.a" "$jansson_lib" -o "$work/fuzz_onnx" ||
   die "building fuzz_onnx failed"
 echo "building fuzz_config"
