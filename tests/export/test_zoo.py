@@ -93,6 +93,13 @@ def test_torchrw_is_judged_by_plain_torch_where_plain_already_differs():
     assert zoo.worse({**rw, "exported": False, "error": "E"}, plain) == "export fails: E"
     assert zoo.worse({**rw, "check": {"violations": 3, "rules": ["Tile: x"]}},
                      plain).startswith("check 3 violations, plain 2")
+    # Plain torch's file missed the opset asked for; torchrw's has it.
+    assert zoo.worse({**rw, "opset": 11, "opset_file": 11,
+                      "check": {"violations": 3, "rules": ["Gather: x"]}},
+                     {**plain, "opset": 11, "opset_file": 18}) is None
+    assert zoo.worse({**rw, "opset": 11, "opset_file": 11,
+                      "check": {"violations": 3, "rules": ["Gather: x"]}},
+                     {**plain, "opset": 11, "opset_file": 11}).startswith("check 3")
     good = {**plain, "numerics": {"ok": True, "vs": "pytorch"}}
     assert zoo.worse({**rw, "numerics": {"ok": False, "why": "max error 1"}},
                      good) == "numerics: max error 1"
