@@ -80,12 +80,16 @@ static int learn(struct trw__values *v, const struct trw__value *add)
     s->constant = add->constant;
   s->folded |= add->folded;
   s->fixed |= add->fixed;
+  if (s->rank < 0)
+    s->rank = add->rank;
+  if (s->count < 0)
+    s->count = add->count;
   return 0;
 }
 
 static int learn_vi(struct trw__values *v, const Onnx__ValueInfoProto *vi)
 {
-  struct trw__value add = {0};
+  struct trw__value add = {.rank = -1, .count = -1};
 
   if (vi == NULL)
     return 0;
@@ -109,7 +113,7 @@ int trw__values_learn_graph(struct trw__values *v, const Onnx__GraphProto *g)
     rc = learn_vi(v, g->value_info[i]);
   for (size_t i = 0; rc == 0 && i < g->n_initializer; i++) {
     const Onnx__TensorProto *t = g->initializer[i];
-    struct trw__value add = {0};
+    struct trw__value add = {.rank = -1, .count = -1};
     add.name = t->name;
     add.dtype = t->has_data_type ? t->data_type : 0;
     add.is_static = 1;
@@ -268,10 +272,13 @@ static int node_folds(const struct trw__values *v, const Onnx__NodeProto *node,
   return given > 0;
 }
 
+static void infer_size(const struct trw__values *v,
+                       const Onnx__NodeProto *node, struct trw__value *out);
+
 int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
                            int depth, const struct trw__folding *fold)
 {
-  struct trw__value add = {0};
+  struct trw__value add = {.rank = -1, .count = -1};
   const Onnx__AttributeProto *a;
   int rc = 0;
 
@@ -301,7 +308,7 @@ int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
     add.fixed = !fold->shape_of_any && node_fixes_shape(v, node);
     /* Every output: Split's parts are as its first. */
     for (size_t i = 1; rc == 0 && i < node->n_output; i++) {
-      struct trw__value more = {0};
+      struct trw__value more = {.rank = -1, .count = -1};
       more.name = node->output[i];
       more.folded = add.folded;
       more.fixed = add.fixed;
@@ -309,7 +316,9 @@ int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
         rc = learn(v, &more);
     }
   }
-  if (rc == 0 && (add.dtype != 0 || add.folded || add.fixed))
+  infer_size(v, node, &add);
+  if (rc == 0 && (add.dtype != 0 || add.folded || add.fixed ||
+                  add.rank >= 0 || add.count >= 0))
     rc = learn(v, &add);
   return rc;
 }
@@ -425,8 +434,10 @@ int trw__value_elements(const struct trw__value *v, int64_t *n)
       *n *= t->dims[i];
     return 0;
   }
-  if (v->shape == NULL || !v->is_static)
-    return -1;
+  if (v->shape == NULL || !v->is_static) {
+    *n = v->count;
+    return v->count >= 0 ? 0 : -1;
+  }
   *n = 1;
   for (size_t i = 0; i < v->shape->n_dim; i++)
     *n *= v->shape->dim[i]->dim_value;
@@ -468,8 +479,199 @@ int trw__value_rank(const struct trw__value *v, int64_t *rank)
     *rank = (int64_t)t->n_dims;
     return 0;
   }
-  if (v->shape == NULL)
-    return -1;
+  if (v->shape == NULL) {
+    *rank = v->rank;
+    return v->rank >= 0 ? 0 : -1;
+  }
   *rank = (int64_t)v->shape->n_dim;
   return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sizes of shape vectors                                                    */
+
+/* Element i of a constant value of integers: 0, or -1. */
+static int value_int(const struct trw__value *v, size_t i, int64_t *out)
+{
+  const Onnx__AttributeProto *a;
+
+  if (v->tensor != NULL)
+    return tensor_int(v->tensor, i, out);
+  if (v->constant == NULL)
+    return -1;
+  if ((a = trw__node_attr(v->constant, "value_int")) != NULL && a->has_i &&
+      i == 0) {
+    *out = a->i;
+    return 0;
+  }
+  if ((a = trw__node_attr(v->constant, "value_ints")) != NULL &&
+      i < a->n_ints) {
+    *out = a->ints[i];
+    return 0;
+  }
+  if ((a = trw__node_attr(v->constant, "value")) != NULL && a->t != NULL)
+    return tensor_int(a->t, i, out);
+  return -1;
+}
+
+static const struct trw__value *input(const struct trw__values *v,
+                                      const Onnx__NodeProto *node, size_t i)
+{
+  return i < node->n_input ? trw__values_lookup(v, node->input[i]) : NULL;
+}
+
+static int64_t rank_of(const struct trw__value *in)
+{
+  int64_t r;
+  return in != NULL && trw__value_rank(in, &r) == 0 ? r : -1;
+}
+
+static int64_t count_of(const struct trw__value *in)
+{
+  int64_t n;
+  return in != NULL && trw__value_elements(in, &n) == 0 ? n : -1;
+}
+
+/* An integer attribute, or dflt. */
+static int64_t int_attr(const Onnx__NodeProto *node, const char *name,
+                        int64_t dflt)
+{
+  const Onnx__AttributeProto *a = trw__node_attr(node, name);
+  return a != NULL && a->has_i ? a->i : dflt;
+}
+
+/* Python-style [start:end] of a length n, as ONNX's Shape and Slice
+ * clamp them (step 1). */
+static int64_t clamped_length(int64_t n, int64_t start, int64_t end)
+{
+  if (start < 0)
+    start += n;
+  if (end < 0)
+    end += n;
+  start = start < 0 ? 0 : start > n ? n : start;
+  end = end < 0 ? 0 : end > n ? n : end;
+  return end > start ? end - start : 0;
+}
+
+/* Works out the rank and element count of a node's first output where
+ * the file does not declare them, for the operators that build and
+ * carry shape vectors: enough to know a computed Reshape shape's length
+ * (TorchScript's exports declare no value_info).  Leaves out alone when
+ * it cannot tell. */
+static void infer_size(const struct trw__values *v,
+                       const Onnx__NodeProto *node, struct trw__value *out)
+{
+  static const char *const same[] = {
+      "Abs",  "Cast",  "Ceil",       "Floor", "Identity", "Neg",
+      "Not",  "Relu",  "Reciprocal", "Round", "Sign",     "Sqrt"};
+  static const char *const elementwise[] = {
+      "Add",  "And",  "Div",         "Equal", "Greater", "GreaterOrEqual",
+      "Less", "LessOrEqual", "Max",  "Min",   "Mod",     "Mul",
+      "Or",   "Pow",  "Sub",         "Where", "Xor"};
+  const struct trw__value *x = input(v, node, 0);
+
+  if (!trw__onnx_domain_standard(node->domain) || node->op_type == NULL)
+    return;
+  if (is_op(node, "Shape")) {
+    int64_t r = rank_of(x);
+    out->rank = 1;
+    if (r >= 0)
+      out->count = clamped_length(r, int_attr(node, "start", 0),
+                                  int_attr(node, "end", r));
+    return;
+  }
+  if (is_op(node, "Size")) {
+    out->rank = 0;
+    out->count = 1;
+    return;
+  }
+  for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+    if (is_op(node, same[i])) {
+      out->rank = rank_of(x);
+      out->count = count_of(x);
+      return;
+    }
+  for (size_t i = 0; i < sizeof(elementwise) / sizeof(elementwise[0]); i++)
+    if (is_op(node, elementwise[i])) {
+      /* Shape arithmetic: vectors of one length, and scalars. */
+      int64_t rank = -1, count = 1;
+      for (size_t k = 0; k < node->n_input; k++) {
+        const struct trw__value *in = input(v, node, k);
+        int64_t r = rank_of(in), n = count_of(in);
+        if (r < 0 || n < 0 || r > 1 || (n != 1 && count != 1 && n != count))
+          return;
+        rank = r > rank ? r : rank;
+        count = n > count ? n : count;
+      }
+      out->rank = rank;
+      out->count = count;
+      return;
+    }
+  if (is_op(node, "Concat")) {
+    int64_t sum = 0;
+    for (size_t k = 0; k < node->n_input; k++) {
+      int64_t n = count_of(input(v, node, k));
+      if (n < 0)
+        return;
+      sum += n;
+    }
+    out->rank = rank_of(x);
+    out->count = sum;
+    return;
+  }
+  if (is_op(node, "Unsqueeze") || is_op(node, "Squeeze")) {
+    const Onnx__AttributeProto *a = trw__node_attr(node, "axes");
+    int64_t r = rank_of(x), axes = -1;
+    out->count = count_of(x);
+    if (a != NULL)
+      axes = (int64_t)a->n_ints;
+    else if (node->n_input > 1)
+      axes = count_of(input(v, node, 1));
+    if (r >= 0 && axes >= 0)
+      out->rank = is_op(node, "Unsqueeze") ? r + axes : r - axes;
+    return;
+  }
+  if (is_op(node, "Gather")) {
+    /* One or more elements picked from a vector. */
+    const struct trw__value *idx = input(v, node, 1);
+    if (rank_of(x) == 1 && rank_of(idx) >= 0) {
+      out->rank = rank_of(idx);
+      out->count = count_of(idx);
+    }
+    return;
+  }
+  if (is_op(node, "Slice") && rank_of(x) == 1 && count_of(x) >= 0) {
+    /* A vector's [start:end] with constant bounds and step 1. */
+    const struct trw__value *st = input(v, node, 1), *en = input(v, node, 2);
+    const struct trw__value *sp = input(v, node, 4);
+    int64_t start, end, step = 1;
+    if (node->n_input < 3) { /* Slice-1: attributes */
+      const Onnx__AttributeProto *as = trw__node_attr(node, "starts");
+      const Onnx__AttributeProto *ae = trw__node_attr(node, "ends");
+      if (as == NULL || ae == NULL || as->n_ints != 1 || ae->n_ints != 1)
+        return;
+      start = as->ints[0];
+      end = ae->ints[0];
+    } else if (st == NULL || en == NULL || count_of(st) != 1 ||
+               count_of(en) != 1 || value_int(st, 0, &start) != 0 ||
+               value_int(en, 0, &end) != 0) {
+      return;
+    }
+    if (sp != NULL && value_int(sp, 0, &step) != 0)
+      return;
+    if (step != 1)
+      return;
+    out->rank = 1;
+    out->count = clamped_length(count_of(x), start, end);
+    return;
+  }
+  if (is_op(node, "Reshape")) {
+    out->rank = count_of(input(v, node, 1));
+    out->count = count_of(x);
+    return;
+  }
+  if (is_op(node, "Transpose")) {
+    out->rank = rank_of(x);
+    out->count = count_of(x);
+  }
 }

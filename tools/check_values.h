@@ -25,6 +25,8 @@ struct trw__value {
   int folded;                    /* known before run time (see below) */
   int fixed;                     /* its shape follows from the graph
                                     inputs' static shapes (see below) */
+  int64_t rank, count;           /* worked out from the nodes when the
+                                    file does not say: -1 unknown */
 };
 
 /* An open-addressing hash table of values by name.  Zero-initialise it;
@@ -78,11 +80,14 @@ int trw__value_is_constant(const struct trw__value *v);
 int trw__value_const_max(const struct trw__value *v, int64_t *max);
 
 /* A value's element count: a constant's, or a computed value's whose
- * declared shape is static.  0, or -1 when not known. */
+ * declared shape is static, or one worked out from the operators that
+ * build shape vectors (Shape, Gather, Unsqueeze, Concat, Slice, Cast,
+ * elementwise arithmetic: a Reshape's shape of 6 parts has 6 elements
+ * though the file declares nothing).  0, or -1 when not known. */
 int trw__value_elements(const struct trw__value *v, int64_t *n);
 
-/* A value's rank: a constant's, or a computed value's declared one.
- * 0, or -1 when not known. */
+/* A value's rank: a constant's, a computed value's declared one, or one
+ * worked out as for the element count.  0, or -1 when not known. */
 int trw__value_rank(const struct trw__value *v, int64_t *rank);
 
 /* The attribute of node called name, or NULL. */
