@@ -128,8 +128,8 @@ def reshape(shape, as_constant_node=False):
 
 
 def reshape_computed(declared):
-    """Reshape to Shape(z): the shape is computed; its length (5) is known
-    only from value_info."""
+    """Reshape to Shape(z): the shape is computed; its length (5) is
+    declared in value_info, or follows from z's declared rank."""
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 6, 80])
     z = h.make_tensor_value_info("z", T.FLOAT, [1, 6, 8, 2, 5])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 6, 8, 2, 5])
@@ -237,6 +237,24 @@ def class_token(from_data):
         h.make_node("Expand", ["cls", "size"], ["tok"], name="expand"),
         h.make_node("Concat", ["tok", "x"], ["y"], name="cat", axis=1)]
     return model(nodes, [x], [y], inits)
+
+
+def reshape_concat_6d():
+    """Reshape to (N, 6, 2, 4, 2, 5) as TorchScript's exporter writes a
+    view of sizes: N = Shape(Relu(x))[0] Unsqueezed, Concatenated with
+    constants.  The file declares no value_info: the shape's length (6)
+    follows from the Concat's parts (swin's window partition)."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 6, 8, 10])
+    y = h.make_tensor_value_info("y", T.FLOAT, None)
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([6, 2, 4, 2, 5], np.int64), "rest")]
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Shape", ["r"], ["s"], name="shape"),
+             h.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+             h.make_node("Unsqueeze", ["n"], ["n1"], name="unsq", axes=[0]),
+             h.make_node("Concat", ["n1", "rest"], ["target"], name="target", axis=0),
+             h.make_node("Reshape", ["r", "target"], ["y"], name="r6")]
+    return model(nodes, [x], [y], inits, opset=11)
 
 
 def dropout_training(mode):
@@ -497,6 +515,7 @@ def main():
     save(reshape([1, 6, 4, 2, 2, 5], as_constant_node=True), p("reshape_6d_constant.onnx"))
     save(reshape_computed(True), p("reshape_5d_computed.onnx"))
     save(reshape_computed(False), p("reshape_5d_computed_undeclared.onnx"))
+    save(reshape_concat_6d(), p("reshape_6d_concat.onnx"))
     save(resize_antialias(), p("resize_antialias.onnx"))
     save(loop_concat("empty"), p("loop_empty_initial.onnx"))
     save(loop_concat("row"), p("loop_initial.onnx"))

@@ -344,8 +344,11 @@ check_model "check ncnn: Reshape to 6 dims, a Constant node" ncnn reshape_6d_con
   "has 6 elements, more than 4"
 check_model "check ncnn: Reshape to a computed shape of 5 (value_info)" ncnn \
   reshape_5d_computed.onnx 1 "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
-check_model "check ncnn: Reshape to a computed shape of unknown length" ncnn \
-  reshape_5d_computed_undeclared.onnx 0
+check_model "check ncnn: Reshape to Shape(z), z of declared rank 5" ncnn \
+  reshape_5d_computed_undeclared.onnx 1 "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
+check_model "check ncnn: Reshape to a Concat of 6 parts (no value_info)" ncnn \
+  reshape_6d_concat.onnx 1 "^r6: Reshape: input 1 'target' \(shape\) has 6 elements, more than 4"
+check_model "check openvino: Reshape to a Concat of 6 parts" openvino reshape_6d_concat.onnx 0
 for b in tensorrt onnxruntime openvino; do
   check_model "check $b: Reshape to 5 dims is fine" "$b" reshape_5d.onnx 0
 done
