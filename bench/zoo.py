@@ -6,6 +6,9 @@ once under it, side by side:
         [--backends tensorrt,ncnn] [--families detection] [--models resnet18]
         [--timeout 600] [--results bench/zoo.jsonl] [--force]
     /usr/bin/python3 bench/zoo.py --table [--results bench/zoo.jsonl]
+    /usr/bin/python3 bench/zoo.py ... --keep --workdir DIR   (keep the files)
+    /usr/bin/python3 bench/zoo.py ... --recheck --workdir DIR
+        (torchrw check again on kept files, after a table changed)
 
 Per model, backend, torch, exporter and mode (plain / torchrw) one row of
 the results file (JSON Lines; rows already there are skipped unless
@@ -369,6 +372,29 @@ class Zoo:
         if not self.args.keep:
             shutil.rmtree(mdir, ignore_errors=True)
 
+    def recheck(self, torch, exporter, model, backends):
+        """Runs torchrw check again on the files a --keep run left, and
+        records the rows with the new verdict (the tables changed; the
+        files and the engine did not)."""
+        mdir = self.model_dir(torch, exporter, model)
+        for b in backends:
+            for mode in ("plain", "torchrw"):
+                row = self.results.get(model=model, backend=b, torch=torch, exporter=exporter,
+                                       mode=mode)
+                if row is None or not row.get("exported"):
+                    continue
+                sub = f"plain-opset{row['opset']}" if mode == "plain" else f"torchrw-{b}"
+                path = mdir / sub / "model.onnx"
+                if not path.exists():
+                    self.log(f"{torch} {exporter} {model} {b} {mode}: no kept file {path}")
+                    continue
+                chk = check(self.build, path, b)
+                old = (row.get("check") or {}).get("violations")
+                self.results.add({**row, "check": chk,
+                                  "checked": datetime.date.today().isoformat()})
+                self.log(f"{torch} {exporter} {model} {b} {mode}: check {old} -> "
+                         f"{chk.get('violations', chk.get('error'))}")
+
     def judge(self, model, backend, torch, exporter, mode, d, res, plain):
         """Checks and runs one export's file; records and returns its row."""
         opset, engine = PROFILES[backend]
@@ -623,6 +649,9 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true",
                     help="keep the exported files under --workdir (plain-opsetN/, torchrw-B/) "
                          "to study them; by default they are removed once judged")
+    ap.add_argument("--recheck", action="store_true",
+                    help="only run torchrw check again on the files an earlier --keep run "
+                         "left under --workdir, and record the new verdicts")
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                       "torchrw-zoo"))
@@ -647,7 +676,10 @@ def main(argv=None):
     for torch in torches:
         for exporter in [e for e in exporters if e in EXPORTERS[torch]]:
             for model in models:
-                zoo.run_model(torch, exporter, model, backends)
+                if args.recheck:
+                    zoo.recheck(torch, exporter, model, backends)
+                else:
+                    zoo.run_model(torch, exporter, model, backends)
     return 0
 
 
