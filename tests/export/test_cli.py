@@ -153,9 +153,13 @@ def test_run_passes_signals_on_and_exits_with_128_plus_the_signal(tmp_path, sig)
     env.pop("LD_PRELOAD", None)
     # A process group of its own: a signal from the terminal is not what
     # this tests, a signal sent to torchrw alone (kill PID) is.
+    # A shell without job control starts background commands with SIGINT
+    # ignored, and an ignored signal stays ignored across exec: torchrw's
+    # command would never see it.  The default, as a terminal gives it.
     p = subprocess.Popen([str(TORCHRW), "run", "--backend", "tensorrt", "--", PYTHON, "wait.py"],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         assert p.stdout.readline().strip() == "READY"
         p.send_signal(sig)
