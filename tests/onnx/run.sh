@@ -396,7 +396,7 @@ check_model "check ncnn: Tile of a folded repeats is still Tile" ncnn tile_repea
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
 check_model "check openvino: Resize cubic" openvino resize_cubic.onnx 0
 # ONNX's node tests (data/backends/README.md, the figures of the node tests).
-# pnnx folds a shape computed from static shapes: no constant rule on Reshape.
+# pnnx folds a shape computed from static shapes: it meets Reshape's constant rule (graph.folding).
 check_model "check ncnn: GroupNorm's Shape -> Reshape" ncnn shape_reshape.onnx 0
 check_model "check ncnn: ReduceMean, axes attribute" ncnn reduce_mean_opset17.onnx 0
 check_model "check ncnn: ReduceMean, axes input" ncnn reduce_mean_opset18.onnx 1 \
