@@ -262,6 +262,26 @@ class Graph:
         raise NotImplementedError("torchrw: g.at() has no equivalent on torch.export")
 
 
+def _owned(g, result):
+    """result with every output this translation did not make (an input
+    handed back, as by a symbolic that finds the call to be the identity)
+    passed through an Identity.  The exporter names a translation's outputs
+    after the FX node and renames their producers, which for a graph input
+    or an initializer would rename the model's own value (onnx_ir refuses
+    an initializer's: "Key 'p_w' does not match the name of the value");
+    the exporter's translations of aliases write an Identity too."""
+    made = {id(o) for n in g._tracer.nodes for o in n.outputs}
+
+    def own(v):
+        if isinstance(v, ir.Value) and id(v) not in made:
+            return g.op("Identity", Value(v)).ir_value
+        return v
+
+    if isinstance(result, (list, tuple)):
+        return type(result)(own(v) for v in result)
+    return own(result)
+
+
 _registries = {}
 
 
@@ -298,8 +318,9 @@ def translator(overload, symbolic, opset):
     def translate(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        result = symbolic(Graph(opset), *_wrap(list(bound.arguments.values())))
-        return _unwrap(result)
+        g = Graph(opset)
+        result = symbolic(g, *_wrap(list(bound.arguments.values())))
+        return _owned(g, _unwrap(result))
 
     translate.__signature__ = signature
     translate.__name__ = f"torchrw_{overload.name().replace('::', '_').replace('.', '_')}"
@@ -390,8 +411,9 @@ def function_translator(op, symbolic, opset):
 
     def translate(inputs, call):
         _, template = _calls[call]
-        result = symbolic(Graph(opset), *_fill(template, [Value(v) for v in inputs]))
-        result = _unwrap(result)
+        g = Graph(opset)
+        result = symbolic(g, *_fill(template, [Value(v) for v in inputs]))
+        result = _owned(g, _unwrap(result))
         return list(result) if isinstance(result, (tuple, list)) else [result]
 
     translate.__signature__ = inspect.Signature([

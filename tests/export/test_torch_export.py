@@ -320,3 +320,28 @@ print("RESTORED", ops.decode.__module__)
     (tmp_path / "c").mkdir()
     c_only = run_script(tmp_path / "c", code, backend="tensorrt", PYTHONPATH=HERE).check()
     assert "STRICT [0.0, 2.0, 4.0, 0.0, 2.0, 4.0] True" in c_only.stdout
+
+
+def test_a_symbolic_that_hands_back_its_input_leaves_the_model_s_values_alone(tmp_path):
+    # squeeze(1) of a dim of 3 is the identity: the built-in squeeze
+    # symbolic returns its input.  The exporter names a translation's output
+    # after the FX node, which renamed the graph input x ("squeeze_orig")
+    # and made onnx_ir refuse the Parameter's initializer ("Key 'p_w' does
+    # not match the name of the value"); an Identity now stands between.
+    code = """
+import numpy as np, torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(2, 3, generator=torch.Generator().manual_seed(0)))
+    def forward(self, x):
+        return x.squeeze(1), self.w.squeeze(1) * x
+x = torch.randn(2, 3, generator=torch.Generator().manual_seed(1))
+torch.onnx.export(M(), (x,), "model.onnx", dynamo=True)
+a, b = M()(x)
+np.savez("io.npz", x=x.numpy(), a=a.detach().numpy(), b=b.detach().numpy())
+"""
+    run = run_script(tmp_path, code, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert "fired builtin:squeeze@default" in run.stderr, run.stderr
+    assert [i.name for i in run.model().graph.input] == ["x"]
+    _numerics(run, names=("x",))
