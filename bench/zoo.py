@@ -20,6 +20,18 @@ value, pass/fail).  Where plain torch's file already gives other outputs
 than PyTorch (tied scores, NMS order), the torchrw row is judged by
 whether its outputs match plain torch's engine outputs (`vs: plain`).
 
+A model whose seeded outputs do not depend on its input proves nothing
+against an engine (vit_b_16's zero-initialised head gives 0 for every
+input; untrained BatchNorms, the identity in eval mode, let the signal of
+the mobilenets and others vanish).  Where the zoo's comparison passes a
+second seeded input's outputs against the zoo input's, the model is
+re-initialised, seeded: every all-zero Linear/Conv weight gets a normal of
+std 1/sqrt(fan_in), and if that is not enough every BatchNorm's running
+statistics become those of a seeded batch (bench/zoo_models.py's
+prepare; the row's `reinit` says what was done).  A model whose outputs
+still do not depend on its input gets `"degenerate": true` in its rows,
+and the table marks it and does not count its numerics as ok.
+
 Every export and every engine run is a process of its own with a
 timeout in CPU seconds (a loaded machine stretches wall time, not the
 work; wall time is bounded too, against a hang).  A backend's profile is its name, the opset its users pick and
@@ -164,7 +176,8 @@ def export(python, model, exporter, opset, outdir, timeout, build, backend=None)
         return {"ok": False, "error": why, "seconds": seconds}
     out = {"ok": "error" not in res and (outdir / "model.onnx").exists(),
            "error": res.get("error"), "outputs": res.get("outputs"),
-           "seconds": seconds, "torch_version": res.get("torch")}
+           "seconds": seconds, "torch_version": res.get("torch"),
+           "degenerate": res.get("degenerate"), "reinit": res.get("reinit")}
     if res.get("unavailable"):
         out["unavailable"] = True
     if out["ok"]:
@@ -436,6 +449,10 @@ class Zoo:
             row["unavailable"] = True
         if res.get("opset_file") is not None:
             row["opset_file"] = res["opset_file"]
+        if res.get("degenerate") is not None:
+            row["degenerate"] = res["degenerate"]
+        if res.get("reinit"):
+            row["reinit"] = res["reinit"]
         if chk is not None:
             row["check"] = chk
         if num is not None:
@@ -450,6 +467,8 @@ class Zoo:
             extra += f", check {chk.get('violations', chk.get('error'))}"
         if num is not None:
             extra += f", numerics {'ok' if num.get('ok') else 'FAIL'}"
+        if row.get("degenerate"):
+            extra += ", DEGENERATE: PyTorch's outputs do not depend on the input"
         self.log(f"  {mode:7} {backend:11} {verdict[:160]}{extra}")
         return row
 
@@ -468,14 +487,15 @@ def selected(arg, allowed, what):
 
 def verdicts(row):
     """(exported, check-clean, numerics-ok) of a row; None when the step
-    did not run."""
+    did not run, or for the numerics of a degenerate row (PyTorch's
+    outputs do not depend on the input, so matching them proves nothing)."""
     if row.get("unavailable"):
         return None, None, None
     exp = row["exported"]
     chk = row.get("check")
     clean = None if not exp or chk is None or "error" in chk else chk["violations"] == 0
     num = row.get("numerics")
-    ok = None if not exp or num is None else bool(num.get("ok"))
+    ok = None if not exp or num is None or row.get("degenerate") else bool(num.get("ok"))
     return exp, clean, ok
 
 
@@ -548,7 +568,9 @@ def table(results, out=None):
                     key=lambda g: (g[0], ["torchscript", "torch.export"].index(g[1]),
                                    list(PROFILES).index(g[2])))
     print("Opset: asked for.  torch.export's exporter builds at 18 and converts down; "
-          "where that fails the file keeps 18, and its cell says \"opset 18\".\n", file=out)
+          "where that fails the file keeps 18, and its cell says \"opset 18\".  "
+          "**(degenerate)**: PyTorch's outputs do not depend on the input (zoo_models.prepare), "
+          "so their numerics are not counted as ok.\n", file=out)
     print("| torch | exporter | backend (opset, engine) | models | exported torchrw / plain "
           "| check-clean torchrw / plain | numerics-ok torchrw / plain | worse under torchrw |",
           file=out)
@@ -581,6 +603,8 @@ def table(results, out=None):
             any_row = next(iter(pair.values()))
             w = worse(pair.get("torchrw"), pair.get("plain"))
             mark = " **(worse)**" if w else ""
+            if any(r.get("degenerate") for r in pair.values()):
+                mark += " **(degenerate)**"
             print(f"| {model}{mark} | {any_row['input']} | {cell(pair.get('torchrw'))} | "
                   f"{cell(pair.get('plain'))} |", file=out)
 

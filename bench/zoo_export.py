@@ -3,12 +3,15 @@ without torchrw preloaded):
 
     PY bench/zoo_export.py MODEL EXPORTER OPSET OUTDIR
 
-builds MODEL (bench/zoo_models.py), runs it in PyTorch, then exports it
+builds MODEL (bench/zoo_models.py) and prepares it (re-initialised where
+its outputs do not depend on its input), runs it in PyTorch, then exports it
 with torch.onnx.export (EXPORTER: torchscript, or torch.export on torch
 2.9+) at OPSET to OUTDIR/model.onnx.  OUTDIR/io.npz gets the inputs
 (in_<name>) and PyTorch's outputs, flattened as the exporters flatten
 them (out_<i>); the last line on stdout is a JSON object: output names,
-and the export's error (its first line) if it failed.
+whether PyTorch's outputs depend on the input and what was re-initialised
+to make them (zoo_models.prepare: "degenerate", "reinit"), and the
+export's error (its first line) if it failed.
 """
 import inspect
 import json
@@ -18,17 +21,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zoo_models import build  # noqa: E402
-
-
-def flatten(out, prefix=""):
-    """(name, tensor) pairs in the order torch.onnx lays out outputs: lists
-    and tuples in order, dicts by insertion order."""
-    if isinstance(out, dict):
-        return [p for k, v in out.items() for p in flatten(v, f"{prefix}{k}.")]
-    if isinstance(out, (list, tuple)):
-        return [p for i, v in enumerate(out) for p in flatten(v, f"{prefix}{i}.")]
-    return [(prefix.rstrip("."), out)]
+from zoo_models import MODELS, build, flatten, prepare  # noqa: E402
 
 
 def first_line(exc):
@@ -52,6 +45,8 @@ def main():
         result["unavailable"] = True
         print(json.dumps(result))
         return 0
+    family, _, _, (kind, shape) = MODELS[name]
+    result.update(prepare(model, args, family, kind, shape))
     with torch.no_grad():
         ref = flatten(model(*args))
     result["outputs"] = [n for n, _ in ref]

@@ -4,6 +4,10 @@ and compared at.  Pure data plus the builder, so the driver can list them
 without importing torch; the export child (bench/zoo_export.py) builds
 them under the torch being measured.
 
+Where a model's seeded outputs do not depend on its input, prepare()
+re-initialises it (zero weights redrawn, then BatchNorm statistics from a
+seeded batch) and says so.
+
 An input is ("image", shape): one tensor; ("images", shape): a list of
 one image, as torchvision's detection models take; ("pair", shape): two
 tensors (RAFT's two frames).
@@ -102,8 +106,9 @@ def describe_input(name):
 
 
 def build(name):
-    """(model, args, input names) for torch.onnx.export, seeded.  Raises
-    AttributeError when this torchvision has no such model."""
+    """(model, args, input names) for torch.onnx.export, seeded, before
+    prepare().  Raises AttributeError when this torchvision has no such
+    model."""
     import torch
     import torchvision
 
@@ -130,6 +135,125 @@ def build(name):
         return model, ([x],), {"image": x}
     a, b = torch.rand(*shape), torch.rand(*shape)
     return model, (a, b), {"image1": a, "image2": b}
+
+
+# With weights=None some models' outputs do not depend on their input, and
+# an engine that computes anything near zero or near a constant matches
+# them: vit_b_16's head is zero-initialised (its output is 0); in eval mode
+# an untrained BatchNorm (running mean 0, variance 1) is the identity, so
+# with torchvision's small initial weights the signal of the mobilenets,
+# efficientnets, mnasnet, shufflenet, googlenet, s3d and the R-CNNs'
+# backbones vanishes on the way (the output is the head's bias, below
+# 1e-5, or no box at all).  prepare() re-initialises such a model, and only
+# such a model, in two seeded steps, each only when the outputs still do
+# not depend on the input.
+SECOND_INPUT_SEED = 2
+REDRAW_SEED = 3
+CALIBRATION_SEED = 4
+# A batch of 2 left efficientnet_v2_s's deep stages with statistics of 8
+# values a channel, which amplified rounding: its float32 output differed
+# from float64's by 41% of its largest value (1e-5 at 8).
+CALIBRATION_BATCH = 8
+
+
+def prepare(model, args, family, kind, shape):
+    """Makes the model's outputs depend on its input where they do not:
+    outputs "do not depend" when the zoo's own comparison (zoo.compare)
+    passes the outputs of a second seeded input against those of the
+    zoo's input.  Then (1) every Linear or Conv whose weight is entirely
+    zero gets a seeded normal of std 1/sqrt(fan_in), its bias kept; if
+    that is not enough, (2) every BatchNorm's running statistics become
+    those of one seeded batch of CALIBRATION_BATCH random inputs (as a
+    trained network's describe its activations).  Returns {"degenerate":
+    whether the outputs still do not depend on the input, "reinit": what
+    was done (a list, empty for a model left as built)}."""
+    import torch
+
+    second = _seeded_input(kind, shape, 1, SECOND_INPUT_SEED)
+    reinit = []
+    if not _indistinct(model, args, second, family):
+        return {"degenerate": False, "reinit": reinit}
+    redrawn = _redraw_zero_weights(model)
+    if redrawn:
+        reinit.append("zero weights redrawn: " + ", ".join(redrawn))
+        if not _indistinct(model, args, second, family):
+            return {"degenerate": False, "reinit": reinit}
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        batch = _seeded_input(kind, shape, CALIBRATION_BATCH, CALIBRATION_SEED)
+        _calibrate(model, norms, batch)
+        n = len(norms)
+        reinit.append(f"BatchNorm statistics of a seeded batch: {n} layer{'s' * (n != 1)}")
+    return {"degenerate": _indistinct(model, args, second, family), "reinit": reinit}
+
+
+def _seeded_input(kind, shape, batch, seed):
+    """Arguments of the model's input kind with batch images (a batch of
+    that size; for "images", a list of that many), drawn from seed."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    if kind == "images":
+        return ([torch.rand(*shape, generator=g) for _ in range(batch)],)
+    n = 2 if kind == "pair" else 1
+    return tuple(torch.rand(batch, *shape[1:], generator=g) for _ in range(n))
+
+
+def _indistinct(model, args, other, family):
+    """Whether the zoo's comparison passes the model's outputs on other
+    against its outputs on args."""
+    import torch
+    from zoo import compare
+
+    with torch.no_grad():
+        a, b = flatten(model(*args)), flatten(model(*other))
+    names = [n for n, _ in a]
+    return compare(names, [t.numpy() for _, t in a], [t.numpy() for _, t in b], family)["ok"]
+
+
+def _redraw_zero_weights(model):
+    """Gives every Linear and Conv whose weight is entirely zero a seeded
+    normal of std 1/sqrt(fan_in); returns their names."""
+    import torch
+
+    g = torch.Generator().manual_seed(REDRAW_SEED)
+    names = []
+    with torch.no_grad():
+        for n, m in model.named_modules():
+            if (isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))
+                    and not bool(m.weight.any())):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / fan_in ** 0.5)
+                names.append(n)
+    return names
+
+
+def _calibrate(model, norms, batch):
+    """Sets the running statistics of norms to those of one forward pass on
+    batch: only the BatchNorms run in training mode, with a cumulative
+    average (momentum None), which after one batch is that batch's."""
+    import torch
+
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    with torch.no_grad():
+        model(*batch)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        m.eval()
+
+
+def flatten(out, prefix=""):
+    """(name, tensor) pairs in the order torch.onnx lays out outputs: lists
+    and tuples in order, dicts by insertion order."""
+    if isinstance(out, dict):
+        return [p for k, v in out.items() for p in flatten(v, f"{prefix}{k}.")]
+    if isinstance(out, (list, tuple)):
+        return [p for i, v in enumerate(out) for p in flatten(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), out)]
 
 
 def _last_flow_class():

@@ -103,3 +103,62 @@ def test_torchrw_is_judged_by_plain_torch_where_plain_already_differs():
     good = {**plain, "numerics": {"ok": True, "vs": "pytorch"}}
     assert zoo.worse({**rw, "numerics": {"ok": False, "why": "max error 1"}},
                      good) == "numerics: max error 1"
+
+
+def test_a_model_whose_outputs_do_not_depend_on_its_input_is_reinitialised():
+    import torch
+    import zoo_models
+
+    def tiny(zero_head):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                    torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                    torch.nn.Flatten(), torch.nn.Linear(4, 5)).eval()
+        if zero_head:  # as vit_b_16's head
+            torch.nn.init.zeros_(model[5].weight)
+            torch.nn.init.zeros_(model[5].bias)
+        return model
+
+    shape = (1, 3, 8, 8)
+    x = (torch.rand(*shape),)
+    fine = tiny(False)
+    before = [p.clone() for p in fine.state_dict().values()]
+    assert zoo_models.prepare(fine, x, "classification", "image", shape) == {
+        "degenerate": False, "reinit": []}
+    assert all(torch.equal(a, b) for a, b in zip(before, fine.state_dict().values()))
+
+    zero = tiny(True)
+    prep = zoo_models.prepare(zero, x, "classification", "image", shape)
+    assert prep == {"degenerate": False, "reinit": ["zero weights redrawn: 5"]}
+    assert zero[5].weight.abs().min() > 0 and not zero[5].bias.any()
+    assert zero[1].running_var.eq(1).all()  # the first step was enough
+
+    class Constant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.norm(x).sum() * 0
+
+    const = Constant().eval()
+    prep = zoo_models.prepare(const, x, "classification", "image", shape)
+    assert prep == {"degenerate": True,
+                    "reinit": ["BatchNorm statistics of a seeded batch: 1 layer"]}
+    assert not const.norm.training and const.norm.momentum == 0.1
+
+
+def test_degenerate_rows_are_marked_and_their_numerics_not_counted(tmp_path, capsys):
+    base = {"model": "vit_b_16", "family": "classification", "input": "1x3x64x64",
+            "backend": "ncnn", "opset": 11, "torch": "2.14", "exporter": "torchscript",
+            "exported": True, "check": {"violations": 0, "rules": []},
+            "numerics": {"ok": True, "vs": "pytorch", "engine": "ncnn", "max_rel": 0.0},
+            "degenerate": True, "date": "2026-01-01"}
+    results = tmp_path / "zoo.jsonl"
+    results.write_text("".join(json.dumps({**base, "mode": m}) + "\n"
+                               for m in ("plain", "torchrw")))
+    assert zoo.verdicts({**base, "mode": "plain"}) == (True, True, None)
+    zoo.main(["--table", "--results", str(results)])
+    table = capsys.readouterr().out
+    assert "| 2.14 | torchscript | ncnn (11, ncnn) | 1 | 1 / 1 | 1 / 1 | 0 / 0 | 0 |" in table
+    assert "| vit_b_16 **(degenerate)** |" in table
