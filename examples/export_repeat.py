@@ -2,8 +2,7 @@
 
 The model tiles a 1-D tensor with x.repeat(n); under TORCHRW_BACKEND=tensorrt
 torchrw exports it as Unsqueeze -> Tile -> Squeeze, as mmdeploy's tensorrt
-rewriter does.  TensorRT's ONNX parser takes both graphs (README: "Capability
-tables and the engines").
+rewriter does.  TensorRT's ONNX parser takes both graphs (docs/backends.md).
 
 usage: PYTHON export_repeat.py OUT.onnx   (an interpreter that has torch)
 """

@@ -60,7 +60,7 @@ def torchscript_only(reason):
     return pytest.mark.skipif(EXPORTER != "torchscript", reason=reason)
 
 
-# The two reasons most such tests have (README: "What works where").
+# The two reasons most such tests have (docs/torch-export.md: "What works where").
 DYNAMIC_SIZES = (
     "the graph under dynamic_axes: the TorchScript tracer records the example's "
     "sizes, torch.export keeps a dimension declared dynamic symbolic, and a "

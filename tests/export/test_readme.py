@@ -1,5 +1,6 @@
-"""Every ```python, ```c and ```sh block of README.md runs as written
-(issue 10).  They run in document order, in a directory that looks like a
+"""Every ```python, ```c and ```sh block of README.md and of docs/*.md runs
+as written (issues 10 and 24).  They run in document order (README.md,
+then the docs by name), in a directory that looks like a
 checkout (links to the repository's files, build/ to the build under
 test, .venv/bin/python to the interpreter under test), so that a block may
 use a file an earlier block wrote:
@@ -24,7 +25,10 @@ from pathlib import Path
 
 from conftest import BUILD, PYTHON, ROOT
 
-README = ROOT / "README.md"
+
+def documents():
+    """README.md, then docs/*.md by name."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 FENCE = re.compile(r"^```(\w*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->\s*$")
 LANGS = ("python", "c", "sh")
@@ -65,11 +69,11 @@ def checkout(tmp_path):
     return work
 
 
-def run_block(work, line, lang, code):
+def run_block(work, tag, lang, code):
     """Runs one block; a CompletedProcess."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TORCHRW_") and k not in ("LD_PRELOAD", "PYTHONPATH")}
-    script = work / f"readme_{line}.{ {'python': 'py', 'c': 'c', 'sh': 'sh'}[lang] }"
+    script = work / f"readme_{tag}.{ {'python': 'py', 'c': 'c', 'sh': 'sh'}[lang] }"
     script.write_text(code)
     if lang == "python":
         env["PYTHONPATH"] = str(work / "build" / "python")
@@ -77,7 +81,7 @@ def run_block(work, line, lang, code):
     elif lang == "sh":
         cmd = ["bash", "-e", str(script)]
     else:
-        plugin = work / f"readme_{line}.so"
+        plugin = work / f"readme_{tag}.so"
         cc = os.environ.get("CC", "cc")
         built = subprocess.run([cc, "-shared", "-fPIC", "-Wall", "-Werror",
                                 f"-I{ROOT / 'include'}", "-o", str(plugin), str(script)],
@@ -87,33 +91,35 @@ def run_block(work, line, lang, code):
         env.update(TORCHRW_PLUGINS=str(plugin), TORCHRW_BACKEND="tensorrt",
                    LD_PRELOAD=str(work / "build" / "lib" / "libtorchrw.so"))
         cmd = [str(work / ".venv" / "bin" / "python"), "examples/export_repeat.py",
-               f"readme_{line}.onnx"]
+               f"readme_{tag}.onnx"]
     return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_readme_blocks_run_as_written(tmp_path, capsys):
     work = checkout(tmp_path)
     ran, skipped, failed = 0, [], []
-    for line, lang, code, directive in blocks(README.read_text()):
-        if lang not in LANGS:
-            assert not directive, f"README.md:{line}: readme-test on a ```{lang} block"
-            continue
-        if directive and directive.startswith("skip"):
-            reason = re.fullmatch(r"skip \((.+)\)", directive)
-            assert reason, f"README.md:{line}: a skip says why: skip (reason), not {directive!r}"
-            skipped.append(f"README.md:{line} ({reason.group(1)})")
-            continue
-        if directive:
-            name = re.fullmatch(r"file (\S+)", directive)
-            assert name, f"README.md:{line}: unknown readme-test directive {directive!r}"
-            (work / name.group(1)).write_text(code)
-        proc = run_block(work, line, lang, code)
-        ran += 1
-        if proc.returncode != 0:
-            failed.append(f"README.md:{line} (```{lang}) exited {proc.returncode}:\n"
-                          f"{proc.stdout}{proc.stderr}")
+    for doc in documents():
+        where = doc.relative_to(ROOT)
+        for line, lang, code, directive in blocks(doc.read_text()):
+            if lang not in LANGS:
+                assert not directive, f"{where}:{line}: readme-test on a ```{lang} block"
+                continue
+            if directive and directive.startswith("skip"):
+                reason = re.fullmatch(r"skip \((.+)\)", directive)
+                assert reason, f"{where}:{line}: a skip says why: skip (reason), not {directive!r}"
+                skipped.append(f"{where}:{line} ({reason.group(1)})")
+                continue
+            if directive:
+                name = re.fullmatch(r"file (\S+)", directive)
+                assert name, f"{where}:{line}: unknown readme-test directive {directive!r}"
+                (work / name.group(1)).write_text(code)
+            proc = run_block(work, f"{doc.stem}_{line}", lang, code)
+            ran += 1
+            if proc.returncode != 0:
+                failed.append(f"{where}:{line} (```{lang}) exited {proc.returncode}:\n"
+                              f"{proc.stdout}{proc.stderr}")
     with capsys.disabled():
-        print(f"\nREADME.md: {ran} blocks ran, {len(skipped)} skipped", file=sys.stderr)
+        print(f"\nREADME.md and docs/: {ran} blocks ran, {len(skipped)} skipped", file=sys.stderr)
         for s in skipped:
             print(f"  skipped {s}", file=sys.stderr)
     assert not failed, "\n\n".join(failed)

@@ -3,7 +3,7 @@ from torch 2.9, and torch.export.export itself.  These scripts ask for that
 exporter explicitly, so they run in every leg whose torch has it; the whole
 suite also runs with it as the default (TORCHRW_TEST_EXPORTER=torch.export).
 
-How each kind of rewriter gets there (README, "The torch.export path"):
+How each kind of rewriter gets there (docs/torch-export.md):
 Python function and module rewriters while torch.export captures the model,
 C operator rewriters while ExportedProgram.run_decompositions lowers it,
 symbolic rewriters as entries of the exporter's custom_translation_table."""

@@ -46,7 +46,7 @@ try:
 except Exception as e:  # noqa: BLE001 - any import failure means the same
     raise ImportError(
         "torchrw.mmdeploy: cannot import mmdeploy in %s (%s: %s); install mmdeploy "
-        "and mmengine for this interpreter (README: 'mmdeploy's rewriters')"
+        "and mmengine for this interpreter (docs/mmdeploy.md)"
         % (sys.executable, type(e).__name__, e)) from e
 
 _KNOWN_BACKENDS = {b.strip() for b in torchrw.known_backends.split(",")} | {"default"}
