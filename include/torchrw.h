@@ -153,7 +153,12 @@ typedef struct trw_rewriter_def {
   int api_version;  /* TRW_API_VERSION where it was built */
   trw_kind kind;
   const char *name;    /* "torch.Tensor.repeat", "aten::topk", ... */
-  const char *backend; /* "tensorrt", ..., or NULL / "default" */
+  /* "tensorrt", ..., or NULL / "default"; "tensorrt:<8.6" is for those
+   * versions only (comma-separated items, each a dotted version after an
+   * optional <, <=, >, >= or ==, all of which must hold; a bare version
+   * also matches the versions under it: "10" holds 10.15).  Without a
+   * version the rewriter is for every version of the backend. */
+  const char *backend;
   trw_ir ir;
   trw_checker_fn checkers[5]; /* up to 4, NULL-terminated */
   void *fn; /* the kind's own type: trw_function_fn, trw_module_fn or
@@ -181,7 +186,9 @@ typedef struct trw_rewriter_def {
  *   TRW_ENAME    the name is empty, has spaces, or (for a function
  *                rewriter of an operator) is not "aten::op[.overload]",
  *                "torch.op" or "torch.Tensor.op";
- *   TRW_EBACKEND the backend is not one of trw_known_backends();
+ *   TRW_EBACKEND the backend is not one of trw_known_backends(), or its
+ *                version constraint is malformed or names a backend that
+ *                has no versions ("default:8");
  *   TRW_EPHASE   rewriting is active on some thread (register before the
  *                export starts);
  *   TRW_ENOMEM.
@@ -249,6 +256,10 @@ int TRW__REGISTER_FN(const trw_rewriter_def *def);
 TRW_API const char *trw_env_backend(const trw_env *env);
 TRW_API trw_ir trw_env_ir(const trw_env *env);
 TRW_API int trw_env_opset(const trw_env *env); /* 0 outside ONNX export */
+/* The engine version exported for ("8.5" under TORCHRW_BACKEND=tensorrt:8.5;
+ * the newest torchrw has a table of under a bare name, "10.15"; "" for a
+ * backend without versions).  Static storage. */
+TRW_API const char *trw_env_backend_version(const trw_env *env);
 TRW_API trw_exporter trw_env_exporter(const trw_env *env);
 /* "torchscript" or "torch.export". */
 TRW_API const char *trw_exporter_name(trw_exporter exporter);
@@ -261,6 +272,8 @@ TRW_API const trw_cfg *trw_env_cfg(const trw_env *env);
 
 TRW_API const trw_cfg *trw_ctx_cfg(const trw_ctx *ctx);
 TRW_API const char *trw_ctx_backend(const trw_ctx *ctx); /* active backend */
+/* Its engine version, as trw_env_backend_version. */
+TRW_API const char *trw_ctx_backend_version(const trw_ctx *ctx);
 TRW_API trw_ir trw_ctx_ir(const trw_ctx *ctx);
 TRW_API int trw_ctx_opset(const trw_ctx *ctx);
 TRW_API trw_exporter trw_ctx_exporter(const trw_ctx *ctx);

@@ -7,7 +7,7 @@
  * reduction keeping its dimensions: mean over the normalised axes, x -
  * mean, its square's mean (the biased variance), + eps, sqrt, divide, then
  * the elementwise weight and bias: ReduceMean, Sub, Pow, ReduceMean, Add,
- * Sqrt, Div, Mul, Add.
+ * Sqrt, Div, Mul, Add.  tensorrt before 8.6: the same at every opset.
  *
  * tensorrt and ncnn, group_norm: neither runs a group norm of its own, but
  * both run InstanceNormalization.  The rewrite reshapes (N, C, *) to
@@ -68,6 +68,12 @@ static int layer_norm_decomposed(trw_ctx *ctx, size_t nargs,
 
 TRW_FUNCTION_REWRITER_EX("torch.layer_norm", "default", TRW_IR_ONNX,
                          layer_norm_decomposed, below_opset_17);
+/* TensorRT's parser has LayerNormalization from 8.6 (onnx-tensorrt's
+ * docs/operators.md at 6872a94, data/backends/tensorrt-8.6.json); 8.5's
+ * has none at any opset (tensorrt-8.5.json), so for it the decomposition
+ * holds at opset 17 and above too. */
+TRW_FUNCTION_REWRITER_EX("torch.layer_norm", "tensorrt:<8.6", TRW_IR_ONNX,
+                         layer_norm_decomposed);
 
 /* ------------------------------------------------------------------------ */
 /* group_norm through instance_norm                                          */

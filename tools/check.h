@@ -29,6 +29,8 @@
 #ifndef TRW_CHECK_H
 #define TRW_CHECK_H
 
+#include <stdio.h>
+
 #include <jansson.h>
 
 #include "trwonnx.h"
@@ -42,13 +44,22 @@ typedef int (*trw__violation_fn)(const char *node, const char *what,
                                  void *user);
 
 /*
- * Loads the capability table of backend from the data directory
- * ($TORCHRW_DATA, else share/torchrw beside the executable, else the
- * compile-time default).  Returns the table (the caller decrefs it) or
- * NULL with err saying why: an unknown backend (err lists the known ones),
- * a name that is not a plain word, or a file that is not valid JSON.
+ * Loads the capability table of backend, a spec ("tensorrt", "tensorrt:8.5":
+ * a bare name is the newest table), from the data directory ($TORCHRW_DATA,
+ * else share/torchrw beside the executable, else the compile-time default).
+ * Returns the table (the caller decrefs it) or NULL with err saying why: an
+ * unknown backend (err lists the known ones), a malformed spec or a version
+ * with no table (err lists the known versions), a name that is not a plain
+ * word, a file that is not valid JSON, or a table whose "version" disagrees
+ * with its name.
  */
 json_t *trw__check_load_table(const char *backend, char *err, size_t errlen);
+
+/* Prints every capability table torchrw knows (backends.c's versions):
+ * its spec ("tensorrt:8.5"), title and file, as text or a JSON array.
+ * Returns 0, 1 when a table is missing or disagrees with its name (the
+ * line says why), or -1 when out of memory. */
+int trw__check_list_tables(FILE *out, int as_json);
 
 /*
  * Checks model against table, calling fn for each violation.  Returns the

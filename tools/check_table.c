@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "core.h" /* trw__backend_index: the backends torchrw knows */
+#include "backends.h" /* the backends torchrw knows, and their versions */
 
 #ifndef TORCHRW_DATA_DEFAULT
 #define TORCHRW_DATA_DEFAULT "data"
@@ -108,36 +108,21 @@ static void known(const char *dir, char *buf, size_t buflen)
   }
 }
 
-json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
+/* The file name (without .json) of a backend's table at version: "B-V"
+ * for a backend with several versions, "B" for one with one. */
+static void table_name(const trw__backend *b, const char *version, char *buf, size_t len)
 {
-  char dirbuf[PATH_MAX + 32], path[PATH_MAX + 128], list[512];
-  const char *dir = data_dir(dirbuf, sizeof(dirbuf));
-  json_error_t jerr;
-  json_t *table;
-  struct stat st;
+  if (version && b->versions[0] && b->versions[1])
+    snprintf(buf, len, "%s-%s", b->name, version);
+  else
+    snprintf(buf, len, "%s", b->name);
+}
 
-  if (!plain_word(backend)) {
-    known(dir, list, sizeof(list));
-    snprintf(err, errlen, "unknown backend '%s' (known: %s)",
-             backend != NULL ? backend : "", list);
-    return NULL;
-  }
-  if (snprintf(path, sizeof(path), "%s/backends/%s.json", dir, backend) >=
-          (int)sizeof(path) ||
-      stat(path, &st) != 0) {
-    known(dir, list, sizeof(list));
-    /* A backend torchrw rewrites for but has no table of: say that, not
-     * "unknown", and never pass the file unchecked. */
-    if (trw__backend_index(backend) >= 0)
-      snprintf(err, errlen,
-               "no capability table for backend '%s': torchrw rewrites exports "
-               "for it, but has no table of what it accepts, so nothing was "
-               "checked (tables: %s)", backend, list);
-    else
-      snprintf(err, errlen, "unknown backend '%s' (known: %s)", backend, list);
-    return NULL;
-  }
-  table = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+static json_t *load_file(const char *path, const char *spec, const trw__backend *b,
+                         const char *version, char *err, size_t errlen)
+{
+  json_error_t jerr;
+  json_t *table = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
   if (table == NULL) {
     snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
     return NULL;
@@ -149,5 +134,113 @@ json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
     json_decref(table);
     return NULL;
   }
+  /* A table says which version it describes; one that disagrees with its
+   * name would judge files against another engine than asked for. */
+  const json_t *v = json_object_get(table, "version");
+  if (version != NULL && (!json_is_string(v) || strcmp(json_string_value(v), version) != 0)) {
+    char known[256];
+    snprintf(err, errlen,
+             "%s: its \"version\" is %s%s%s, but backend '%s' asks for %s %s (known "
+             "versions of %s: %s); the table's name and its version field must agree",
+             path, json_is_string(v) ? "'" : "", json_is_string(v) ? json_string_value(v) : "missing",
+             json_is_string(v) ? "'" : "", spec, b->engine, version, b->name,
+             trw__backend_versions_text(b, known, sizeof known));
+    json_decref(table);
+    return NULL;
+  }
   return table;
+}
+
+json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
+{
+  char dirbuf[PATH_MAX + 32], path[PATH_MAX + 128], list[512], name[128];
+  const char *dir = data_dir(dirbuf, sizeof(dirbuf));
+  const trw__backend *b = NULL;
+  const char *version = NULL;
+  struct stat st;
+
+  /* A spec with a version ("tensorrt:8.5") names a known backend's table
+   * at that version; a bare name of a known backend, its newest table. */
+  if (backend != NULL && strchr(backend, ':') != NULL) {
+    if (trw__backend_parse(backend, &b, &version, err, errlen) != 0)
+      return NULL;
+  } else {
+    b = backend != NULL && backend[0] != '\0' ? trw__backend_find(backend) : NULL;
+    version = b != NULL ? trw__backend_newest(b) : NULL;
+  }
+  if (b != NULL)
+    table_name(b, version, name, sizeof name);
+  else
+    snprintf(name, sizeof name, "%s", backend != NULL ? backend : "");
+  if (!plain_word(name)) {
+    known(dir, list, sizeof(list));
+    snprintf(err, errlen, "unknown backend '%s' (known: %s)",
+             backend != NULL ? backend : "", list);
+    return NULL;
+  }
+  if (snprintf(path, sizeof(path), "%s/backends/%s.json", dir, name) >=
+          (int)sizeof(path) ||
+      stat(path, &st) != 0) {
+    known(dir, list, sizeof(list));
+    /* A backend torchrw rewrites for but has no table of: say that, not
+     * "unknown", and never pass the file unchecked. */
+    if (b != NULL)
+      snprintf(err, errlen,
+               "no capability table for backend '%s': torchrw rewrites exports "
+               "for it, but has no table of what it accepts, so nothing was "
+               "checked (tables: %s)", backend, list);
+    else
+      snprintf(err, errlen, "unknown backend '%s' (known: %s)", backend, list);
+    return NULL;
+  }
+  return load_file(path, backend, b, version, err, errlen);
+}
+
+int trw__check_list_tables(FILE *out, int as_json)
+{
+  char dirbuf[PATH_MAX + 32], path[PATH_MAX + 128], name[128], err[1024];
+  const char *dir = data_dir(dirbuf, sizeof(dirbuf));
+  size_t n;
+  const trw__backend *all = trw__backends(&n);
+  json_t *list = as_json ? json_array() : NULL;
+  int bad = 0;
+
+  if (as_json && list == NULL)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    const trw__backend *b = &all[i];
+    const char *newest = trw__backend_newest(b);
+    for (size_t k = 0; b->versions[k] != NULL; k++) {
+      const char *v = b->versions[k];
+      char spec[160];
+      snprintf(spec, sizeof spec, "%s:%s", b->name, v);
+      table_name(b, v, name, sizeof name);
+      snprintf(path, sizeof path, "%s/backends/%s.json", dir, name);
+      json_t *t = load_file(path, spec, b, v, err, sizeof err);
+      const char *title = t ? json_string_value(json_object_get(t, "title")) : NULL;
+      int is_newest = strcmp(v, newest) == 0;
+      if (t == NULL)
+        bad = 1;
+      if (as_json) {
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b, s:s, s:s?, s:s?}", "backend",
+                                              b->name, "version", v, "spec", spec, "newest",
+                                              is_newest, "file", path, "title", title,
+                                              "error", t ? NULL : err));
+      } else {
+        fprintf(out, "%-18s %s%s%s%s\n%-18s %s\n", spec, title ? title : err,
+                is_newest ? " (newest: --backend " : "", is_newest ? b->name : "",
+                is_newest ? ")" : "", "", path);
+      }
+      json_decref(t);
+    }
+  }
+  if (as_json) {
+    char *text = json_dumps(list, JSON_INDENT(2));
+    json_decref(list);
+    if (text == NULL)
+      return -1;
+    fprintf(out, "%s\n", text);
+    free(text);
+  }
+  return bad;
 }

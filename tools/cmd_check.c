@@ -12,7 +12,8 @@
 
 static void help(void)
 {
-  printf("usage: torchrw check MODEL.onnx --backend B [--json]\n"
+  printf("usage: torchrw check MODEL.onnx --backend B[:VERSION] [--json]\n"
+         "       torchrw check --list [--json]\n"
          "\n"
          "Compares the graph with the capability table of backend B "
          "(data/backends/B.json:\ntensorrt, onnxruntime, ncnn, openvino) "
@@ -27,7 +28,10 @@ static void help(void)
          "cites where the fact comes from.  External weights are\nnever "
          "read.\n"
          "\n"
-         "  --backend B   the backend to check for (required)\n"
+         "  --backend B   the backend to check for (required): a name, the newest\n"
+         "                table of it (tensorrt: TensorRT 10.15), or name:version\n"
+         "                (tensorrt:8.5, tensorrt:8.6, tensorrt:10.15)\n"
+         "  --list        list the tables, their versions and files\n"
          "  --json        print the violations as JSON\n"
          "  --help        show this help\n"
          "\n"
@@ -70,8 +74,10 @@ int trw__cmd_check(int argc, char **argv)
 {
   const char *pos[1], *backend = NULL;
   int help_flag, npos, json = 0, rc, n;
+  int list = 0;
   const trw__opt opts[] = {{"--backend", 1, &backend, NULL},
                            {"--json", 0, NULL, &json},
+                           {"--list", 0, NULL, &list},
                            {NULL, 0, NULL, NULL}};
   struct collect col = {NULL, 1};
   trw__onnx_model *model;
@@ -84,6 +90,10 @@ int trw__cmd_check(int argc, char **argv)
   if (help_flag) {
     help();
     return TRW__EXIT_OK;
+  }
+  if (list && npos == 0 && backend == NULL) {
+    rc = trw__check_list_tables(stdout, json);
+    return rc == 0 ? TRW__EXIT_OK : TRW__EXIT_BAD;
   }
   if (npos != 1 || backend == NULL) {
     fprintf(stderr, "torchrw check: expected MODEL.onnx and --backend B "

@@ -63,6 +63,11 @@ const char *trw_ctx_backend(const trw_ctx *ctx)
   return ctx && ctx->env && ctx->env->backend ? ctx->env->backend : "default";
 }
 
+const char *trw_ctx_backend_version(const trw_ctx *ctx)
+{
+  return trw__env_version(ctx ? ctx->env : NULL);
+}
+
 trw_ir trw_ctx_ir(const trw_ctx *ctx)
 {
   return ctx && ctx->env ? ctx->env->ir : TRW_IR_ANY;
@@ -165,6 +170,16 @@ const char *trw_env_backend(const trw_env *env)
 {
   return env && env->backend ? env->backend : "default";
 }
+
+const char *trw__env_version(const trw_env *env)
+{
+  if (env && env->version)
+    return env->version;
+  const char *v = trw__backend_newest(trw__backend_find(env ? env->backend : NULL));
+  return v ? v : "";
+}
+
+const char *trw_env_backend_version(const trw_env *env) { return trw__env_version(env); }
 
 trw_ir trw_env_ir(const trw_env *env) { return env ? env->ir : TRW_IR_ANY; }
 int trw_env_opset(const trw_env *env) { return env ? env->opset : 0; }

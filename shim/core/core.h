@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "torchrw.h"
+#include "backends.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,6 +86,7 @@ typedef struct trw__rewriter {
   trw__lang lang;
   char *name;    /* as registered */
   char *backend; /* canonical: "default", "tensorrt", ... */
+  char *versions; /* the backend versions it is for ("<8.6"), NULL: all */
   trw_ir ir;
   trw_checker_fn checkers[4];
   void *fn; /* C: the trw_*_fn; Python: a PyObject * (owned via release) */
@@ -115,7 +117,14 @@ struct trw_env {
   trw_exporter exporter;
   int torch_major, torch_minor;
   const trw_cfg *cfg;
+  /* The engine version (a known one of backend's: "8.5"); NULL means the
+   * newest torchrw has a table of (trw__env_version). */
+  const char *version;
 };
+
+/* env's backend version: env->version, else the backend's newest, else
+ * "" for a backend without versions. */
+const char *trw__env_version(const trw_env *env);
 
 /* How a registration came: TRW__REG_BUILTIN for torchrw's own rewriters,
  * which a user's of the same kind, name and backend outranks. */

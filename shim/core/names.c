@@ -1,21 +1,34 @@
 /* names.c - backend spellings and rewriter names. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "backends.h"
 #include "core.h"
 
-/* The backends torchrw knows, as mmdeploy spells them. */
-static const char *const backends[] = {
-    "default", "tensorrt", "onnxruntime", "ncnn",  "openvino", "pplnn",
-    "snpe",    "torchscript", "coreml",   "rknn",  "ascend",   "tvm",
-};
-#define NBACKENDS (sizeof backends / sizeof backends[0])
+/* The backends' facts live in one table (backends.c); these are the
+ * questions the rest of torchrw asks of it. */
+static char known_text[512];
+static pthread_once_t known_once = PTHREAD_ONCE_INIT;
+
+static void build_known(void)
+{
+  size_t n, used = 0;
+  const trw__backend *b = trw__backends(&n);
+  for (size_t i = 0; i < n && used < sizeof known_text; i++) {
+    int w = snprintf(known_text + used, sizeof known_text - used, "%s%s", i ? ", " : "",
+                     b[i].name);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
 
 const char *trw_known_backends(void)
 {
-  return "default, tensorrt, onnxruntime, ncnn, openvino, pplnn, snpe, "
-         "torchscript, coreml, rknn, ascend, tvm";
+  pthread_once(&known_once, build_known);
+  return known_text;
 }
 
 const char *trw__ir_name(trw_ir ir)
@@ -26,27 +39,20 @@ const char *trw__ir_name(trw_ir ir)
 
 int trw__backend_index(const char *backend)
 {
-  if (!backend || !*backend)
-    return 0;
-  for (size_t i = 0; i < NBACKENDS; i++)
-    if (strcmp(backend, backends[i]) == 0)
-      return (int)i;
-  return -1;
+  const trw__backend *b = trw__backend_find(backend);
+  return b ? (int)(b - trw__backends(NULL)) : -1;
 }
 
 int trw__backend_reads_external_data(const char *backend)
 {
-  /* data/backends/ncnn.json, graph.external_data: pnnx (20261020) prints
-   * "FATAL ERROR no external data", exits 0 and writes garbage weights.
-   * tests/export/test_external_data.py keeps this list and the tables'
-   * "external_data": {"supported": false} rules the same. */
-  return !(backend && strcmp(backend, "ncnn") == 0);
+  const trw__backend *b = trw__backend_find(backend);
+  return !b || b->reads_external_data;
 }
 
 const char *trw__backend_canonical(const char *backend)
 {
-  int i = trw__backend_index(backend);
-  return i < 0 ? NULL : backends[i];
+  const trw__backend *b = trw__backend_find(backend);
+  return b ? b->name : NULL;
 }
 
 int trw__name_valid(const char *name)

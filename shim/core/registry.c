@@ -31,6 +31,7 @@ static void free_entry(trw__rewriter *r)
     r->free_user_data(r->user_data);
   free(r->name);
   free(r->backend);
+  free(r->versions);
   free(r->file);
   free(r->op);
   free(r->checker_names);
@@ -65,7 +66,8 @@ static int same_key(const trw__rewriter *a, const trw__rewriter *b)
   return a->kind == b->kind && a->ir == b->ir && a->extra_key == b->extra_key &&
          a->builtin == b->builtin &&
          memcmp(a->checkers, b->checkers, sizeof a->checkers) == 0 &&
-         strcmp(a->name, b->name) == 0 && strcmp(a->backend, b->backend) == 0;
+         strcmp(a->name, b->name) == 0 && strcmp(a->backend, b->backend) == 0 &&
+         strcmp(a->versions ? a->versions : "", b->versions ? b->versions : "") == 0;
 }
 
 static int has_checkers(const trw__rewriter *r)
@@ -85,7 +87,9 @@ int trw__register_builtin(const trw_rewriter_def *def)
 
 int trw__rank(const trw__rewriter *r)
 {
-  return (strcmp(r->backend, "default") != 0) << 3 | !r->builtin << 2 |
+  /* One for some versions of its backend is more specific than one for
+   * all of them, and ranks just below a user's over a built-in. */
+  return (strcmp(r->backend, "default") != 0) << 4 | !r->builtin << 3 | (r->versions != NULL) << 2 |
          (r->ir != TRW_IR_ANY) << 1 | has_checkers(r);
 }
 
@@ -160,12 +164,13 @@ static int add(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
     return refuse(TRW_ENAME, err, errlen,
                   "%s:%d: '%s' is not a valid rewriter name", site, line,
                   def->name ? def->name : "(null)");
-  const char *backend = trw__backend_canonical(def->backend);
-  if (!backend)
-    return refuse(TRW_EBACKEND, err, errlen,
-                  "%s:%d: rewriter '%s' names unknown backend '%s' "
-                  "(known: %s)",
-                  site, line, def->name, def->backend, trw_known_backends());
+  const trw__backend *b = NULL;
+  const char *versions = NULL;
+  char why[512];
+  if (trw__backend_parse_registration(def->backend, &b, &versions, why, sizeof why) != 0)
+    return refuse(TRW_EBACKEND, err, errlen, "%s:%d: rewriter '%s' names %s", site, line,
+                  def->name, why);
+  const char *backend = b->name;
 
   char op[256] = "";
   if (def->kind == TRW_KIND_FUNCTION && lang == TRW__LANG_C) {
@@ -196,20 +201,24 @@ static int add(const trw_rewriter_def *def, trw__lang lang, unsigned flags,
   r->line = line;
   r->name = trw__strdup(def->name);
   r->backend = trw__strdup(backend);
+  r->versions = versions ? trw__strdup(versions) : NULL;
   r->file = trw__strdup(site);
   r->op = op[0] ? trw__strdup(op) : NULL;
   if (def->checkers[0] && def->checker_names && strcmp(def->checker_names, "NULL") != 0)
     r->checker_names = trw__strdup(def->checker_names);
   const char *prefix = r->builtin ? "builtin:" : "";
-  size_t slen = strlen(prefix) + strlen(def->name) + strlen(backend) + 2;
+  size_t slen = strlen(prefix) + strlen(def->name) + strlen(backend) +
+                (versions ? strlen(versions) + 1 : 0) + 2;
   r->stable = malloc(slen);
-  if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op)) {
+  if (!r->name || !r->backend || !r->file || !r->stable || (op[0] && !r->op) ||
+      (versions && !r->versions)) {
     r->release = NULL; /* the caller keeps its reference on failure */
     r->free_user_data = NULL;
     free_entry(r);
     return refuse(TRW_ENOMEM, err, errlen, "%s:%d: out of memory", site, line);
   }
-  trw__fmt(r->stable, slen, "%s%s@%s", prefix, def->name, backend);
+  trw__fmt(r->stable, slen, "%s%s@%s%s%s", prefix, def->name, backend, versions ? ":" : "",
+           versions ? versions : "");
 
   pthread_mutex_lock(&lock);
   if (active) {
@@ -311,6 +320,8 @@ static int applies(const trw__rewriter *r, const trw_env *env)
   if (r->disabled)
     return 0;
   if (r->ir != TRW_IR_ANY && r->ir != env->ir)
+    return 0;
+  if (r->versions && !trw__version_matches(r->versions, trw__env_version(env)))
     return 0;
   for (int i = 0; i < 4 && r->checkers[i]; i++)
     if (!r->checkers[i](env))

@@ -94,6 +94,7 @@ typedef struct {
   PyObject *cfg;
   PyObject *origin_func;
   PyObject *backend;
+  PyObject *backend_version; /* "8.5"; "" for a backend without versions */
   PyObject *ir;
   int opset;
   PyObject *exporter; /* "torchscript" or "torch.export" */
@@ -110,6 +111,7 @@ static void context_dealloc(Context *c)
   Py_XDECREF(c->cfg);
   Py_XDECREF(c->origin_func);
   Py_XDECREF(c->backend);
+  Py_XDECREF(c->backend_version);
   Py_XDECREF(c->ir);
   Py_XDECREF(c->exporter);
   Py_XDECREF(c->name);
@@ -132,6 +134,9 @@ static PyMemberDef context_members[] = {
     {"origin_func", T_OBJECT, offsetof(Context, origin_func), READONLY,
      "what the rewriter replaces (None if nothing)"},
     {"backend", T_OBJECT, offsetof(Context, backend), READONLY, "the active backend"},
+    {"backend_version", T_OBJECT, offsetof(Context, backend_version), READONLY,
+     "the engine version exported for: '8.5' under tensorrt:8.5, the newest table's "
+     "under a bare name, '' for a backend without versions"},
     {"ir", T_OBJECT, offsetof(Context, ir), READONLY, "'onnx' or 'torchscript'"},
     {"opset", T_INT, offsetof(Context, opset), READONLY, "the ONNX opset (0 outside ONNX)"},
     {"exporter", T_OBJECT, offsetof(Context, exporter), READONLY,
@@ -150,7 +155,7 @@ static PyTypeObject ContextType = {
     .tp_repr = (reprfunc)context_repr,
     .tp_members = context_members,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "What a rewriter knows: cfg, origin_func, backend, ir, opset, name.",
+    .tp_doc = "What a rewriter knows: cfg, origin_func, backend, backend_version, ir, opset, name.",
 };
 
 
@@ -176,6 +181,7 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *or
   c->origin_func = origin ? origin : Py_None;
   Py_INCREF(c->origin_func);
   c->backend = PyUnicode_FromString(trw_env_backend(env));
+  c->backend_version = PyUnicode_FromString(trw__env_version(env));
   c->ir = PyUnicode_FromString(trw__ir_name(env->ir));
   c->opset = env->opset;
   c->exporter = PyUnicode_FromString(trw_exporter_name(env->exporter));
@@ -184,7 +190,7 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *or
   c->file = PyUnicode_FromString(r->file);
   c->line = r->line;
   c->extra = NULL;
-  if (!c->backend || !c->ir || !c->exporter || !c->name || !c->target || !c->file) {
+  if (!c->backend || !c->backend_version || !c->ir || !c->exporter || !c->name || !c->target || !c->file) {
     Py_DECREF(c);
     return NULL;
   }

@@ -163,7 +163,8 @@ static void caller_site(char *file, size_t len, int *line)
 /* Checkers                                                                  */
 
 
-/* Python checkers see a dict: backend, ir, opset, torch (version). */
+/* Python checkers see a dict: backend, backend_version, ir, opset, torch
+ * (version), exporter. */
 static int python_checkers(const trw__rewriter *r, const trw_env *env)
 {
   PyObject *payload = (PyObject *)r->fn;
@@ -173,8 +174,9 @@ static int python_checkers(const trw__rewriter *r, const trw_env *env)
     return 1;
   char version[32];
   trw__fmt(version, sizeof version, "%d.%d", env->torch_major, env->torch_minor);
-  PyObject *d = Py_BuildValue("{s:s, s:s, s:i, s:s, s:s}", "backend",
-                              trw_env_backend(env), "ir", trw__ir_name(env->ir),
+  PyObject *d = Py_BuildValue("{s:s, s:s, s:s, s:i, s:s, s:s}", "backend",
+                              trw_env_backend(env), "backend_version", trw__env_version(env),
+                              "ir", trw__ir_name(env->ir),
                               "opset", env->opset, "torch", version, "exporter",
                               trw_exporter_name(env->exporter));
   int ok = d != NULL;
@@ -212,6 +214,7 @@ typedef struct {
   trw_kind kind;
   PyObject *name; /* str */
   PyObject *backend;
+  PyObject *version; /* backend_version=: a str constraint ("<8.6") or None */
   trw_ir ir;
   PyObject *checkers; /* tuple */
   PyObject *kwargs;   /* dict or None */
@@ -227,6 +230,7 @@ static void decorator_dealloc(Decorator *d)
   Py_XDECREF(d->backend);
   Py_XDECREF(d->checkers);
   Py_XDECREF(d->kwargs);
+  Py_XDECREF(d->version);
   Py_XDECREF(d->descriptors);
   Py_TYPE(d)->tp_free((PyObject *)d);
 }
@@ -284,6 +288,14 @@ static PyObject *decorator_call(Decorator *d, PyObject *args, PyObject *kw)
   if (!backend && PyErr_Occurred()) {
     Py_DECREF(payload);
     return NULL;
+  }
+  /* backend_version= joins the backend as "tensorrt:<8.6", the spelling a
+   * C registration uses. */
+  char spec[512];
+  if (d->version != Py_None) {
+    trw__fmt(spec, sizeof spec, "%s:%s", backend ? backend : "default",
+             PyUnicode_AsUTF8(d->version));
+    backend = spec;
   }
   trw_rewriter_def def = {.size = sizeof def, .api_version = TRW_API_VERSION,
                           .kind = d->kind, .name = PyUnicode_AsUTF8(d->name),
@@ -346,9 +358,13 @@ static PyObject *class_path(PyObject *o)
 }
 
 static PyObject *make_decorator(Registry *self, PyObject *name, PyObject *backend,
-                                PyObject *ir, PyObject *checkers, PyObject *kwargs,
-                                int is_pytorch, PyObject *descriptors)
+                                PyObject *version, PyObject *ir, PyObject *checkers,
+                                PyObject *kwargs, int is_pytorch, PyObject *descriptors)
 {
+  if (version && version != Py_None && !PyUnicode_Check(version))
+    return PyErr_Format(PyExc_TypeError,
+                        "torchrw: backend_version=%R: expected a str such as '8.5' or '<8.6'",
+                        version);
   Decorator *d = PyObject_New(Decorator, &DecoratorType);
   if (!d)
     return NULL;
@@ -356,6 +372,8 @@ static PyObject *make_decorator(Registry *self, PyObject *name, PyObject *backen
   d->name = class_path(name);
   d->backend = backend ? backend : Py_None;
   Py_INCREF(d->backend);
+  d->version = version ? version : Py_None;
+  Py_INCREF(d->version);
   d->kwargs = kwargs && PyDict_GET_SIZE(kwargs) ? kwargs : Py_None;
   Py_INCREF(d->kwargs);
   d->is_pytorch = is_pytorch;
@@ -404,8 +422,9 @@ fail:
 
 static PyObject *register_rewriter(Registry *self, PyObject *args, PyObject *kw)
 {
-  static char *kwlist[] = {"func_name", "backend", "ir", "extra_checkers", NULL};
-  PyObject *name, *backend = NULL, *ir = NULL, *checkers = NULL;
+  static char *kwlist[] = {"func_name", "backend", "ir", "extra_checkers", "backend_version",
+                           NULL};
+  PyObject *name, *backend = NULL, *ir = NULL, *checkers = NULL, *version = NULL;
   PyObject *rest = NULL;
   /* mmdeploy accepts and ignores further keywords here; so do we. */
   if (kw) {
@@ -420,9 +439,10 @@ static PyObject *register_rewriter(Registry *self, PyObject *args, PyObject *kw)
     if (v)
       PyDict_SetItemString(known, kwlist[i], v);
   }
-  int ok = PyArg_ParseTupleAndKeywords(args, known, "O|OOO", kwlist, &name, &backend,
-                                       &ir, &checkers);
-  PyObject *d = ok ? make_decorator(self, name, backend, ir, checkers, NULL, 0, NULL) : NULL;
+  int ok = PyArg_ParseTupleAndKeywords(args, known, "O|OOOO", kwlist, &name, &backend,
+                                       &ir, &checkers, &version);
+  PyObject *d =
+      ok ? make_decorator(self, name, backend, version, ir, checkers, NULL, 0, NULL) : NULL;
   Py_XDECREF(known);
   Py_XDECREF(rest);
   return d;
@@ -431,7 +451,8 @@ static PyObject *register_rewriter(Registry *self, PyObject *args, PyObject *kw)
 static PyObject *register_rewrite_module(Registry *self, PyObject *args, PyObject *kw)
 {
   /* Keywords other than these are passed to the wrapper's constructor. */
-  static char *kwlist[] = {"module_type", "backend", "ir", "extra_checkers", NULL};
+  static char *kwlist[] = {"module_type", "backend", "ir", "extra_checkers", "backend_version",
+                           NULL};
   PyObject *extra = kw ? PyDict_Copy(kw) : PyDict_New();
   PyObject *known = PyDict_New();
   if (!extra || !known)
@@ -443,11 +464,11 @@ static PyObject *register_rewrite_module(Registry *self, PyObject *args, PyObjec
       PyDict_DelItemString(extra, kwlist[i]);
     }
   }
-  PyObject *name, *backend = NULL, *ir = NULL, *checkers = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, known, "O|OOO", kwlist, &name, &backend, &ir,
-                                   &checkers))
+  PyObject *name, *backend = NULL, *ir = NULL, *checkers = NULL, *version = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, known, "O|OOOO", kwlist, &name, &backend, &ir,
+                                   &checkers, &version))
     goto fail;
-  PyObject *d = make_decorator(self, name, backend, ir, checkers, extra, 0, NULL);
+  PyObject *d = make_decorator(self, name, backend, version, ir, checkers, extra, 0, NULL);
   Py_DECREF(extra);
   Py_DECREF(known);
   return d;
@@ -460,13 +481,14 @@ fail:
 static PyObject *register_symbolic(Registry *self, PyObject *args, PyObject *kw)
 {
   static char *kwlist[] = {"func_name", "backend", "is_pytorch", "arg_descriptors",
-                           "ir", "extra_checkers", NULL};
+                           "ir", "extra_checkers", "backend_version", NULL};
   PyObject *name, *backend = NULL, *descs = NULL, *ir = NULL, *checkers = NULL;
+  PyObject *version = NULL;
   int is_pytorch = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpOOO", kwlist, &name, &backend,
-                                   &is_pytorch, &descs, &ir, &checkers))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpOOOO", kwlist, &name, &backend,
+                                   &is_pytorch, &descs, &ir, &checkers, &version))
     return NULL;
-  return make_decorator(self, name, backend, ir, checkers, NULL, is_pytorch, descs);
+  return make_decorator(self, name, backend, version, ir, checkers, NULL, is_pytorch, descs);
 }
 
 static PyObject *get_context(PyObject *self, PyObject *args, PyObject *kw)
@@ -499,7 +521,7 @@ static PyObject *get_context(PyObject *self, PyObject *args, PyObject *kw)
 static PyMethodDef registry_methods[] = {
     {"register_rewriter", (PyCFunction)(void (*)(void))register_rewriter,
      METH_VARARGS | METH_KEYWORDS,
-     "register_rewriter(func_name, backend='default', ir=None, extra_checkers=None)\n"
+     "register_rewriter(func_name, backend='default', ir=None, extra_checkers=None, backend_version=None)\n"
      "Decorator: rewrite the function or method at the dotted path func_name."},
     {"register_rewrite_module", (PyCFunction)(void (*)(void))register_rewrite_module,
      METH_VARARGS | METH_KEYWORDS,
@@ -546,8 +568,8 @@ static PyObject *list_rewriters(PyObject *self, PyObject *noargs)
   for (size_t i = 0; list && i < n; i++) {
     trw__rewriter *r = trw__registry_at(i);
     PyObject *item = Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:O, s:O, s:K}", "kind", kinds[r->kind],
-        "name", r->name, "backend", r->backend, "ir", trw__ir_name(r->ir), "stable",
+        "{s:s, s:s, s:s, s:z, s:s, s:s, s:s, s:i, s:s, s:O, s:O, s:K}", "kind", kinds[r->kind],
+        "name", r->name, "backend", r->backend, "backend_version", r->versions, "ir", trw__ir_name(r->ir), "stable",
         r->stable, "file", r->file, "line", r->line, "lang",
         r->lang == TRW__LANG_C ? "c" : "python", "builtin", r->builtin ? Py_True : Py_False,
         "disabled", r->disabled ? Py_True : Py_False, "fired", (unsigned long long)r->total_hits);
@@ -575,11 +597,13 @@ static PyObject *select_rewriter(PyObject *self, PyObject *args, PyObject *kw)
                : strcmp(kind, "symbolic") == 0 ? TRW_KIND_SYMBOLIC
                                                : TRW_KIND_FUNCTION;
   const trw__adapter *a = trw__adapter_get();
-  trw_env env = {trw__backend_canonical(backend), TRW_IR_ONNX, opset, TRW_EXPORTER_TORCHSCRIPT,
-                 a->major, a->minor, NULL};
-  if (!env.backend)
-    return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
-                        backend, trw_known_backends());
+  const trw__backend *info = NULL;
+  const char *version = NULL;
+  char why[768];
+  if (trw__backend_parse(backend, &info, &version, why, sizeof why) != 0)
+    return PyErr_Format(PyExc_ValueError, "torchrw: %s", why);
+  trw_env env = {info->name, TRW_IR_ONNX, opset, TRW_EXPORTER_TORCHSCRIPT,
+                 a->major, a->minor, NULL, version};
   if (ir_obj && parse_ir(ir_obj, &env.ir) != 0)
     return NULL;
   trw__rewriter *r = trw__select(k, name, &env);

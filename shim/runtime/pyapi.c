@@ -237,10 +237,11 @@ static PyObject *list_json(PyObject *self, PyObject *args)
   const trw_env *base = trw__runtime_env();
   trw_env env = *base;
   if (backend) {
-    env.backend = trw__backend_canonical(backend);
-    if (!env.backend)
-      return PyErr_Format(PyExc_ValueError, "torchrw: unknown backend '%s' (known: %s)",
-                          backend, trw_known_backends());
+    const trw__backend *info = NULL;
+    char why[768];
+    if (trw__backend_parse(backend, &info, &env.version, why, sizeof why) != 0)
+      return PyErr_Format(PyExc_ValueError, "torchrw: %s", why);
+    env.backend = info->name;
   }
   env.ir = TRW_IR_ONNX;
   env.opset = opset ? opset : (int)trw_cfg_get_int(env.cfg, "onnx_config.opset_version", 14);
@@ -268,8 +269,9 @@ static PyObject *list_json(PyObject *self, PyObject *args)
         PyErr_Clear();
       }
     }
-    json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:o}", "kind",
-                             kinds[r->kind], "name", r->name, "backend", r->backend, "ir",
+    json_t *item = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:o}",
+                             "kind", kinds[r->kind], "name", r->name, "backend", r->backend,
+                             "backend_version", r->versions, "ir",
                              trw__ir_name(r->ir), "stable", r->stable, "file", r->file, "line",
                              r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
                              "builtin", r->builtin, "disabled", r->disabled, "checkers",
@@ -281,8 +283,8 @@ static PyObject *list_json(PyObject *self, PyObject *args)
     json_array_append_new(list, item);
   }
   PyErr_Clear();
-  json_t *doc = json_pack("{s:s?, s:i, s:o}", "backend", backend, "opset", env.opset,
-                          "rewriters", list);
+  json_t *doc = json_pack("{s:s?, s:s, s:i, s:o}", "backend", backend, "backend_version",
+                          trw__env_version(&env), "opset", env.opset, "rewriters", list);
   char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
   json_decref(doc);
   if (!text)

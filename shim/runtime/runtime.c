@@ -166,13 +166,17 @@ static void init_environment(void)
   }
 
   const char *b = getenv("TORCHRW_BACKEND");
-  const char *backend = trw__backend_canonical(b);
-  if (!backend) {
-    trw__fmt(msg, sizeof msg, "torchrw: TORCHRW_BACKEND=%s is not a known backend (known: %s)",
-             b ? b : "", trw_known_backends());
+  const trw__backend *info = NULL;
+  const char *version = NULL, *backend = NULL;
+  char why[768];
+  if (trw__backend_parse(b, &info, &version, why, sizeof why) != 0) {
+    trw__fmt(msg, sizeof msg, "torchrw: TORCHRW_BACKEND: %s", why);
     keep(rt.env_fatal, sizeof rt.env_fatal, msg);
+  } else {
+    backend = info->name;
   }
   rt.env.backend = backend ? backend : "default";
+  rt.env.version = version;
 
   const char *cfg_path = getenv("TORCHRW_CONFIG");
   if (cfg_path && *cfg_path) {
@@ -297,13 +301,15 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
   /* As mmdeploy: the cfg's backend_config.type, else the default backend. */
   if (!backend)
     backend = trw_cfg_get_string(c, "backend_config.type", "default");
-  const char *canon = trw__backend_canonical(backend);
-  if (!canon) {
-    trw__fmt(err, errlen, "torchrw: backend '%s' is not a known backend (known: %s)", backend,
-             trw_known_backends());
+  const trw__backend *info = NULL;
+  const char *version = NULL;
+  char why[768];
+  if (trw__backend_parse(backend, &info, &version, why, sizeof why) != 0) {
+    trw__fmt(err, errlen, "torchrw: %s", why);
     trw__cfg_free(c);
     return TRW_EBACKEND;
   }
+  const char *canon = info->name;
   trw_ir xir = TRW_IR_ONNX;
   if (ir && strcmp(ir, "torchscript") == 0)
     xir = TRW_IR_TORCHSCRIPT;
@@ -314,6 +320,7 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
   }
   rt.xcfg = c;
   rt.xenv.backend = canon;
+  rt.xenv.version = version;
   rt.xenv.cfg = c;
   rt.xenv.ir = xir;
   rt.xenv.opset = opset ? opset : (int)trw_cfg_get_int(c, "onnx_config.opset_version", 0);

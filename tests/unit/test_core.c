@@ -36,7 +36,7 @@ static trw_rewriter_def def_of(const char *name, const char *backend, trw_ir ir,
 
 static trw_env env_of(const char *backend, trw_ir ir, int opset)
 {
-  trw_env e = {backend, ir, opset, TRW_EXPORTER_TORCHSCRIPT, 1, 13, NULL};
+  trw_env e = {backend, ir, opset, TRW_EXPORTER_TORCHSCRIPT, 1, 13, NULL, NULL};
   return e;
 }
 
@@ -464,12 +464,102 @@ START_TEST(backends_canonical)
 }
 END_TEST
 
+START_TEST(backend_specs_parse)
+{
+  const trw__backend *b = NULL;
+  const char *v = NULL;
+  char err[512];
+  ck_assert_int_eq(trw__backend_parse("tensorrt", &b, &v, err, sizeof err), 0);
+  ck_assert_str_eq(b->name, "tensorrt");
+  ck_assert_str_eq(v, "10.15"); /* a bare name: the newest table */
+  ck_assert_int_eq(trw__backend_parse("tensorrt:8.5", &b, &v, err, sizeof err), 0);
+  ck_assert_str_eq(v, "8.5");
+  ck_assert_int_eq(trw__backend_parse(NULL, &b, &v, err, sizeof err), 0);
+  ck_assert_str_eq(b->name, "default");
+  ck_assert_ptr_null(v);
+  ck_assert_int_eq(trw__backend_parse("onnxruntime", &b, &v, err, sizeof err), 0);
+  ck_assert_str_eq(v, "1.32.0");
+
+  /* Each bad spec: one message naming the spec and the known versions. */
+  static const char *const bad[] = {"tensorrt:", "tensorrt:x", "tensorrt:9.0", "tensorrt:8.",
+                                    "tensorrt:.5", "tensorrt:8..5", "tensorrt:8.5:1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err[0] = '\0';
+    ck_assert_int_eq(trw__backend_parse(bad[i], &b, &v, err, sizeof err), TRW_EBACKEND);
+    ck_assert_msg(strstr(err, bad[i]) && strstr(err, "8.5, 8.6, 10.15"), "%s: %s", bad[i], err);
+  }
+  ck_assert_int_eq(trw__backend_parse("tensorrtx:8.5", &b, &v, err, sizeof err), TRW_EBACKEND);
+  ck_assert_ptr_nonnull(strstr(err, "not a known backend"));
+  ck_assert_int_eq(trw__backend_parse("default:1", &b, &v, err, sizeof err), TRW_EBACKEND);
+  ck_assert_ptr_nonnull(strstr(err, "no versions"));
+}
+END_TEST
+
+START_TEST(version_constraints_match)
+{
+  ck_assert(trw__version_cmp("8.6", "10.15") < 0);
+  ck_assert(trw__version_cmp("10.15", "10.15") == 0);
+  ck_assert(trw__version_cmp("2026.4.1", "2026.4") > 0);
+  ck_assert(trw__version_matches(NULL, "8.5"));
+  ck_assert(trw__version_matches("<8.6", "8.5"));
+  ck_assert(!trw__version_matches("<8.6", "8.6"));
+  ck_assert(trw__version_matches("<=8.6", "8.6"));
+  ck_assert(trw__version_matches(">=8.6,<10", "8.6"));
+  ck_assert(!trw__version_matches(">=8.6,<10", "10.15"));
+  ck_assert(trw__version_matches("10", "10.15"));   /* the versions under 10 */
+  ck_assert(!trw__version_matches("1", "10.15"));   /* not a string prefix */
+  ck_assert(trw__version_matches("==8.5", "8.5"));
+  ck_assert(!trw__version_matches("<8.6", ""));     /* a backend without versions */
+
+  const trw__backend *b;
+  const char *c;
+  char err[512];
+  ck_assert_int_eq(trw__backend_parse_registration("tensorrt:<8.6", &b, &c, err, sizeof err), 0);
+  ck_assert_str_eq(c, "<8.6");
+  ck_assert_int_eq(trw__backend_parse_registration("tensorrt", &b, &c, err, sizeof err), 0);
+  ck_assert_ptr_null(c);
+  static const char *const bad[] = {"tensorrt:", "tensorrt:<", "tensorrt:=<8", "tensorrt:8,",
+                                    "tensorrt:~8", "default:<8"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    ck_assert_msg(trw__backend_parse_registration(bad[i], &b, &c, err, sizeof err) ==
+                      TRW_EBACKEND && strstr(err, bad[i]),
+                  "%s: %s", bad[i], err);
+}
+END_TEST
+
+START_TEST(versioned_rewriters_select_by_version)
+{
+  trw_rewriter_def all = def_of("torch.layer_norm", "tensorrt", TRW_IR_ANY, (void *)dummy_fn, 1);
+  trw_rewriter_def old = def_of("torch.layer_norm", "tensorrt:<8.6", TRW_IR_ANY, (void *)other_fn, 2);
+  ck_assert_int_eq(trw_register(&all), 0);
+  ck_assert_int_eq(trw_register(&old), 0); /* another key: both stay */
+  ck_assert_int_eq(trw__registry_count(), 2);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 18);
+  e.version = "8.5";
+  trw__rewriter *r = trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e);
+  ck_assert_ptr_nonnull(r);
+  ck_assert_str_eq(r->stable, "torch.layer_norm@tensorrt:<8.6");
+  e.version = "8.6";
+  ck_assert_str_eq(trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e)->stable,
+                   "torch.layer_norm@tensorrt");
+  e.version = NULL; /* a bare name: the newest, 10.15 */
+  ck_assert_str_eq(trw__select(TRW_KIND_FUNCTION, "torch.layer_norm", &e)->stable,
+                   "torch.layer_norm@tensorrt");
+  ck_assert_str_eq(trw_env_backend_version(&e), "10.15");
+  trw_rewriter_def bad = def_of("torch.layer_norm", "tensorrt:x", TRW_IR_ANY, (void *)dummy_fn, 3);
+  ck_assert_int_eq(trw_register(&bad), TRW_EBACKEND);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
   Suite *s = suite_create("core");
   TCase *tc = tcase_create("core");
   tcase_add_checked_fixture(tc, setup, NULL);
   tcase_add_test(tc, errors_have_names);
+  tcase_add_test(tc, backend_specs_parse);
+  tcase_add_test(tc, version_constraints_match);
+  tcase_add_test(tc, versioned_rewriters_select_by_version);
   tcase_add_test(tc, names_map_to_operators);
   tcase_add_test(tc, registration_validates);
   tcase_add_test(tc, registration_of_another_api_version_is_refused_unread);
