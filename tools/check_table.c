@@ -66,16 +66,25 @@ static int plain_word(const char *s)
   return 1;
 }
 
-static int cmp_names(const void *a, const void *b)
+/* The file name (without .json) of a backend's table at version: "B-V"
+ * for a backend with several versions, "B" for one with one. */
+static void table_name(const trw__backend *b, const char *version, char *buf, size_t len)
 {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+  if (version && b->versions[0] && b->versions[1])
+    snprintf(buf, len, "%s-%s", b->name, version);
+  else
+    snprintf(buf, len, "%s", b->name);
 }
 
-/* Writes the known backends, comma-separated, into buf. */
+/* Writes the tables there are, comma-separated, into buf: each known
+ * backend with the versions whose file exists ("tensorrt (8.5, 8.6,
+ * 10.15)"), then any other table the directory holds, by its name. */
 static void known(const char *dir, char *buf, size_t buflen)
 {
-  char path[PATH_MAX + 16], *names[64];
-  size_t n = 0, used = 0;
+  char path[PATH_MAX + 160], name[128];
+  size_t used = 0, n;
+  const trw__backend *all = trw__backends(&n);
+  struct stat st;
   struct dirent *de;
   DIR *d;
 
@@ -88,34 +97,42 @@ static void known(const char *dir, char *buf, size_t buflen)
       buf[0] = '\0';
     return;
   }
-  while ((de = readdir(d)) != NULL && n < 64) {
-    size_t len = strlen(de->d_name);
-    if (len > 5 && strcmp(de->d_name + len - 5, ".json") == 0 &&
-        de->d_name[0] != '.') {
-      names[n] = strndup(de->d_name, len - 5);
-      if (names[n] != NULL)
-        n++;
+  for (size_t i = 0; i < n; i++) {
+    int first = 1;
+    for (size_t k = 0; all[i].versions[k] != NULL; k++) {
+      table_name(&all[i], all[i].versions[k], name, sizeof name);
+      snprintf(path, sizeof path, "%s/backends/%s.json", dir, name);
+      if (stat(path, &st) != 0)
+        continue;
+      int w = snprintf(buf + used, buflen - used, "%s%s%s%s", first ? (used ? ", " : "") : ", ",
+                       first ? all[i].name : "", first ? " (" : "", all[i].versions[k]);
+      if (w > 0 && (size_t)w < buflen - used)
+        used += (size_t)w;
+      first = 0;
+    }
+    if (!first) {
+      int w = snprintf(buf + used, buflen - used, ")");
+      if (w > 0 && (size_t)w < buflen - used)
+        used += (size_t)w;
     }
   }
-  closedir(d);
-  qsort(names, n, sizeof(names[0]), cmp_names);
-  for (size_t i = 0; i < n; i++) {
-    int w = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "",
-                     names[i]);
+  /* Tables of backends torchrw does not rewrite for (a user's own). */
+  while ((de = readdir(d)) != NULL) {
+    size_t len = strlen(de->d_name);
+    if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0 || de->d_name[0] == '.')
+      continue;
+    snprintf(name, sizeof name, "%.*s", (int)(len - 5), de->d_name);
+    const char *dash = strchr(name, '-');
+    size_t base = dash ? (size_t)(dash - name) : strlen(name);
+    char b[128];
+    snprintf(b, sizeof b, "%.*s", (int)base, name);
+    if (trw__backend_find(b) != NULL)
+      continue;
+    int w = snprintf(buf + used, buflen - used, "%s%s", used ? ", " : "", name);
     if (w > 0 && (size_t)w < buflen - used)
       used += (size_t)w;
-    free(names[i]);
   }
-}
-
-/* The file name (without .json) of a backend's table at version: "B-V"
- * for a backend with several versions, "B" for one with one. */
-static void table_name(const trw__backend *b, const char *version, char *buf, size_t len)
-{
-  if (version && b->versions[0] && b->versions[1])
-    snprintf(buf, len, "%s-%s", b->name, version);
-  else
-    snprintf(buf, len, "%s", b->name);
+  closedir(d);
 }
 
 static json_t *load_file(const char *path, const char *spec, const trw__backend *b,

@@ -137,18 +137,37 @@ for cmd in inspect check diff; do
 done
 expect "inspect accepted options listed" 2 "accepted options: --json --help" \
   "$trw" inspect --bogus "$m/convnet.onnx"
-expect "check accepted options listed" 2 "accepted options: --backend VALUE --json --help" \
+expect "check accepted options listed" 2 "accepted options: --backend VALUE --json --list --help" \
   "$trw" check --bogus "$m/convnet.onnx"
 expect "inspect without a model" 2 "expected one MODEL.onnx" "$trw" inspect
 expect "check without --backend" 2 "expected MODEL.onnx and --backend" "$trw" check "$m/convnet.onnx"
 expect "check --backend without value" 2 "needs a value" "$trw" check "$m/convnet.onnx" --backend
-expect "check unknown backend" 2 "unknown backend 'tpu' \(known: ncnn, onnxruntime, openvino, tensorrt\)" \
+expect "check unknown backend" 2 "unknown backend 'tpu' \(known: tensorrt \(8.5, 8.6, 10.15\), onnxruntime \(1.32.0\), ncnn \(20261020\), openvino \(2026.4.1\)\)" \
   "$trw" check "$m/convnet.onnx" --backend tpu
 for b in default torchscript rknn coreml snpe ascend pplnn tvm; do
   expect "check $b: a torchrw backend without a table says so" 2 \
-    "no capability table for backend '$b': torchrw rewrites exports for it, but has no table of what it accepts, so nothing was checked \(tables: ncnn, onnxruntime, openvino, tensorrt\)" \
+    "no capability table for backend '$b': torchrw rewrites exports for it, but has no table of what it accepts, so nothing was checked \(tables: tensorrt \(8.5, 8.6, 10.15\), onnxruntime \(1.32.0\), ncnn \(20261020\), openvino \(2026.4.1\)\)" \
     "$trw" check "$m/convnet.onnx" --backend "$b"
 done
+# Versions (issue 22): one error naming the spec and the known versions.
+for spec in "tensorrt:" "tensorrt:x" "tensorrt:9.0"; do
+  expect "check --backend $spec" 2 \
+    "torchrw check: backend '$spec': .*known versions of tensorrt: 8.5, 8.6, 10.15" \
+    "$trw" check "$m/convnet.onnx" --backend "$spec"
+done
+expect "check --backend default:1" 2 "backend 'default:1': torchrw knows no versions of default" \
+  "$trw" check "$m/convnet.onnx" --backend default:1
+mkdir -p "$tmp/badver/backends"
+sed 's/"version": "8.6"/"version": "8.5"/' "$repo/data/backends/tensorrt-8.6.json" \
+  >"$tmp/badver/backends/tensorrt-8.6.json"
+expect "check: a table whose version disagrees with its name" 2 \
+  "tensorrt-8.6.json: its \"version\" is '8.5', but backend 'tensorrt:8.6' asks for TensorRT 8.6 \(known versions of tensorrt: 8.5, 8.6, 10.15\)" \
+  env TORCHRW_DATA="$tmp/badver" "$trw" check "$m/convnet.onnx" --backend tensorrt:8.6
+expect "check --list" 0 "tensorrt:10.15 +TensorRT 10.15 ONNX parser .*\(newest: --backend tensorrt\)" \
+  "$trw" check --list
+expect "check --list names every table" 0 "ncnn:20261020 +ncnn 1.0.20261020" "$trw" check --list
+expect "check --list: a broken table says so" 2 "tensorrt:8.6 .*its \"version\" is '8.5'" \
+  env TORCHRW_DATA="$tmp/badver" "$trw" check --list
 expect "check backend that is a path" 2 "unknown backend '../x'" \
   "$trw" check "$m/convnet.onnx" --backend ../x
 expect "diff with one model" 2 "expected A.onnx and B.onnx" "$trw" diff "$m/convnet.onnx"
@@ -291,11 +310,13 @@ check_model "check ncnn: static bool Concat" ncnn concat_bool_static.onnx 1 \
 check_model "check tensorrt: dynamic batch is fine" tensorrt convnet_dynamic.onnx 0
 check_model "check tensorrt: symbolic + Shape is fine" tensorrt symbolic.onnx 0
 check_model "check tensorrt: TopK constant K" tensorrt topk_const.onnx 0
-check_model "check tensorrt: TopK K as input" tensorrt topk_input.onnx 1 \
+check_model "check tensorrt:8.5: TopK K as input" tensorrt:8.5 topk_input.onnx 1 \
   "^topk: TopK: input 1 'k' \(K\) must be a constant .*onnx-tensorrt.*operators.md"
+check_model "check tensorrt (10.15): TopK K as input is fine" tensorrt topk_input.onnx 0
 check_model "check tensorrt: TopK K above 3840" tensorrt topk_big.onnx 1 \
   "^topk: TopK: input 1 'k' \(K\) is 5000, above the maximum 3840 \(.*TopK"
-check_model "check tensorrt: bool Concat, dynamic" tensorrt concat_bool_dynamic.onnx 1 \
+check_model "check tensorrt:10.15: bool Concat, dynamic is fine" tensorrt:10.15 concat_bool_dynamic.onnx 0
+check_model "check tensorrt:8.5: bool Concat, dynamic" tensorrt:8.5 concat_bool_dynamic.onnx 1 \
   "^cat_mask: Concat: input 0 \('a'\) has dtype bool, which is not supported when shapes are dynamic \(.*mmdeploy"
 check_model "check tensorrt: Resize cubic" tensorrt resize_cubic.onnx 1 \
   "^up: Resize: attribute mode='cubic' is not supported \(supported: nearest, linear\) \(.*onnx-tensorrt"
