@@ -3,7 +3,7 @@ user would under each backend's profile, once without torchrw (plain) and
 once under it, side by side:
 
     /usr/bin/python3 bench/zoo.py [--torch 2.14] [--exporter torchscript]
-        [--backends tensorrt,ncnn] [--families detection] [--models resnet18]
+        [--backends tensorrt:8.5,ncnn] [--families detection] [--models resnet18]
         [--timeout 600] [--results bench/zoo.jsonl] [--force]
     /usr/bin/python3 bench/zoo.py --table [--results bench/zoo.jsonl]
     /usr/bin/python3 bench/zoo.py ... --keep --workdir DIR   (keep the files)
@@ -75,9 +75,13 @@ EXPORTERS = {"1.13": ["torchscript"], "2.14": ["torchscript", "torch.export"]}
 
 # backend: (opset, engine).  mmdeploy's configs for TensorRT, ncnn and
 # OpenVINO export at opset 11; an ONNX Runtime user takes the
-# TorchScript exporter's newest default, 17.
+# TorchScript exporter's newest default, 17.  TensorRT by engine version
+# (docs/backends.md): 8.5 as mmdeploy's configs, and 10.15, whose parser
+# takes opsets 9 to 24, at the TorchScript exporter's newest default (17;
+# torch.export's exporter builds at 18 and converts down).
 PROFILES = {
-    "tensorrt": (11, "onnxruntime"),
+    "tensorrt:8.5": (11, "onnxruntime"),
+    "tensorrt:10.15": (17, "onnxruntime"),
     "ncnn": (11, "ncnn"),
     "openvino": (11, "openvino"),
     "onnxruntime": (17, "onnxruntime"),

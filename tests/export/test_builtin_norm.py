@@ -1,9 +1,11 @@
 """Built-in rewriters of rewriters/norm.c: layer_norm below opset 17 and
 group_norm through InstanceNormalization for TensorRT and ncnn."""
+import subprocess
+
 import numpy as np
 import pytest
 
-from conftest import DYNAMIC_SIZES, model_opset, ort_run, run_script, torchscript_only
+from conftest import BUILD, DYNAMIC_SIZES, model_opset, ort_run, run_script, torchscript_only
 
 LAYER_NORM = """
 import numpy as np
@@ -53,6 +55,34 @@ def test_layer_norm_at_17_is_left_to_torch(tmp_path):
     run = run_script(tmp_path, code.replace("F.layer_norm(x, (6,), eps=1e-3)", "x"),
                      backend="ncnn").check()
     assert "LayerNormalization" in run.ops()
+
+
+def check(path, backend):
+    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path), "--backend", backend],
+                       capture_output=True, text=True)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_layer_norm_for_tensorrt_8_5_is_spelled_out_at_17(tmp_path):
+    # TensorRT 8.5's parser has no LayerNormalization at any opset
+    # (data/backends/tensorrt-8.5.json); 8.6 and 10.x have it.
+    run = run_script(tmp_path, LAYER_NORM.replace("OPSET", "17"), backend="tensorrt:8.5").check()
+    assert model_opset(run.model()) == 17
+    ops = run.ops()
+    assert "LayerNormalization" not in ops and "ReduceMean" in ops, ops
+    assert check(run.path("model.onnx"), "tensorrt:8.5") == (0, "")
+    io = np.load(run.path("io.npz"))
+    a, b = ort_run(run.path("model.onnx"), {"x": io["x2"]})
+    np.testing.assert_allclose(a, io["a2"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, io["b2"], rtol=1e-5, atol=1e-5)
+    # The newest TensorRT takes it as it is: nothing rewritten, and it passes.
+    code = LAYER_NORM.replace("OPSET", "17").replace("F.layer_norm(x, (6,), eps=1e-3)", "x")
+    (tmp_path / "newest").mkdir()
+    new = run_script(tmp_path / "newest", code, backend="tensorrt").check()
+    assert "LayerNormalization" in new.ops()
+    assert check(new.path("model.onnx"), "tensorrt") == (0, "")
+    rc, out = check(new.path("model.onnx"), "tensorrt:8.5")
+    assert rc == 1 and "LayerNormalization: operator is not supported by tensorrt" in out, out
 
 
 GROUP_NORM = """

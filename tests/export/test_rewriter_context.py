@@ -106,6 +106,39 @@ except (ValueError, RuntimeError) as e:
     assert "backend 'tensorrtt' is not a known backend" in errs[0] and "onnxruntime" in errs[0]
 
 
+def test_backend_versions(tmp_path):
+    # Issue 22: a spec names the engine version; a rewriter for some versions
+    # says which, and sees the version; bad specs are one clear error each.
+    code = PRELUDE + """
+@FUNCTION_REWRITER.register_rewriter("torch.nn.functional.relu", backend="tensorrt",
+                                     backend_version="<8.6")
+def relu_for_old_parsers(x, inplace=False):
+    print("OLD", FUNCTION_REWRITER.get_context().backend_version)
+    return x.clamp(min=0)
+for spec in ("tensorrt:8.5", "tensorrt:10.15", "tensorrt"):
+    with torchrw.RewriterContext(backend=spec):
+        print("OPS", spec, "Squeeze" in ops())
+for spec in ("tensorrt:", "tensorrt:x", "tensorrt:9.0"):
+    try:
+        torchrw.RewriterContext(backend=spec).__enter__()
+    except (ValueError, RuntimeError) as e:
+        print("ERROR", e)
+try:
+    FUNCTION_REWRITER.register_rewriter("torch.relu", backend="tensorrt", backend_version="x")(print)
+except ValueError as e:
+    print("REGISTER", e)
+"""
+    run = run_script(tmp_path, code, preload=False).check()
+    assert lines(run, "OLD") == ["8.5"]
+    assert lines(run, "OPS") == ["tensorrt:8.5 True", "tensorrt:10.15 True", "tensorrt True"]
+    errs = lines(run, "ERROR")
+    assert len(errs) == 3, run.stdout
+    for spec, err in zip(("tensorrt:", "tensorrt:x", "tensorrt:9.0"), errs):
+        assert f"backend '{spec}'" in err and "known versions of tensorrt: 8.5, 8.6, 10.15" in err, err
+    reg = lines(run, "REGISTER")
+    assert reg and "'x' is not a version constraint" in reg[0], run.stdout
+
+
 def test_backend_from_the_cfg_else_default_and_configs_with_to_dict(tmp_path):
     # As mmdeploy: no backend named takes cfg's backend_config.type, else
     # "default".  A mapping with to_dict() (mmengine's Config) is a cfg too,

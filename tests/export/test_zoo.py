@@ -17,8 +17,8 @@ import zoo  # noqa: E402
 
 # model: backend.  ncnn's rows go through pnnx and ncnn; tensorrt's files
 # run in ONNX Runtime.
-CASES = {"squeezenet1_1": "ncnn", "mobilenet_v3_small": "tensorrt",
-         "lraspp_mobilenet_v3_large": "tensorrt"}
+CASES = {"squeezenet1_1": "ncnn", "mobilenet_v3_small": "tensorrt:8.5",
+         "lraspp_mobilenet_v3_large": "tensorrt:8.5"}
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_zoo_models_export_and_match_pytorch_with_and_without_torchrw(tmp_path, 
 
     zoo.main(["--table", "--results", str(results)])
     table = capsys.readouterr().out
-    group = f"| {TORCH_SERIES} | {EXPORTER} | tensorrt (11, onnxruntime) | 2 | 2 / 2 | "
+    group = f"| {TORCH_SERIES} | {EXPORTER} | tensorrt:8.5 (11, onnxruntime) | 2 | 2 / 2 | "
     assert group in table, table
     assert "| squeezenet1_1 | 1x3x64x64 | check" in table
 
