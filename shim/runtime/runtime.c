@@ -303,7 +303,6 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
     backend = trw_cfg_get_string(c, "backend_config.type", "default");
   const trw__backend *info = NULL;
   const char *version = NULL;
-  char why[768];
   if (trw__backend_parse(backend, &info, &version, why, sizeof why) != 0) {
     trw__fmt(err, errlen, "torchrw: %s", why);
     trw__cfg_free(c);
