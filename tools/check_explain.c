@@ -253,7 +253,7 @@ void trw__node_where(const Onnx__NodeProto *node, trw__where *out)
       continue;
     read_code(&frames[i]);
     out->known = 1;
-    snprintf(out->file, sizeof out->file, "%s", shown_path(frames[i].file));
+    snprintf(out->file, sizeof out->file, "%.511s", shown_path(frames[i].file));
     out->line = frames[i].line;
     snprintf(out->function, sizeof out->function, "%s", frames[i].function);
     snprintf(out->code, sizeof out->code, "%s", frames[i].code);
