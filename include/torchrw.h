@@ -251,6 +251,51 @@ int TRW__REGISTER_FN(const trw_rewriter_def *def);
   struct trw__swallow_semicolon
 
 /* ------------------------------------------------------------------------ */
+/* What a rewriter fixes, for `torchrw check`                                */
+
+/* That the rewriter registered as name for backend removes the violations
+ * `torchrw check --backend backend` reports for ONNX operator op (its
+ * op_type, "TopK") whose rule begins with rule ("" for every rule of op).
+ * The rules are check's sentences: "operator is not supported",
+ * "input 1 ('K') must be ...", "attribute mode=...". */
+typedef struct trw_fixes_def {
+  size_t size;      /* sizeof(trw_fixes_def) where it was built */
+  int api_version;  /* TRW_API_VERSION where it was built */
+  const char *name;    /* the rewriter's name, as registered */
+  const char *backend; /* its backend, as registered (NULL: "default") */
+  const char *op;      /* ONNX op_type */
+  const char *rule;    /* a prefix of check's rule, "" for any */
+  const char *file;
+  int line;
+} trw_fixes_def;
+
+/*
+ * Records a trw_fixes_def (copied; its strings must stay valid while the
+ * library is loaded).  It is data for listings (`torchrw list --json`,
+ * `torchrw check`), never consulted while exporting.
+ *
+ * Returns 0, or
+ *   TRW_EINVAL   def, its name, op, rule or file is NULL;
+ *   TRW_EVERSION def was built for another TRW_API_VERSION (or size);
+ *   TRW_EBACKEND the backend is not one of trw_known_backends();
+ *   TRW_ENOMEM.
+ * Failures are logged with the declaration's site.
+ */
+TRW_API int trw_register_fixes(const trw_fixes_def *def);
+
+/* TRW_FIXES("torch.topk", "tensorrt", "TopK", "input 1 "); next to the
+ * registration it describes. */
+#define TRW_FIXES(name_, backend_, op_, rule_)                                 \
+  __attribute__((constructor)) static void TRW__CAT(trw__fix_, __LINE__)(void) \
+  {                                                                            \
+    static const trw_fixes_def def = {sizeof(trw_fixes_def), TRW_API_VERSION,  \
+                                      name_, backend_, op_, rule_, __FILE__,   \
+                                      __LINE__};                               \
+    (void)trw_register_fixes(&def);                                            \
+  }                                                                            \
+  struct trw__swallow_semicolon
+
+/* ------------------------------------------------------------------------ */
 /* The environment, for checkers                                             */
 
 TRW_API const char *trw_env_backend(const trw_env *env);

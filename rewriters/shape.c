@@ -142,6 +142,8 @@ static int cat_through_int32(trw_ctx *ctx, size_t nargs, trw_value *const args[]
 }
 
 TRW_FUNCTION_REWRITER("torch.cat", "tensorrt", cat_through_int32);
+/* check: TensorRT's Concat refuses bool and uint8 inputs. */
+TRW_FIXES("torch.cat", "tensorrt", "Concat", "input ");
 
 /* ------------------------------------------------------------------------ */
 /* flatten, expand and chunk for ncnn                                        */
@@ -192,6 +194,8 @@ static int flatten_constant_shape(trw_ctx *ctx, size_t nargs,
 }
 
 TRW_FUNCTION_REWRITER("torch.flatten", "ncnn", flatten_constant_shape);
+/* check: ncnn's Reshape needs its shape at conversion. */
+TRW_FIXES("torch.flatten", "ncnn", "Reshape", "input 1 ");
 
 static int expand_keep_batch(trw_ctx *ctx, size_t nargs,
                              trw_value *const args[], trw_value **result)
@@ -211,6 +215,8 @@ static int expand_keep_batch(trw_ctx *ctx, size_t nargs,
 }
 
 TRW_FUNCTION_REWRITER("torch.Tensor.expand", "ncnn", expand_keep_batch);
+/* check: pnnx has no ncnn layer for Expand. */
+TRW_FIXES("torch.Tensor.expand", "ncnn", "Expand", "operator is not supported");
 
 static int chunk_static_slices(trw_ctx *ctx, size_t nargs,
                                trw_value *const args[], trw_value **result)

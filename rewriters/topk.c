@@ -88,3 +88,5 @@ static int topk_static_k(trw_ctx *ctx, size_t nargs, trw_value *const args[],
 }
 
 TRW_FUNCTION_REWRITER("torch.topk", "tensorrt", topk_static_k);
+/* check: TensorRT takes TopK's K as an initializer only. */
+TRW_FIXES("torch.topk", "tensorrt", "TopK", "input 1 ");

@@ -31,6 +31,7 @@ int trw__cmd_check(int argc, char **argv);
 int trw__cmd_diff(int argc, char **argv);
 int trw__cmd_run(int argc, char **argv);  /* tools/cmd_run.c */
 int trw__cmd_list(int argc, char **argv); /* tools/cmd_list.c */
+int trw__cmd_explain(int argc, char **argv); /* tools/cmd_explain.c, with run and list */
 
 /* Prints "torchrw: FILE: message" on stderr. */
 void trw__cmd_error(const char *file, const char *fmt, ...)

@@ -7,12 +7,13 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "check_explain.h"
 #include "cmd.h"
 #include "json_out.h"
 
 static void help(void)
 {
-  printf("usage: torchrw check MODEL.onnx --backend B[:VERSION] [--json]\n"
+  printf("usage: torchrw check MODEL.onnx --backend B[:VERSION] [--json] [--no-fixes]\n"
          "       torchrw check --list [--json]\n"
          "\n"
          "Compares the graph with the capability table of backend B "
@@ -20,6 +21,16 @@ static void help(void)
          "and prints one line per violation:\n"
          "\n"
          "    node_name: OpType: rule (source)\n"
+         "        at FILE:LINE (FUNCTION): CODE\n"
+         "        fixed by: REWRITER (SITE)\n"
+         "\n"
+         "FILE:LINE is the innermost line outside torch of the Python that made the\n"
+         "node, as the exporter recorded it (torch.export: the node's metadata;\n"
+         "TorchScript: its doc string, kept with verbose=True or under torchrw with\n"
+         "TORCHRW_SOURCE_LINES=1); where none is recorded, the line says so.\n"
+         "REWRITER is each rewriter for B (built-in, TORCHRW_PLUGINS, TORCHRW_PYTHON)\n"
+         "whose TRW_FIXES declaration covers the violation, read from the registry\n"
+         "by $PYTHON (as torchrw list does) when there is a violation.\n"
          "\n"
          "Rules: operators the backend lacks, operators supported only in "
          "an opset range,\nattribute values, inputs that must be constant "
@@ -32,7 +43,9 @@ static void help(void)
          "                table of it (tensorrt: TensorRT 10.15), or name:version\n"
          "                (tensorrt:8.5, tensorrt:8.6, tensorrt:10.15)\n"
          "  --list        list the tables, their versions and files\n"
-         "  --json        print the violations as JSON\n"
+         "  --json        print the violations as JSON (with where, where_note,\n"
+         "                fixed_by)\n"
+         "  --no-fixes    do not ask the registry which rewriters fix them\n"
          "  --help        show this help\n"
          "\n"
          "Tables are looked up in $TORCHRW_DATA/backends, else "
@@ -57,10 +70,6 @@ static int on_violation(const char *node, const char *what, const char *rule,
 {
   struct collect *col = user;
 
-  if (col->list == NULL) {
-    printf("%s: %s: %s (%s)\n", node, what, rule, source);
-    return 0;
-  }
   trw__json_append(col->list,
                    json_pack("{s:o, s:o, s:o, s:o}", "node",
                              trw__json_str(node), "op", trw__json_str(what),
@@ -70,14 +79,49 @@ static int on_violation(const char *node, const char *what, const char *rule,
   return col->ok ? 0 : 1;
 }
 
+static const char *str(const json_t *obj, const char *key)
+{
+  const char *s = json_string_value(json_object_get(obj, key));
+  return s != NULL ? s : "";
+}
+
+static void print_text(const json_t *list, const char *backend)
+{
+  size_t i, k;
+  json_t *v, *f;
+
+  json_array_foreach(list, i, v) {
+    const json_t *where = json_object_get(v, "where");
+    const json_t *fixes = json_object_get(v, "fixed_by");
+    printf("%s: %s: %s (%s)\n", str(v, "node"), str(v, "op"), str(v, "rule"),
+           str(v, "source"));
+    if (json_is_object(where))
+      printf("    at %s:%lld%s%s%s%s%s\n", str(where, "file"),
+             (long long)json_integer_value(json_object_get(where, "line")),
+             str(where, "function")[0] ? " (" : "", str(where, "function"),
+             str(where, "function")[0] ? ")" : "", str(where, "code")[0] ? ": " : "",
+             str(where, "code"));
+    else if (str(v, "where_note")[0])
+      printf("    at: %s\n", str(v, "where_note"));
+    if (json_is_array(fixes) && json_array_size(fixes) == 0)
+      printf("    fixed by: no rewriter for %s declares it removes this\n", backend);
+    json_array_foreach(fixes, k, f)
+      printf("    fixed by: %s (%s:%lld)%s\n", str(f, "stable"), str(f, "file"),
+             (long long)json_integer_value(json_object_get(f, "line")),
+             json_is_true(json_object_get(f, "disabled")) ? ", disabled by TORCHRW_DISABLE"
+                                                          : "");
+  }
+}
+
 int trw__cmd_check(int argc, char **argv)
 {
   const char *pos[1], *backend = NULL;
-  int help_flag, npos, json = 0, rc, n;
+  int help_flag, npos, json = 0, no_fixes = 0, rc, n;
   int list = 0;
   const trw__opt opts[] = {{"--backend", 1, &backend, NULL},
                            {"--json", 0, NULL, &json},
                            {"--list", 0, NULL, &list},
+                           {"--no-fixes", 0, NULL, &no_fixes},
                            {NULL, 0, NULL, NULL}};
   struct collect col = {NULL, 1};
   trw__onnx_model *model;
@@ -110,7 +154,7 @@ int trw__cmd_check(int argc, char **argv)
     json_decref(table);
     return rc;
   }
-  if (json && (col.list = json_array()) == NULL) {
+  if ((col.list = json_array()) == NULL) {
     trw__cmd_error(pos[0], "out of memory");
     rc = TRW__EXIT_BAD;
     goto done;
@@ -122,6 +166,22 @@ int trw__cmd_check(int argc, char **argv)
     goto done;
   }
   rc = n > 0 ? TRW__EXIT_FOUND : TRW__EXIT_OK;
+  if (n > 0) {
+    json_t *listing = NULL;
+#ifdef TRW_HAVE_CMD_LIST
+    if (!no_fixes && (listing = trw__registry_listing(backend, err, sizeof(err))) == NULL)
+      fprintf(stderr, "torchrw check: which rewriters fix these is not known: %s\n", err);
+#endif
+    if (trw__explain_violations(model, backend, listing, col.list) != 0) {
+      json_decref(listing);
+      trw__cmd_error(pos[0], "out of memory");
+      rc = TRW__EXIT_BAD;
+      goto done;
+    }
+    json_decref(listing);
+  }
+  if (!json)
+    print_text(col.list, backend);
   if (json) {
     json_t *root = json_pack("{s:o, s:o, s:I, s:O}", "file",
                              trw__json_str(pos[0]), "backend",

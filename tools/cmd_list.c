@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_explain.h"
 #include "cmd.h"
 #include "runenv.h"
 
@@ -83,6 +84,42 @@ static char *run_listing(const char *backend, const char *opset)
   return buf;
 }
 
+/* Where the build tree's torchrw package is, on PYTHONPATH; 0 or -1. */
+static int python_path(void)
+{
+  char libdir[PATH_MAX], path[PATH_MAX + 16], real[PATH_MAX];
+  if (trw__libdir(libdir, sizeof libdir) != 0)
+    return -1;
+  snprintf(path, sizeof path, "%s/../python", libdir);
+  /* The build tree's torchrw package; an installed torchrw has its own. */
+  if (realpath(path, real))
+    trw__env_prepend("PYTHONPATH", real, ':');
+  return 0;
+}
+
+json_t *trw__registry_listing(const char *backend, char *err, size_t errlen)
+{
+  if (python_path() != 0) {
+    snprintf(err, errlen, "the torchrw libraries were not found");
+    return NULL;
+  }
+  char *text = run_listing(backend, NULL);
+  if (!text) {
+    snprintf(err, errlen, "the registry could not be read from %s (see the error above)",
+             trw__python_exe());
+    return NULL;
+  }
+  json_error_t je;
+  json_t *doc = json_loads(text, 0, &je);
+  free(text);
+  if (!json_is_array(json_object_get(doc, "rewriters"))) {
+    snprintf(err, errlen, "the registry listing is not what torchrw list --json prints");
+    json_decref(doc);
+    return NULL;
+  }
+  return doc;
+}
+
 int trw__cmd_list(int argc, char **argv)
 {
   trw__runopts o = {0};
@@ -119,15 +156,10 @@ int trw__cmd_list(int argc, char **argv)
       return TRW__EXIT_BAD;
     }
   }
-  char libdir[PATH_MAX], path[PATH_MAX + 16], real[PATH_MAX];
-  if (trw__libdir(libdir, sizeof libdir) != 0) {
+  if (python_path() != 0) {
     trw__runopts_free(&o);
     return TRW__EXIT_BAD;
   }
-  snprintf(path, sizeof path, "%s/../python", libdir);
-  /* The build tree's torchrw package; an installed torchrw has its own. */
-  if (realpath(path, real))
-    trw__env_prepend("PYTHONPATH", real, ':');
   const char *backend = o.backend;
   o.backend = NULL; /* the listing's backend is an argument, not the trace's */
   trw__runopts_export(&o);

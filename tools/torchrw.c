@@ -26,6 +26,10 @@ static const struct subcommand {
 #ifdef TRW_HAVE_CMD_LIST
   {"list", trw__cmd_list, "list the registered rewriters"},
 #endif
+#if defined(TRW_HAVE_CMD_RUN) && defined(TRW_HAVE_CMD_LIST)
+  {"explain", trw__cmd_explain,
+   "export plain and under torchrw; each violation before and after, with lines"},
+#endif
   {"help", cmd_help, "show help for torchrw or for one subcommand"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

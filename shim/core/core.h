@@ -109,6 +109,17 @@ typedef struct trw__rewriter {
   uint64_t total_hits;
 } trw__rewriter;
 
+/* A TRW_FIXES declaration (fixes.c); the strings are the declarer's. */
+typedef struct trw__fix {
+  const char *name, *backend, *op, *rule, *file;
+  int line;
+} trw__fix;
+
+/* How many TRW_FIXES declarations were recorded, and the i-th (copied into
+ * out; 0, or TRW_ERANGE past the end). */
+size_t trw__fixes_count(void);
+int trw__fixes_get(size_t i, trw__fix *out);
+
 /* The environment selection looks at (the public trw_env). */
 struct trw_env {
   const char *backend; /* canonical */

@@ -20,6 +20,7 @@
  * for their modules, shim/python/lazy.c); RewriterContext installs both
  * kinds for its block.  The adapter lists them per torch.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "../adapter/adapter.h"
@@ -238,6 +239,41 @@ static void guard_output(PyObject *const *args, size_t nargsf, PyObject *kwnames
 
 static void install_write_hooks(void);
 
+/* TORCHRW_SOURCE_LINES=1: the TorchScript exporter keeps each node's
+ * source range (the Python lines that made it) in the node's doc string,
+ * as it does with verbose=True, without printing the graph; `torchrw
+ * check` names those lines. */
+static int source_lines_on(void)
+{
+  const char *v = getenv("TORCHRW_SOURCE_LINES");
+  return v && strcmp(v, "1") == 0;
+}
+
+/* Graph._export_onnx(self, params, opset, dynamic_axes, defer_weight_export,
+ * operator_export_type, strip_doc_string, ...) as both TorchScript
+ * exporters call it (torch/onnx/utils.py in 1.13,
+ * torch/onnx/_internal/torchscript_exporter/utils.py from 2.9): all
+ * positional.  With TORCHRW_SOURCE_LINES, strip_doc_string is False. */
+enum { EXPORT_ONNX_STRIP_DOC_STRING = 6 };
+
+static PyObject *write_keeping_lines(Hook *h, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+  Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  PyObject *small[16], **copy = small;
+  if (n <= EXPORT_ONNX_STRIP_DOC_STRING || !PyBool_Check(args[EXPORT_ONNX_STRIP_DOC_STRING]))
+    return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
+  if (n + nkw > 16 && !(copy = PyMem_Malloc((size_t)(n + nkw) * sizeof *copy)))
+    return PyErr_NoMemory();
+  memcpy(copy, args, (size_t)(n + nkw) * sizeof *copy);
+  copy[EXPORT_ONNX_STRIP_DOC_STRING] = Py_False;
+  PyObject *r = PyObject_Vectorcall(h->original, copy, (size_t)n, kwnames);
+  if (copy != small)
+    PyMem_Free(copy);
+  return r;
+}
+
 static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
 {
@@ -247,6 +283,8 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
     /* Only the status line's: writing lasts until the export returns. */
     if (trw__export_depth() > 0)
       trw__status_phase(TRW__PHASE_WRITING);
+    if (source_lines_on())
+      return write_keeping_lines(h, args, nargsf, kwnames);
     return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
   if (h->role == TRW__HOOK_CONVERT)
@@ -453,14 +491,15 @@ static int install(const trw__py_attr *attrs, const trw__hook *hooks, size_t n,
   return 0;
 }
 
-/* The status line's hooks of serialisation, at the first export: torch._C
- * is only half imported when the shim sees torch load, and its classes
- * cannot be waited for.  Without the status line, nothing is hooked. */
+/* The hooks of serialisation (the status line's, TORCHRW_SOURCE_LINES'), at
+ * the first export: torch._C is only half imported when the shim sees
+ * torch load, and its classes cannot be waited for.  Without either,
+ * nothing is hooked. */
 static void install_write_hooks(void)
 {
   static int done;
   const trw__adapter *a = trw__adapter_get();
-  if (done || !a->nwrite_hooks || !trw__status_on())
+  if (done || !a->nwrite_hooks || !(trw__status_on() || source_lines_on()))
     return;
   done = 1;
   if (install(NULL, a->write_hooks, a->nwrite_hooks, TRW__HOOKS_PROCESS) != 0) {

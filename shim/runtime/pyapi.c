@@ -276,6 +276,17 @@ static PyObject *list_json(PyObject *self, PyObject *args)
                              r->line, "lang", r->lang == TRW__LANG_C ? "c" : "python",
                              "builtin", r->builtin, "disabled", r->disabled, "checkers",
                              checkers);
+    /* What TRW_FIXES says it removes from `torchrw check`'s findings. */
+    json_t *fixes = json_array();
+    trw__fix fx;
+    for (size_t f = 0; trw__fixes_get(f, &fx) == 0; f++)
+      if (strcmp(fx.name, r->name) == 0 && strcmp(fx.backend, r->backend) == 0)
+        json_array_append_new(fixes, json_pack("{s:s, s:s, s:s, s:i}", "op", fx.op, "rule",
+                                               fx.rule, "file", fx.file, "line", fx.line));
+    if (item)
+      json_object_set_new(item, "fixes", fixes);
+    else
+      json_decref(fixes);
     if (backend && item) {
       trw__rewriter *sel = trw__select(r->kind, r->name, &env);
       json_object_set_new(item, "selected", json_boolean(sel == r));

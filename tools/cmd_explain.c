@@ -1,0 +1,304 @@
+/*
+ * cmd_explain.c - "torchrw explain --backend B --output M.onnx -- CMD":
+ * runs the export CMD twice, plain and under torchrw, and prints per
+ * violation of B's capability table what it was before and what is left
+ * after, each with the user's Python line and the rewriter that removes
+ * it (check_explain.c).
+ *
+ * The plain run has no preload and no TORCHRW_* variable; its file is
+ * kept as M.plain.onnx.  The run under torchrw is `torchrw run` with
+ * TORCHRW_SOURCE_LINES=1, so that the TorchScript exporter keeps each
+ * node's source lines.  A violation is the same before and after when its
+ * operator, its rule up to the first quote (input names change) and its
+ * line are.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "check_explain.h"
+#include "cmd.h"
+#include "json_out.h"
+#include "runenv.h"
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: torchrw explain --backend B --output M.onnx [--config F] [--plugin P]\n"
+          "                       [--python M] [--disable N] [--json] -- CMD ...\n\n"
+          "Runs CMD (an export that writes M.onnx) plain, keeping its file as\n"
+          "M.plain.onnx, then under torchrw for backend B (torchrw run, with\n"
+          "TORCHRW_SOURCE_LINES=1), and checks both files against B's capability\n"
+          "table.  Per violation it prints the user's Python line and the rewriter\n"
+          "that removes it, and whether torchrw's file still has it:\n\n"
+          "    fixed    NODE: OP: RULE      (plain only)\n"
+          "    left     NODE: OP: RULE      (in both)\n"
+          "    new      NODE: OP: RULE      (under torchrw only)\n\n"
+          "Exit status: 0 when torchrw's file has no violation, 1 when it has,\n"
+          "2 when CMD fails or writes no M.onnx, or on bad usage.\n");
+}
+
+struct collect {
+  json_t *list;
+  int ok;
+};
+
+static int on_violation(const char *node, const char *what, const char *rule,
+                        const char *source, void *user)
+{
+  struct collect *col = user;
+  trw__json_append(col->list,
+                   json_pack("{s:o, s:o, s:o, s:o}", "node", trw__json_str(node), "op",
+                             trw__json_str(what), "rule", trw__json_str(rule), "source",
+                             trw__json_str(source)),
+                   &col->ok);
+  return col->ok ? 0 : 1;
+}
+
+/* The violations of the file at path, explained; NULL after an error was
+ * printed. */
+static json_t *violations(const char *path, const char *backend, const json_t *table,
+                          const json_t *listing)
+{
+  trw__onnx_model *model;
+  struct collect col = {json_array(), 1};
+  char err[1024];
+  if (col.list == NULL || trw__cmd_load(path, &model, NULL, NULL) != 0) {
+    json_decref(col.list);
+    return NULL;
+  }
+  int n = trw__check_model(model, table, on_violation, &col, err, sizeof err);
+  if (n < 0 || !col.ok || trw__explain_violations(model, backend, listing, col.list) != 0) {
+    trw__cmd_error(path, "%s", n < 0 ? err : "out of memory");
+    json_decref(col.list);
+    col.list = NULL;
+  }
+  trw__onnx_free(model);
+  return col.list;
+}
+
+static const char *str(const json_t *obj, const char *key)
+{
+  const char *s = json_string_value(json_object_get(obj, key));
+  return s != NULL ? s : "";
+}
+
+/* Whether a and b are the same violation (see the top of the file). */
+static int same(const json_t *a, const json_t *b)
+{
+  const char *ra = str(a, "rule"), *rb = str(b, "rule");
+  size_t la = strcspn(ra, "'"), lb = strcspn(rb, "'");
+  const json_t *wa = json_object_get(a, "where"), *wb = json_object_get(b, "where");
+  if (strcmp(str(a, "op"), str(b, "op")) != 0 || la != lb || strncmp(ra, rb, la) != 0)
+    return 0;
+  if (json_is_object(wa) != json_is_object(wb))
+    return 0;
+  return !json_is_object(wa) ||
+         (strcmp(str(wa, "file"), str(wb, "file")) == 0 &&
+          json_integer_value(json_object_get(wa, "line")) ==
+              json_integer_value(json_object_get(wb, "line")));
+}
+
+static void print_one(const char *state, const json_t *v, const char *backend)
+{
+  const json_t *where = json_object_get(v, "where"), *fixes = json_object_get(v, "fixed_by"), *f;
+  size_t k;
+  printf("%-8s %s: %s: %s\n", state, str(v, "node"), str(v, "op"), str(v, "rule"));
+  if (json_is_object(where))
+    printf("         at %s:%lld%s%s%s%s%s\n", str(where, "file"),
+           (long long)json_integer_value(json_object_get(where, "line")),
+           str(where, "function")[0] ? " (" : "", str(where, "function"),
+           str(where, "function")[0] ? ")" : "", str(where, "code")[0] ? ": " : "",
+           str(where, "code"));
+  else if (str(v, "where_note")[0])
+    printf("         at: %s\n", str(v, "where_note"));
+  if (json_is_array(fixes) && json_array_size(fixes) == 0)
+    printf("         fixed by: no rewriter for %s declares it removes this\n", backend);
+  json_array_foreach(fixes, k, f)
+    printf("         fixed by: %s (%s:%lld)%s\n", str(f, "stable"), str(f, "file"),
+           (long long)json_integer_value(json_object_get(f, "line")),
+           json_is_true(json_object_get(f, "disabled")) ? ", disabled by TORCHRW_DISABLE" : "");
+}
+
+/* Runs argv with no preload and no TORCHRW_* variable; its exit status,
+ * or -1. */
+static int run_plain(char **argv)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    extern char **environ;
+    for (char **e = environ; *e;) {
+      if (strncmp(*e, "TORCHRW_", 8) == 0 || strncmp(*e, "LD_PRELOAD=", 11) == 0) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+        unsetenv(name);
+        e = environ;
+      } else {
+        e++;
+      }
+    }
+    execvp(argv[0], argv);
+    fprintf(stderr, "torchrw explain: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int trw__cmd_explain(int argc, char **argv)
+{
+  const char *output = NULL, *backend = NULL;
+  int json_out = 0, i = 1, rc = TRW__EXIT_BAD;
+  char **run_argv = calloc((size_t)argc + 8, sizeof *run_argv);
+  int nrun = 0;
+  if (!run_argv)
+    return TRW__EXIT_BAD;
+  run_argv[nrun++] = "run";
+  run_argv[nrun++] = "--no-status";
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    }
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      free(run_argv);
+      return TRW__EXIT_OK;
+    }
+    if (strcmp(argv[i], "--json") == 0) {
+      json_out = 1;
+      continue;
+    }
+    const char *opt = argv[i];
+    int known = strcmp(opt, "--output") == 0 || strcmp(opt, "--backend") == 0 ||
+                strcmp(opt, "--config") == 0 || strcmp(opt, "--plugin") == 0 ||
+                strcmp(opt, "--python") == 0 || strcmp(opt, "--disable") == 0;
+    if (!known || i + 1 >= argc) {
+      fprintf(stderr, "torchrw explain: %s '%s' (accepted: --backend B --output M.onnx "
+                      "--config --plugin --python --disable --json, then -- CMD)\n",
+              known ? "missing value for" : "unknown option", opt);
+      free(run_argv);
+      return TRW__EXIT_BAD;
+    }
+    const char *val = argv[++i];
+    if (strcmp(opt, "--output") == 0) {
+      output = val;
+      continue;
+    }
+    if (strcmp(opt, "--backend") == 0)
+      backend = val;
+    run_argv[nrun++] = (char *)opt;
+    run_argv[nrun++] = (char *)val;
+  }
+  if (!output || !backend || i >= argc) {
+    fprintf(stderr, "torchrw explain: needs --backend B, --output M.onnx and -- CMD "
+                    "(see torchrw explain --help)\n");
+    free(run_argv);
+    return TRW__EXIT_BAD;
+  }
+  char err[1024], plain[4096];
+  json_t *table = trw__check_load_table(backend, err, sizeof err), *before = NULL, *after = NULL;
+  json_t *listing = NULL;
+  if (!table) {
+    fprintf(stderr, "torchrw explain: %s\n", err);
+    free(run_argv);
+    return TRW__EXIT_BAD;
+  }
+  size_t len = strlen(output);
+  snprintf(plain, sizeof plain, "%.*s.plain.onnx",
+           (int)(len > 5 && strcmp(output + len - 5, ".onnx") == 0 ? len - 5 : len), output);
+
+  fprintf(stderr, "torchrw explain: plain export\n");
+  unlink(output);
+  int status = run_plain(argv + i);
+  if (status != 0 || access(output, F_OK) != 0) {
+    fprintf(stderr, "torchrw explain: the plain export %s\n",
+            status != 0 ? "failed" : "wrote no such file");
+    if (status == 0)
+      fprintf(stderr, "torchrw explain: %s was not written\n", output);
+    goto done;
+  }
+  if (rename(output, plain) != 0) {
+    fprintf(stderr, "torchrw explain: cannot keep %s as %s: %s\n", output, plain,
+            strerror(errno));
+    goto done;
+  }
+  fprintf(stderr, "torchrw explain: export under torchrw (backend %s)\n", backend);
+  run_argv[nrun++] = "--";
+  for (int k = i; k < argc; k++)
+    run_argv[nrun++] = argv[k];
+  setenv("TORCHRW_SOURCE_LINES", "1", 1);
+  status = trw__cmd_run(nrun, run_argv);
+  unsetenv("TORCHRW_SOURCE_LINES");
+  if (status != 0 || access(output, F_OK) != 0) {
+    fprintf(stderr, "torchrw explain: the export under torchrw %s\n",
+            status != 0 ? "failed" : "wrote no such file");
+    goto done;
+  }
+  if (!(listing = trw__registry_listing(backend, err, sizeof err)))
+    fprintf(stderr, "torchrw explain: which rewriters fix these is not known: %s\n", err);
+  if (!(before = violations(plain, backend, table, listing)) ||
+      !(after = violations(output, backend, table, listing)))
+    goto done;
+
+  size_t a, b;
+  json_t *va, *vb;
+  char *seen = calloc(json_array_size(after) + 1, 1);
+  if (!seen)
+    goto done;
+  json_t *rows = json_array();
+  int ok = rows != NULL;
+  json_array_foreach(before, b, vb) {
+    const char *state = "fixed";
+    json_array_foreach(after, a, va) if (!seen[a] && same(vb, va)) {
+      seen[a] = 1;
+      state = "left";
+      break;
+    }
+    if (json_out)
+      trw__json_append(rows, json_pack("{s:s, s:O}", "state", state, "violation", vb), &ok);
+    else
+      print_one(state, vb, backend);
+  }
+  json_array_foreach(after, a, va) {
+    if (seen[a])
+      continue;
+    if (json_out)
+      trw__json_append(rows, json_pack("{s:s, s:O}", "state", "new", "violation", va), &ok);
+    else
+      print_one("new", va, backend);
+  }
+  free(seen);
+  rc = json_array_size(after) > 0 ? TRW__EXIT_FOUND : TRW__EXIT_OK;
+  if (json_out) {
+    json_t *root = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "backend", backend, "plain", plain,
+                             "torchrw", output, "before", (json_int_t)json_array_size(before),
+                             "after", (json_int_t)json_array_size(after), "violations", rows);
+    if (!ok || root == NULL || trw__json_print(root) != 0)
+      rc = TRW__EXIT_BAD;
+    json_decref(root);
+  } else {
+    json_decref(rows);
+    printf("%s: %zu violation%s plain (%s), %zu under torchrw (%s)\n", backend,
+           json_array_size(before), json_array_size(before) == 1 ? "" : "s", plain,
+           json_array_size(after), output);
+  }
+done:
+  json_decref(before);
+  json_decref(after);
+  json_decref(listing);
+  json_decref(table);
+  free(run_argv);
+  return rc;
+}
