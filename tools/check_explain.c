@@ -309,15 +309,19 @@ const Onnx__NodeProto *trw__find_reported_node(const trw__onnx_model *model, con
 /* ------------------------------------------------------------------------ */
 /* Rewriters                                                                 */
 
-/* Whether rewriter r (an entry of the listing) serves backend. */
+/* Whether rewriter r (an entry of the listing made for backend) serves it:
+ * the listing marks what the registry selects for the backend and its
+ * engine version ("tensorrt:8.5" selects a "tensorrt:<8.6" rewriter, not a
+ * "tensorrt:>=10"); a disabled rewriter of the backend's name is named too,
+ * so the user learns that switching it back on removes the violation. */
 static int serves(const json_t *r, const char *backend)
 {
   const char *b = json_string_value(json_object_get(r, "backend"));
-  if (b == NULL)
-    return 0;
-  if (strcmp(b, backend) == 0)
+  size_t n = strcspn(backend, ":");
+  if (json_is_true(json_object_get(r, "selected")))
     return 1;
-  return strcmp(b, "default") == 0 && json_is_true(json_object_get(r, "selected"));
+  return b != NULL && json_is_true(json_object_get(r, "disabled")) && strlen(b) == n &&
+         strncmp(b, backend, n) == 0;
 }
 
 static json_t *fixed_by(const json_t *listing, const char *backend, const char *op,

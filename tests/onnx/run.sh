@@ -99,7 +99,7 @@ check_model() {
   [ "$count" = 0 ] && want=0
   run "$trw" check "$m/$model" --backend "$backend"
   local lines
-  lines=$(grep -c . "$out")
+  lines=$(grep -c "^[^ ]" "$out")  # a violation per line; its "at:" and "fixed by:" are indented
   if sanitizer_report; then
     bad "$name" "sanitizer report: $(grep -m1 -E 'ERROR|runtime error' "$err")"
     return
@@ -116,9 +116,15 @@ check_model() {
       return
     fi
   done
-  # Every line is "node: OpType: rule (source)".
-  if grep -vqE '^[^:]+: [^:]+: .+ \(.+\)$' "$out"; then
-    bad "$name" "malformed line: $(grep -vE '^[^:]+: [^:]+: .+ \(.+\)$' "$out" | head -1)"
+  # Every violation is "node: OpType: rule (source)", followed by its
+  # indented "at: FILE:LINE ..." (or why no line is known; graph inputs and
+  # initializers have none) and "fixed by:".
+  local shape='^[^: ][^:]*: [^:]+: .+ \(.+\)$|^    at: .+|^    fixed by: .+'
+  if grep -vqE "$shape" "$out"; then
+    bad "$name" "malformed line: $(grep -vE "$shape" "$out" | head -1)"
+    return
+  elif [ "$(grep -c '^    fixed by: ' "$out")" != "$count" ]; then
+    bad "$name" "not every violation says what fixes it: $(head -c 400 "$out")"
     return
   fi
   ok "$name"
@@ -137,7 +143,7 @@ for cmd in inspect check diff; do
 done
 expect "inspect accepted options listed" 2 "accepted options: --json --help" \
   "$trw" inspect --bogus "$m/convnet.onnx"
-expect "check accepted options listed" 2 "accepted options: --backend VALUE --json --list --help" \
+expect "check accepted options listed" 2 "accepted options: --backend VALUE --json --list --no-fixes --help" \
   "$trw" check --bogus "$m/convnet.onnx"
 expect "inspect without a model" 2 "expected one MODEL.onnx" "$trw" inspect
 expect "check without --backend" 2 "expected MODEL.onnx and --backend" "$trw" check "$m/convnet.onnx"
