@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zoo_models import FAMILIES, MODELS, describe_input  # noqa: E402
+from zoo_models import FAMILIES, MODELS, describe_input, unavailable_on  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("VENV", ROOT / ".venv"))
@@ -180,7 +180,8 @@ def export(python, model, exporter, opset, outdir, timeout, build, backend=None)
         return {"ok": False, "error": why, "seconds": seconds}
     out = {"ok": "error" not in res and (outdir / "model.onnx").exists(),
            "error": res.get("error"), "outputs": res.get("outputs"),
-           "seconds": seconds, "torch_version": res.get("torch"),
+           "seconds": seconds, "call_seconds": res.get("export_seconds"),
+           "torch_version": res.get("torch"),
            "degenerate": res.get("degenerate"), "reinit": res.get("reinit")}
     if res.get("unavailable"):
         out["unavailable"] = True
@@ -302,9 +303,9 @@ def compare(names, want, got, family):
 
 class Results:
     """The JSON Lines results file: one row per model, backend, torch,
-    exporter and mode; appended row by row."""
+    exporter, mode and opset asked for; appended row by row."""
 
-    KEY = ("model", "backend", "torch", "exporter", "mode")
+    KEY = ("model", "backend", "torch", "exporter", "mode", "opset")
 
     def __init__(self, path):
         self.path = Path(path)
@@ -337,7 +338,8 @@ class Results:
         order = {m: i for i, m in enumerate(MODELS)}
         rows = sorted(self.rows.values(), key=lambda r: (
             r["torch"], r["exporter"], list(PROFILES).index(r["backend"])
-            if r["backend"] in PROFILES else 99, order.get(r["model"], 999), r["mode"]))
+            if r["backend"] in PROFILES else 99, r["opset"], order.get(r["model"], 999),
+            r["mode"]))
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         tmp.replace(self.path)
@@ -353,6 +355,10 @@ class Zoo:
     def log(self, msg):
         print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {msg}", flush=True)
 
+    def opset(self, backend):
+        """The opset asked for: --opset, else the backend's profile's."""
+        return self.args.opset or PROFILES[backend][0]
+
     def model_dir(self, torch, exporter, model):
         return self.work / torch / exporter.replace(".", "_") / model
 
@@ -361,13 +367,14 @@ class Zoo:
         mdir = self.model_dir(torch, exporter, model)
         todo = [b for b in backends
                 if self.args.force or any(self.results.get(model=model, backend=b, torch=torch,
-                                                           exporter=exporter, mode=m) is None
+                                                           exporter=exporter, mode=m,
+                                                           opset=self.opset(b)) is None
                                           for m in ("plain", "torchrw"))]
         if not todo:
             return
         plain = {}
         for b in todo:
-            opset = PROFILES[b][0]
+            opset = self.opset(b)
             if opset not in plain:
                 pdir = mdir / f"plain-opset{opset}"
                 self.log(f"{torch} {exporter} {model}: export plain, opset {opset}")
@@ -376,14 +383,14 @@ class Zoo:
             pdir, pres = plain[opset]
             if pres.get("unavailable"):
                 for mode in ("plain", "torchrw"):
-                    self.record(model, b, torch, exporter, mode, pres, None, None, None)
+                    self.record(model, b, torch, exporter, mode, pres, None, None, opset)
                 continue
-            prow = self.judge(model, b, torch, exporter, "plain", pdir, pres, None)
+            prow = self.judge(model, b, torch, exporter, "plain", pdir, pres, None, opset)
             tdir = mdir / f"torchrw-{b}"
             self.log(f"{torch} {exporter} {model}: export under torchrw, backend {b}")
             tres = export(python, model, exporter, opset, tdir, self.args.timeout, self.build,
                           backend=b)
-            self.judge(model, b, torch, exporter, "torchrw", tdir, tres, (pdir, prow))
+            self.judge(model, b, torch, exporter, "torchrw", tdir, tres, (pdir, prow), opset)
             if not self.args.keep:
                 shutil.rmtree(tdir, ignore_errors=True)
         if not self.args.keep:
@@ -397,7 +404,7 @@ class Zoo:
         for b in backends:
             for mode in ("plain", "torchrw"):
                 row = self.results.get(model=model, backend=b, torch=torch, exporter=exporter,
-                                       mode=mode)
+                                       mode=mode, opset=self.opset(b))
                 if row is None or not row.get("exported"):
                     continue
                 sub = f"plain-opset{row['opset']}" if mode == "plain" else f"torchrw-{b}"
@@ -412,9 +419,9 @@ class Zoo:
                 self.log(f"{torch} {exporter} {model} {b} {mode}: check {old} -> "
                          f"{chk.get('violations', chk.get('error'))}")
 
-    def judge(self, model, backend, torch, exporter, mode, d, res, plain):
+    def judge(self, model, backend, torch, exporter, mode, d, res, plain, opset):
         """Checks and runs one export's file; records and returns its row."""
-        opset, engine = PROFILES[backend]
+        engine = PROFILES[backend][1]
         chk = num = None
         if res["ok"]:
             chk = check(self.build, d / "model.onnx", backend)
@@ -444,10 +451,11 @@ class Zoo:
 
     def record(self, model, backend, torch, exporter, mode, res, chk, num, opset):
         row = {"model": model, "family": MODELS[model][0], "input": describe_input(model),
-               "backend": backend, "opset": opset or PROFILES[backend][0], "torch": torch,
+               "backend": backend, "opset": opset, "torch": torch,
                "torch_version": res.get("torch_version"), "exporter": exporter, "mode": mode,
                "exported": bool(res.get("ok")), "error": None if res.get("ok") else res.get("error"),
                "export_seconds": res.get("seconds"),
+               "onnx_export_seconds": res.get("call_seconds"),
                "date": datetime.date.today().isoformat()}
         if res.get("unavailable"):
             row["unavailable"] = True
@@ -565,26 +573,61 @@ def worse(t, p):
     return None
 
 
+def export_seconds(row, key="onnx_export_seconds"):
+    """The seconds of a row's export: key "onnx_export_seconds",
+    torch.onnx.export's call alone (zoo_export.py times it; rows from before
+    2026-12-04 lack it), or "export_seconds", the export's whole process
+    (starting Python, importing torch, building the model, exporting);
+    None when the row lacks it or did not export."""
+    return row.get(key) if row and row.get("exported") else None
+
+
+def time_ratio(pair, key="onnx_export_seconds"):
+    """torchrw's export time over plain torch's for one model's rows, or
+    None where either lacks it (or took no measurable time)."""
+    t, p = export_seconds(pair.get("torchrw"), key), export_seconds(pair.get("plain"), key)
+    return t / p if t is not None and p else None
+
+
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def group_of(r):
+    return (r["torch"], r["exporter"], r["backend"], r["opset"])
+
+
 def table(results, out=None):
     out = out or sys.stdout
     rows = list(results.rows.values())
-    groups = sorted({(r["torch"], r["exporter"], r["backend"]) for r in rows},
+    groups = sorted({group_of(r) for r in rows},
                     key=lambda g: (g[0], ["torchscript", "torch.export"].index(g[1]),
-                                   list(PROFILES).index(g[2])))
-    print("Opset: asked for.  torch.export's exporter builds at 18 and converts down; "
+                                   list(PROFILES).index(g[2]), g[3]))
+    print("Opset: asked for (the profile's, or the run's --opset).  torch.export's exporter "
+          "builds at 18 and converts down; "
           "where that fails the file keeps 18, and its cell says \"opset 18\".  "
           "**(degenerate)**: PyTorch's outputs do not depend on the input (zoo_models.prepare), "
-          "so their numerics are not counted as ok.\n", file=out)
-    print("| torch | exporter | backend (opset, engine) | models | exported torchrw / plain "
-          "| check-clean torchrw / plain | numerics-ok torchrw / plain | worse under torchrw |",
+          "so their numerics are not counted as ok.  Export time: torchrw's over plain torch's, "
+          "the median over the group's models that exported both ways, of torch.onnx.export's "
+          "call alone (\"call\"; rows recorded before 2026-12-04 lack it) and of the export's "
+          "whole process (\"process\": Python, importing torch, building the model, exporting); "
+          "a model's cell gives the call's seconds, else the process's (with \"p\").\n",
           file=out)
-    print("|---|---|---|---|---|---|---|---|", file=out)
-    for torch, exporter, backend in groups:
-        sel = [r for r in rows if (r["torch"], r["exporter"], r["backend"]) == (torch, exporter,
-                                                                                backend)]
+    print("| torch | exporter | backend (opset, engine) | models | exported torchrw / plain "
+          "| check-clean torchrw / plain | numerics-ok torchrw / plain | worse under torchrw "
+          "| export time torchrw / plain |", file=out)
+    print("|---|---|---|---|---|---|---|---|---|", file=out)
+    for group in groups:
+        torch, exporter, backend, opset = group
+        sel = [r for r in rows if group_of(r) == group]
         models = sorted({r["model"] for r in sel if not r.get("unavailable")})
         tot = {m: [0, 0, 0] for m in ("torchrw", "plain")}
         n_worse = 0
+        ratios, process = [], []
         for model in models:
             pair = {r["mode"]: r for r in sel if r["model"] == model}
             for mode in tot:
@@ -592,16 +635,24 @@ def table(results, out=None):
                     for i, v in enumerate(verdicts(pair[mode])):
                         tot[mode][i] += bool(v)
             n_worse += worse(pair.get("torchrw"), pair.get("plain")) is not None
-        opset, engine = PROFILES[backend]
+            if time_ratio(pair) is not None:
+                ratios.append(time_ratio(pair))
+            if time_ratio(pair, "export_seconds") is not None:
+                process.append(time_ratio(pair, "export_seconds"))
+        engine = PROFILES[backend][1]
         t, p = tot["torchrw"], tot["plain"]
+        ratio = "; ".join(f"{what} {median(r):.2f} ({len(r)})"
+                          for what, r in (("call", ratios), ("process", process)) if r) or "-"
         print(f"| {torch} | {exporter} | {backend} ({opset}, {engine}) | {len(models)} | "
-              f"{t[0]} / {p[0]} | {t[1]} / {p[1]} | {t[2]} / {p[2]} | {n_worse} |", file=out)
-    for torch, exporter, backend in groups:
-        sel = [r for r in rows if (r["torch"], r["exporter"], r["backend"]) == (torch, exporter,
-                                                                                backend)]
-        print(f"\n### torch {torch}, {exporter} exporter, {backend} profile\n", file=out)
-        print("| model | input | torchrw | plain |", file=out)
-        print("|---|---|---|---|", file=out)
+              f"{t[0]} / {p[0]} | {t[1]} / {p[1]} | {t[2]} / {p[2]} | {n_worse} | {ratio} |",
+              file=out)
+    for group in groups:
+        torch, exporter, backend, opset = group
+        sel = [r for r in rows if group_of(r) == group]
+        at = "" if opset == PROFILES[backend][0] else f", opset {opset}"
+        print(f"\n### torch {torch}, {exporter} exporter, {backend} profile{at}\n", file=out)
+        print("| model | input | torchrw | plain | export s torchrw / plain |", file=out)
+        print("|---|---|---|---|---|", file=out)
         for model in [m for m in MODELS if any(r["model"] == m for r in sel)]:
             pair = {r["mode"]: r for r in sel if r["model"] == model}
             any_row = next(iter(pair.values()))
@@ -609,8 +660,16 @@ def table(results, out=None):
             mark = " **(worse)**" if w else ""
             if any(r.get("degenerate") for r in pair.values()):
                 mark += " **(degenerate)**"
+            timing = "-"
+            for key, mark_ in (("onnx_export_seconds", ""), ("export_seconds", " p")):
+                secs = [export_seconds(pair.get(m), key) for m in ("torchrw", "plain")]
+                if None not in secs:
+                    r = time_ratio(pair, key)
+                    timing = (f"{secs[0]:g} / {secs[1]:g}{mark_}"
+                              + (f" ({r:.2f})" if r is not None else ""))
+                    break
             print(f"| {model}{mark} | {any_row['input']} | {cell(pair.get('torchrw'))} | "
-                  f"{cell(pair.get('plain'))} |", file=out)
+                  f"{cell(pair.get('plain'))} | {timing} |", file=out)
 
 
 TABLES_HEADER = ("<!-- Generated by bench/zoo.py --table --output docs/zoo-tables.md from "
@@ -648,7 +707,7 @@ def regressions(results):
         if r["mode"] != "torchrw":
             continue
         p = results.get(model=r["model"], backend=r["backend"], torch=r["torch"],
-                        exporter=r["exporter"], mode="plain")
+                        exporter=r["exporter"], mode="plain", opset=r["opset"])
         w = worse(r, p)
         if w:
             out.append((r["torch"], r["exporter"], r["backend"], r["model"], w))
@@ -673,6 +732,10 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=900,
                     help="CPU seconds per export and per engine run (default 900; wall time "
                          f"is bounded at {WALL_FACTOR} times that)")
+    ap.add_argument("--opset", type=int,
+                    help="the opset asked for instead of each backend profile's (issue 21 "
+                         "tried ncnn at 13 with TorchScript's exporter and 18 with "
+                         "torch.export's); rows are kept per opset")
     ap.add_argument("--force", action="store_true", help="redo rows already recorded")
     ap.add_argument("--keep", action="store_true",
                     help="keep the exported files under --workdir (plain-opsetN/, torchrw-B/) "
@@ -704,6 +767,10 @@ def main(argv=None):
     for torch in torches:
         for exporter in [e for e in exporters if e in EXPORTERS[torch]]:
             for model in models:
+                why = unavailable_on(model, torch)
+                if why:
+                    zoo.log(f"{torch} {exporter} {model}: skipped: {why}")
+                    continue
                 if args.recheck:
                     zoo.recheck(torch, exporter, model, backends)
                 else:

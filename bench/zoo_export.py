@@ -4,7 +4,7 @@ without torchrw preloaded):
     PY bench/zoo_export.py MODEL EXPORTER OPSET OUTDIR
 
 builds MODEL (bench/zoo_models.py) and prepares it (re-initialised where
-its outputs do not depend on its input), runs it in PyTorch, then exports it
+its outputs do not depend on its input; ultralytics' then fused), runs it in PyTorch, then exports it
 with torch.onnx.export (EXPORTER: torchscript, or torch.export on torch
 2.9+) at OPSET to OUTDIR/model.onnx.  OUTDIR/io.npz gets the inputs
 (in_<name>) and PyTorch's outputs, flattened as the exporters flatten
@@ -21,7 +21,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zoo_models import MODELS, build, flatten, prepare  # noqa: E402
+from zoo_models import MODELS, build, finish, flatten, prepare  # noqa: E402
 
 
 def first_line(exc):
@@ -47,6 +47,7 @@ def main():
         return 0
     family, _, _, (kind, shape) = MODELS[name]
     result.update(prepare(model, args, family, kind, shape))
+    model = finish(name, model)
     with torch.no_grad():
         ref = flatten(model(*args))
     result["outputs"] = [n for n, _ in ref]

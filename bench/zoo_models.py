@@ -10,8 +10,17 @@ seeded batch) and says so.
 
 An input is ("image", shape): one tensor; ("images", shape): a list of
 one image, as torchvision's detection models take; ("pair", shape): two
-tensors (RAFT's two frames).
+tensors (RAFT's two frames); ("tokens", shape): token ids and an
+attention mask (bench/zoo_hub.py).
+
+Besides torchvision's, the models of timm, transformers and ultralytics
+(bench/zoo_hub.py's HUB_MODELS; their source is the entry's second field).
 """
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zoo_hub import HUB_MODELS, NOT_ON_TORCH, SOURCES  # noqa: E402
 
 # name: (family, torchvision submodule, builder kwargs, input)
 MODELS = {
@@ -85,6 +94,8 @@ MODELS = {
     "raft_small": ("optical_flow", "optical_flow", {}, ("pair", (1, 3, 128, 128))),
 }
 
+MODELS.update(HUB_MODELS)
+
 FAMILIES = sorted({f for f, _, _, _ in MODELS.values()})
 
 # Parameters perturbed with this noise (seeded) after construction: with
@@ -102,7 +113,18 @@ RAFT_UPDATES = 4
 def describe_input(name):
     kind, shape = MODELS[name][3]
     dims = "x".join(str(d) for d in shape)
-    return {"image": dims, "images": f"[{dims}]", "pair": f"2x {dims}"}[kind]
+    return {"image": dims, "images": f"[{dims}]", "pair": f"2x {dims}",
+            "tokens": f"{dims} ids+mask"}[kind]
+
+
+def is_hub(name):
+    return MODELS[name][1] in SOURCES
+
+
+def unavailable_on(name, torch_series):
+    """Why model name cannot be built under torch torch_series ("1.13"),
+    or None."""
+    return NOT_ON_TORCH.get(torch_series) if is_hub(name) else None
 
 
 def build(name):
@@ -110,9 +132,20 @@ def build(name):
     prepare().  Raises AttributeError when this torchvision has no such
     model."""
     import torch
-    import torchvision
 
     family, sub, kwargs, (kind, shape) = MODELS[name]
+    if sub in SOURCES:
+        import zoo_hub
+
+        model = zoo_hub.build(name)
+        if kind == "tokens":
+            ids, mask = zoo_hub.tokens(shape, 1)
+            return model, (ids, mask), {"input_ids": ids, "attention_mask": mask}
+        torch.manual_seed(1)
+        x = torch.rand(*shape)
+        return model, (x,), {"input": x}
+    import torchvision
+
     module = getattr(torchvision.models, sub) if sub else torchvision.models
     builder = getattr(module, name)
     torch.manual_seed(0)
@@ -187,11 +220,25 @@ def prepare(model, args, family, kind, shape):
     return {"degenerate": _indistinct(model, args, second, family), "reinit": reinit}
 
 
+def finish(name, model):
+    """The prepared model as it is exported (bench/zoo_hub.py's finish:
+    ultralytics' models fused)."""
+    if is_hub(name):
+        import zoo_hub
+
+        return zoo_hub.finish(name, model)
+    return model
+
+
 def _seeded_input(kind, shape, batch, seed):
     """Arguments of the model's input kind with batch images (a batch of
     that size; for "images", a list of that many), drawn from seed."""
     import torch
 
+    if kind == "tokens":
+        import zoo_hub
+
+        return zoo_hub.tokens((batch,) + tuple(shape[1:]), seed)
     g = torch.Generator().manual_seed(seed)
     if kind == "images":
         return ([torch.rand(*shape, generator=g) for _ in range(batch)],)

@@ -75,6 +75,52 @@ def test_zoo_models_export_and_match_pytorch_with_and_without_torchrw(tmp_path, 
     assert "| squeezenet1_1 | 1x3x64x64 | check" in table
 
 
+# One hub model (bench/zoo_hub.py), so that building from a config offline,
+# token ids and an attention mask as int64 inputs, and their way through
+# the export and the engine cannot rot: transformers' DistilBERT, 2 layers,
+# under ONNX Runtime's profile (opset 17, where plain torch exports
+# scaled_dot_product_attention too).
+HUB_CASE = ("hf_distilbert", "onnxruntime")
+
+
+def test_a_hub_model_with_token_ids_and_a_mask_exports_and_matches_pytorch(tmp_path,
+                                                                           zoo_for_python):
+    import subprocess
+
+    model, backend = HUB_CASE
+    probe = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
+                            "sys.exit(importlib.util.find_spec('transformers') is None)"])
+    if probe.returncode:
+        pytest.skip(f"{PYTHON} has no transformers (scripts/requirements-zoo.txt installs it)")
+    if engines.missing(zoo.PROFILES[backend][1]):
+        pytest.skip(engines.missing(zoo.PROFILES[backend][1]))
+    results = tmp_path / "zoo.jsonl"
+    assert zoo.main(["--results", str(results), "--torch", TORCH_SERIES, "--exporter", EXPORTER,
+                     "--build", str(BUILD), "--workdir", str(tmp_path / "work"),
+                     "--timeout", "600", "--models", model, "--backends", backend]) == 0
+    rows = [json.loads(l) for l in results.read_text().splitlines()]
+    assert sorted(r["mode"] for r in rows) == ["plain", "torchrw"]
+    for row in rows:
+        what = f"{row['model']} {row['mode']} {backend}"
+        assert row["input"] == "1x16 ids+mask", what
+        assert row["exported"], f"{what}: {row['error']}"
+        assert row["degenerate"] is False, what
+        assert row["numerics"]["ok"] and row["numerics"]["vs"] == "pytorch", \
+            f"{what}: {row['numerics']}"
+        assert row["onnx_export_seconds"] is not None, what
+    assert zoo.regressions(zoo.Results(results)) == []
+
+
+def test_hub_models_are_skipped_on_torch_1_13_with_the_reason(tmp_path, capsys):
+    results = tmp_path / "zoo.jsonl"
+    assert zoo.main(["--results", str(results), "--torch", "1.13", "--models", "hf_bert,yolov8n",
+                     "--workdir", str(tmp_path / "work")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped: timm, transformers and ultralytics are installed beside "
+                     "torch 2.14 only") == 2, out
+    assert not results.exists()
+
+
 def test_torchrw_is_judged_by_plain_torch_where_plain_already_differs():
     names = ["0.boxes", "0.labels", "0.scores"]
     boxes = [[0.0, 0, 1, 1], [1, 1, 2, 2]]
