@@ -46,7 +46,7 @@ def check(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHRW_")}
     env.pop("LD_PRELOAD", None)
     env["PYTHON"] = PYTHON
-    return subprocess.run([str(TORCHRW), "check", "model.onnx", "--backend", "tensorrt", *args],
+    return subprocess.run([str(TORCHRW), "check", "model.onnx", "--backend", "tensorrt:8.5", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
