@@ -262,7 +262,8 @@ typedef struct trw_fixes_def {
   size_t size;      /* sizeof(trw_fixes_def) where it was built */
   int api_version;  /* TRW_API_VERSION where it was built */
   const char *name;    /* the rewriter's name, as registered */
-  const char *backend; /* its backend, as registered (NULL: "default") */
+  const char *backend; /* its backend and versions, as registered ("tensorrt:<8.6";
+                        * NULL: "default") */
   const char *op;      /* ONNX op_type */
   const char *rule;    /* a prefix of check's rule, "" for any */
   const char *file;

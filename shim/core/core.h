@@ -112,6 +112,7 @@ typedef struct trw__rewriter {
 /* A TRW_FIXES declaration (fixes.c); the strings are the declarer's. */
 typedef struct trw__fix {
   const char *name, *backend, *op, *rule, *file;
+  const char *versions; /* the declaration's version constraint, or NULL */
   int line;
 } trw__fix;
 

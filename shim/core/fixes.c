@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "core.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,12 +29,14 @@ int trw_register_fixes(const trw_fixes_def *def)
                   "torchrw's include/torchrw.h");
   if (!def || !def->name || !def->op || !def->rule || !def->file)
     return refuse(TRW_EINVAL, def, "lacks a rewriter name, an operator, a rule or a site");
-  const char *backend = trw__backend_canonical(def->backend);
-  if (!backend) {
-    trw__log(TRW__LOG_ERROR, "%s:%d: TRW_FIXES names unknown backend '%s' (known: %s)",
-             def->file, def->line, def->backend, trw_known_backends());
+  const trw__backend *b;
+  const char *versions;
+  char why[512];
+  if (trw__backend_parse_registration(def->backend, &b, &versions, why, sizeof why) != 0) {
+    trw__log(TRW__LOG_ERROR, "%s:%d: TRW_FIXES: %s", def->file, def->line, why);
     return TRW_EBACKEND;
   }
+  const char *backend = b->name;
   pthread_mutex_lock(&lock);
   if (nfixes == capfixes) {
     size_t cap = capfixes ? capfixes * 2 : 32;
@@ -47,6 +50,7 @@ int trw_register_fixes(const trw_fixes_def *def)
   }
   fixes[nfixes].name = def->name;
   fixes[nfixes].backend = backend; /* canonical names are static */
+  fixes[nfixes].versions = versions; /* inside def->backend, which stays */
   fixes[nfixes].op = def->op;
   fixes[nfixes].rule = def->rule;
   fixes[nfixes].file = def->file;

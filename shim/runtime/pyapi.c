@@ -280,7 +280,8 @@ static PyObject *list_json(PyObject *self, PyObject *args)
     json_t *fixes = json_array();
     trw__fix fx;
     for (size_t f = 0; trw__fixes_get(f, &fx) == 0; f++)
-      if (strcmp(fx.name, r->name) == 0 && strcmp(fx.backend, r->backend) == 0)
+      if (strcmp(fx.name, r->name) == 0 && strcmp(fx.backend, r->backend) == 0 &&
+          strcmp(fx.versions ? fx.versions : "", r->versions ? r->versions : "") == 0)
         json_array_append_new(fixes, json_pack("{s:s, s:s, s:s, s:i}", "op", fx.op, "rule",
                                                fx.rule, "file", fx.file, "line", fx.line));
     if (item)
