@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends.h"
 #include "check_explain.h"
 #include "json_out.h"
 
@@ -309,19 +310,21 @@ const Onnx__NodeProto *trw__find_reported_node(const trw__onnx_model *model, con
 /* ------------------------------------------------------------------------ */
 /* Rewriters                                                                 */
 
-/* Whether rewriter r (an entry of the listing made for backend) serves it:
- * the listing marks what the registry selects for the backend and its
- * engine version ("tensorrt:8.5" selects a "tensorrt:<8.6" rewriter, not a
- * "tensorrt:>=10"); a disabled rewriter of the backend's name is named too,
- * so the user learns that switching it back on removes the violation. */
-static int serves(const json_t *r, const char *backend)
+/* Whether rewriter r (an entry of the listing made for backend, whose
+ * engine version is version) serves it: the listing marks what the
+ * registry selects for the backend and its version ("tensorrt:8.5"
+ * selects a "tensorrt:<8.6" rewriter, not a "tensorrt:>=10"); a disabled
+ * rewriter of the backend whose versions hold is named too, so the user
+ * learns that switching it back on removes the violation. */
+static int serves(const json_t *r, const char *backend, const char *version)
 {
   const char *b = json_string_value(json_object_get(r, "backend"));
+  const char *versions = json_string_value(json_object_get(r, "backend_version"));
   size_t n = strcspn(backend, ":");
   if (json_is_true(json_object_get(r, "selected")))
     return 1;
   return b != NULL && json_is_true(json_object_get(r, "disabled")) && strlen(b) == n &&
-         strncmp(b, backend, n) == 0;
+         strncmp(b, backend, n) == 0 && (!versions || trw__version_matches(versions, version));
 }
 
 static json_t *fixed_by(const json_t *listing, const char *backend, const char *op,
@@ -331,8 +334,9 @@ static json_t *fixed_by(const json_t *listing, const char *backend, const char *
   size_t i, k;
   if (out == NULL)
     return NULL;
+  const char *version = json_string_value(json_object_get(listing, "backend_version"));
   json_array_foreach(json_object_get(listing, "rewriters"), i, r) {
-    if (!serves(r, backend))
+    if (!serves(r, backend, version))
       continue;
     json_array_foreach(json_object_get(r, "fixes"), k, fx) {
       const char *fop = json_string_value(json_object_get(fx, "op"));
@@ -351,7 +355,7 @@ static json_t *fixed_by(const json_t *listing, const char *backend, const char *
 }
 
 int trw__explain_violations(const trw__onnx_model *model, const char *backend,
-                            const json_t *listing, json_t *list)
+                            const json_t *listing, const char *unknown, json_t *list)
 {
   size_t i;
   json_t *v;
@@ -373,6 +377,10 @@ int trw__explain_violations(const trw__onnx_model *model, const char *backend,
     trw__json_set(v, "where_note", w.note[0] ? trw__json_str(w.note) : json_null(), &ok);
     if (listing != NULL && op != NULL && rule != NULL)
       trw__json_set(v, "fixed_by", fixed_by(listing, backend, op, rule), &ok);
+    else if (listing == NULL && unknown != NULL) {
+      trw__json_set(v, "fixed_by", json_null(), &ok);
+      trw__json_set(v, "fixed_by_note", trw__json_str(unknown), &ok);
+    }
   }
   return ok ? 0 : -1;
 }

@@ -49,10 +49,12 @@ const Onnx__NodeProto *trw__find_reported_node(const trw__onnx_model *model,
  * node's), and, when listing is not NULL (the
  * document of `torchrw list --json --backend B`), "fixed_by": the stable
  * names and sites of the rewriters for B whose TRW_FIXES match, [] for
- * none.  Returns 0, or -1 when memory ran out.
+ * none.  When listing is NULL and unknown is not, "fixed_by" is null and
+ * "fixed_by_note" is unknown (why the registry could not be asked).
+ * Returns 0, or -1 when memory ran out.
  */
 int trw__explain_violations(const trw__onnx_model *model, const char *backend,
-                            const json_t *listing, json_t *list);
+                            const json_t *listing, const char *unknown, json_t *list);
 
 /*
  * The registry as `torchrw list --json --backend B` prints it, read from

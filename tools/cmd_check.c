@@ -103,7 +103,9 @@ static void print_text(const json_t *list, const char *backend)
              str(where, "code"));
     else if (str(v, "where_note")[0])
       printf("    at: %s\n", str(v, "where_note"));
-    if (json_is_array(fixes) && json_array_size(fixes) == 0)
+    if (str(v, "fixed_by_note")[0])
+      printf("    fixed by: not known: %s\n", str(v, "fixed_by_note"));
+    else if (json_is_array(fixes) && json_array_size(fixes) == 0)
       printf("    fixed by: no rewriter for %s declares it removes this\n", backend);
     json_array_foreach(fixes, k, f)
       printf("    fixed by: %s (%s:%lld)%s\n", str(f, "stable"), str(f, "file"),
@@ -168,11 +170,16 @@ int trw__cmd_check(int argc, char **argv)
   rc = n > 0 ? TRW__EXIT_FOUND : TRW__EXIT_OK;
   if (n > 0) {
     json_t *listing = NULL;
+    const char *unknown = NULL;
 #ifdef TRW_HAVE_CMD_LIST
     if (!no_fixes && (listing = trw__registry_listing(backend, err, sizeof(err))) == NULL)
-      fprintf(stderr, "torchrw check: which rewriters fix these is not known: %s\n", err);
+      unknown = err;
+#else
+    if (!no_fixes)
+      unknown = "this torchrw was built without libtorch (TORCHRW_TORCH=OFF), so it has no "
+                "registry to ask";
 #endif
-    if (trw__explain_violations(model, backend, listing, col.list) != 0) {
+    if (trw__explain_violations(model, backend, listing, unknown, col.list) != 0) {
       json_decref(listing);
       trw__cmd_error(pos[0], "out of memory");
       rc = TRW__EXIT_BAD;

@@ -73,7 +73,7 @@ static json_t *violations(const char *path, const char *backend, const json_t *t
     return NULL;
   }
   int n = trw__check_model(model, table, on_violation, &col, err, sizeof err);
-  if (n < 0 || !col.ok || trw__explain_violations(model, backend, listing, col.list) != 0) {
+  if (n < 0 || !col.ok || trw__explain_violations(model, backend, listing, NULL, col.list) != 0) {
     trw__cmd_error(path, "%s", n < 0 ? err : "out of memory");
     json_decref(col.list);
     col.list = NULL;
