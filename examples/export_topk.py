@@ -2,8 +2,9 @@
 
 Three layers; the middle one keeps the top half of the batch, k =
 batch // 2.  Exported with a dynamic batch, TopK's K is computed in the
-graph, which TensorRT refuses (its K must be an initializer); torchrw's
-builtin:torch.topk@tensorrt makes it the constant the example gives.
+graph, which TensorRT 8.5 refuses (its K must be an initializer; 8.6 and
+10.x take it); torchrw's builtin:torch.topk@tensorrt:<8.6 makes it the
+constant the example gives.
 
 usage: PYTHON export_topk.py OUT.onnx [torchscript|torch.export]
 """

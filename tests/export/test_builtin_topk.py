@@ -1,10 +1,14 @@
 """Built-in rewriters of rewriters/topk.c: a k that follows dynamic sizes
-(default) and a constant k of at most 3840 (tensorrt)."""
+(default), the same with k at most 3840 (tensorrt, 8.6 and later) and a
+constant k of at most 3840 (tensorrt:<8.6)."""
+import subprocess
+
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 
-from conftest import DYNAMIC_SIZES, ort_run, run_script, torchscript_only
+from conftest import BUILD, DYNAMIC_SIZES, ort_run, run_script, torchscript_only
 
 DYNAMIC = """
 import numpy as np
@@ -82,16 +86,40 @@ np.savez("io.npz", x=x.numpy(), v=torch.topk(x, 3840, dim=1)[0].numpy(),
 """
 
 
-def test_tensorrt_k_is_a_constant_of_at_most_3840(tmp_path):
-    run = run_script(tmp_path, LARGE, backend="tensorrt").check()
-    ks = _k_inputs(run.model())
-    assert [int(np.ravel(k)[0]) for k in ks] == [3840, 7], ks
+def _check(run, backend):
+    return subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
+                           "--backend", backend], capture_output=True, text=True)
+
+
+def _assert_3840(run):
     assert "3840" in run.stderr and "4000" in run.stderr  # the warning
     io = np.load(run.path("io.npz"))
     v, i = ort_run(run.path("model.onnx"), {"x": io["x"]})
     assert v.shape == (2, 3840)
     np.testing.assert_allclose(v, io["v"], rtol=1e-6)
     np.testing.assert_array_equal(i, io["i"])
+
+
+def test_tensorrt_8_5_k_is_a_constant_of_at_most_3840(tmp_path):
+    run = run_script(tmp_path, LARGE, backend="tensorrt:8.5").check()
+    ks = _k_inputs(run.model())
+    assert [int(np.ravel(k)[0]) for k in ks] == [3840, 7], ks
+    _assert_3840(run)
+    check = _check(run, "tensorrt:8.5")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@torchscript_only(DYNAMIC_SIZES)
+def test_tensorrt_k_follows_the_input_and_is_at_most_3840(tmp_path):
+    # 8.6 and 10.x take a computed K: the default's min(k, size), clamped.
+    run = run_script(tmp_path, LARGE, backend="tensorrt").check()
+    assert _k_inputs(run.model()) == [None, None]
+    _assert_3840(run)
+    check = _check(run, "tensorrt")
+    assert check.returncode == 0, check.stdout + check.stderr
+    # 8.5's parser refuses that K, and says which rewriter makes it constant.
+    old = _check(run, "tensorrt:8.5")
+    assert old.returncode == 1 and "builtin:torch.topk@tensorrt:<8.6" in old.stdout, old.stdout
 
 
 TRACED_K = """
@@ -109,16 +137,17 @@ torch.onnx.export(M(), (torch.randn(2, 10),), "model.onnx", opset_version=11,
 
 
 @torchscript_only(DYNAMIC_SIZES)
-def test_tensorrt_makes_a_traced_k_constant(tmp_path):
-    run = run_script(tmp_path, TRACED_K, backend="tensorrt").check()
+def test_tensorrt_8_5_makes_a_traced_k_constant(tmp_path):
+    run = run_script(tmp_path, TRACED_K, backend="tensorrt:8.5").check()
     assert [int(np.ravel(k)[0]) for k in _k_inputs(run.model())] == [5]
     # Without torchrw, k is computed from Shape.
     plain = run_script(tmp_path, TRACED_K, preload=False).check()
     assert _k_inputs(plain.model()) == [None]
 
 
-def test_default_keeps_a_traced_k(tmp_path):
-    run = run_script(tmp_path, TRACED_K, backend="onnxruntime").check()
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorrt"])
+def test_default_and_tensorrt_keep_a_traced_k(tmp_path, backend):
+    run = run_script(tmp_path, TRACED_K, backend=backend).check()
     assert _k_inputs(run.model()) == [None]
     x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
     (v,) = ort_run(run.path("model.onnx"), {"x": x})

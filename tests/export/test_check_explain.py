@@ -61,10 +61,10 @@ def topk_violation(p):
 def assert_names_line_and_fix(tmp_path):
     p = check(tmp_path)
     assert f"    at export.py:{TOPK_LINE} (forward): v, i = h.topk(k, dim=0)" in p.stdout, p.stdout
-    assert "    fixed by: builtin:torch.topk@tensorrt (rewriters/topk.c:" in p.stdout, p.stdout
+    assert "    fixed by: builtin:torch.topk@tensorrt:<8.6 (rewriters/topk.c:" in p.stdout, p.stdout
     v = topk_violation(check(tmp_path, "--json"))
     assert v["where"]["file"] == "export.py" and v["where"]["line"] == TOPK_LINE, v
-    assert [f["stable"] for f in v["fixed_by"]] == ["builtin:torch.topk@tensorrt"], v
+    assert [f["stable"] for f in v["fixed_by"]] == ["builtin:torch.topk@tensorrt:<8.6"], v
 
 
 def test_plain_export_names_the_topk_line_and_its_rewriter(tmp_path):
