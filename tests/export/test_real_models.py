@@ -44,16 +44,26 @@ MODELS = ["retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large",
 
 
 def canonical(boxes, scores, labels, floor):
-    """Detections scoring above floor, in a canonical order (ties in score
-    are ordered by label and box, as the two runtimes may differ there)."""
+    """Detections scoring above floor whose score no other detection of the
+    same label shares, in a canonical order.  Detections of one label whose
+    scores tie exactly (a pattern the random weights repeat along a border)
+    are kept or suppressed by NMS in the order the runtime met them, which
+    differs between the two runtimes and between CPUs: they are left out."""
     keep = scores > floor
-    rows = np.concatenate([-np.round(scores[keep, None], 4), labels[keep, None],
-                           np.round(boxes[keep], 1)], axis=1)
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    rounded = np.round(scores, 6)
+    pairs = list(zip(rounded.tolist(), labels.tolist()))
+    unique = np.array([pairs.count(p) == 1 for p in pairs], dtype=bool)
+    boxes, scores, labels = boxes[unique], scores[unique], labels[unique]
+    rows = np.concatenate([-np.round(scores[:, None], 4), labels[:, None],
+                           np.round(boxes, 1)], axis=1)
     order = np.lexsort(rows.T[::-1])
-    return boxes[keep][order], scores[keep][order], labels[keep][order]
+    return boxes[order], scores[order], labels[order]
 
 
-@pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime"])
+# TensorRT 8.5 is the version whose parser needs a constant TopK K (8.6 and
+# 10.x take a computed one, as ONNX Runtime does).
+@pytest.mark.parametrize("backend", ["tensorrt:8.5", "onnxruntime"])
 @pytest.mark.parametrize("name", MODELS)
 def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend):
     if EXPORTER == "torch.export":
@@ -81,7 +91,7 @@ def test_detection_model_matches_pytorch_in_onnxruntime(tmp_path, name, backend)
     check = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
                             "--backend", backend], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    if backend == "tensorrt":
+    if backend == "tensorrt:8.5":
         assert "Mod" not in run.ops()
 
 
@@ -91,9 +101,9 @@ def _pin_torch_export_failure(tmp_path, name, backend):
     survive a threshold, a size known only at run time.  It fails the same
     with and without torchrw; one backend and one model (the smallest) are
     enough to pin that."""
-    if backend != "tensorrt" or name != "fasterrcnn_mobilenet_v3_large_320_fpn":
+    if backend != "tensorrt:8.5" or name != "fasterrcnn_mobilenet_v3_large_320_fpn":
         pytest.skip("torch.export cannot capture the detection models: pinned once, on "
-                    "fasterrcnn_mobilenet_v3_large_320_fpn under tensorrt")
+                    "fasterrcnn_mobilenet_v3_large_320_fpn under tensorrt:8.5")
     code = EXPORT.replace("NAME", repr(name))
     run = run_script(tmp_path, code, backend=backend)
     (tmp_path / "plain").mkdir()
@@ -106,11 +116,11 @@ def _pin_torch_export_failure(tmp_path, name, backend):
 @torchscript_only("needs the model exported without torchrw, which torch.export cannot "
                   "capture (test_detection_model_matches_pytorch_in_onnxruntime pins that)")
 def test_without_torchrw_tensorrt_cannot_take_the_graph(tmp_path):
-    # The same export without the library: TensorRT's table rejects its
-    # run-time TopK K, which the tensorrt rewriters make constant.
+    # The same export without the library: TensorRT 8.5's table rejects its
+    # run-time TopK K, which the tensorrt:<8.6 rewriters make constant.
     name = "fasterrcnn_mobilenet_v3_large_320_fpn"
     run = run_script(tmp_path, EXPORT.replace("NAME", repr(name)), preload=False).check()
     check = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
-                            "--backend", "tensorrt"], capture_output=True, text=True)
+                            "--backend", "tensorrt:8.5"], capture_output=True, text=True)
     assert check.returncode == 1
     assert "TopK: input 1" in check.stdout and "must be a constant" in check.stdout

@@ -60,7 +60,7 @@ def test_missing_config_is_named(tmp_path):
 
 def test_unknown_backend_lists_known_ones(tmp_path):
     run = run_script(tmp_path, RESILIENT, backend="tensorrtt")
-    assert "TORCHRW_BACKEND=tensorrtt is not a known backend" in run.stdout
+    assert "TORCHRW_BACKEND: backend 'tensorrtt' is not a known backend" in run.stdout
     assert "onnxruntime" in run.stdout and "ncnn" in run.stdout
 
 
