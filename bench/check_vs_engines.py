@@ -3,7 +3,7 @@
 For every ONNX file given (and, with --node-tests, ONNX's own one-operator
 test cases, which carry inputs and expected outputs) and every backend
 whose engine runs here (onnxruntime, openvino, ncnn), this runs
-`torchrw check --backend B` and the engine (bench/engines.py), and sorts
+`torchrw check --backend B` and the engine (data/engines.py), and sorts
 each pair:
 
     agree-pass     the table passes it; the engine loads, runs (and matches)
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "data"), str(HERE)]  # engines.py, then bench's own
 import engines  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

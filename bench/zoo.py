@@ -61,7 +61,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(_here, "..", "data"), _here]  # engines.py, then bench's own
+import engines  # noqa: E402
 from zoo_models import FAMILIES, MODELS, describe_input, unavailable_on  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,31 +276,11 @@ def canonical(names, arrays):
 
 def compare(names, want, got, family):
     """got against want: pass/fail, the largest absolute error, the largest
-    error relative to the output's largest magnitude, and why it fails."""
-    if len(got) != len(want):
-        return {"ok": False, "why": f"{len(got)} outputs, expected {len(want)}"}
-    if family == "detection":
+    error relative to the output's largest magnitude, and why it fails
+    (data/engines.py's scaled_error, at the zoo's RTOL and ATOL)."""
+    if family == "detection" and len(got) == len(want):
         want, got = canonical(names, want), canonical(names, got)
-    worst_abs = worst_rel = 0.0
-    for i, (w, g) in enumerate(zip(want, got)):
-        if tuple(w.shape) != tuple(g.shape):
-            return {"ok": False, "why": f"output {i} ({names[i] if i < len(names) else i}): "
-                                        f"shape {list(g.shape)}, expected {list(w.shape)}"}
-        if w.size == 0:
-            continue
-        w64, g64 = w.astype(np.float64), g.astype(np.float64)
-        if not np.all(np.isfinite(g64) == np.isfinite(w64)):
-            return {"ok": False, "why": f"output {i}: non-finite values differ"}
-        fin = np.isfinite(w64)
-        d = float(np.max(np.abs(w64[fin] - g64[fin]), initial=0.0))
-        scale = float(np.max(np.abs(w64[fin]), initial=0.0))
-        worst_abs = max(worst_abs, d)
-        worst_rel = max(worst_rel, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
-    ok = worst_abs <= ATOL or worst_rel <= RTOL
-    res = {"ok": ok, "max_abs": float(f"{worst_abs:.3g}"), "max_rel": float(f"{worst_rel:.3g}")}
-    if not ok:
-        res["why"] = f"max error {worst_rel:.3g} of the largest magnitude"
-    return res
+    return engines.scaled_error(got, want, RTOL, ATOL, names)
 
 
 class Results:

@@ -6,7 +6,7 @@ own process, so an engine that crashes or hangs costs one row):
 feeds the inputs saved in IO.npz (in_<name>) and writes the engine's
 outputs to OUT.npz (out_<i>, in the graph's output order).  The last line
 on stdout is a JSON object; on failure it has "error" (the first line)
-and "stage" (where it failed: bench/engines.py's EngineError stages).
+and "stage" (where it failed: data/engines.py's EngineError stages).
 """
 import json
 import os
@@ -14,21 +14,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
 import engines  # noqa: E402
-
-
-def summary(exc):
-    """One line for an engine's failure: an EngineError's message (its
-    first line, and its last when the engine said more, as pnnx's log
-    ends with what stopped it), else the exception's first line."""
-    if isinstance(exc, engines.EngineError):
-        lines = [l.strip() for l in exc.message.splitlines() if l.strip()]
-        text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
-    else:
-        lines = [l.strip() for l in f"{type(exc).__name__}: {exc}".splitlines() if l.strip()]
-        text = lines[0]
-    return text[:400]
 
 
 def main():
@@ -38,7 +25,7 @@ def main():
     try:
         outs = engines.run(engine, onnx_path, feeds, workdir)
     except Exception as e:  # the engine's failure is the measurement
-        print(json.dumps({"error": summary(e), "stage": getattr(e, "stage", "run")}))
+        print(json.dumps({"error": engines.first_line(e), "stage": getattr(e, "stage", "run")}))
         return 0
     np.savez(out_path, **{f"out_{i}": np.asarray(o) for i, o in enumerate(outs)})
     print(json.dumps({"outputs": len(outs)}))

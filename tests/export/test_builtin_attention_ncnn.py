@@ -11,7 +11,7 @@ import pytest
 
 from conftest import BUILD, ROOT, TORCH, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
 
 FIRED = "fired builtin:torch.nn.functional.multi_head_attention_forward@ncnn"

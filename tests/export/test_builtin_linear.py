@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, run_script
 
 import sys
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
 
 EXPORT = """

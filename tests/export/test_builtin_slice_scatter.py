@@ -19,7 +19,7 @@ import pytest
 
 from conftest import BUILD, EXPORTER, ROOT, constants, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
 
 MASK = """

@@ -2,7 +2,7 @@
 
 Small models are exported under the preloaded library with each engine's
 backend, then each file goes through `torchrw check --backend B` and
-through the engine (bench/engines.py: ONNX Runtime, OpenVINO, ncnn through
+through the engine (data/engines.py: ONNX Runtime, OpenVINO, ncnn through
 pnnx), in pytest's interpreter (the venv of scripts/setup, which has the
 engines; the exporting interpreter, PYTHON, needs only torch).  The rule
 every test holds: a file the table passes loads, runs and matches PyTorch
@@ -19,7 +19,7 @@ import pytest
 
 from conftest import BUILD, EXPORTER, ROOT, run_script
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
 
 TRW = BUILD / "tools" / "torchrw"

@@ -1,7 +1,7 @@
 """A few models of the model zoo (bench/zoo.py) through the zoo's own code,
 so that it cannot rot between its runs outside CI: each is exported with
 and without torchrw by the interpreter under test, checked with
-`torchrw check`, run in the backend's engine (bench/engines.py) and
+`torchrw check`, run in the backend's engine (data/engines.py) and
 compared with PyTorch; torchrw must do no worse than plain torch.
 """
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import BUILD, EXPORTER, PYTHON, ROOT, TORCH_SERIES
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "data"), str(ROOT / "bench")]
 import engines  # noqa: E402
 import zoo  # noqa: E402
 

@@ -27,7 +27,16 @@ bad call (a feed missing, a file that does not exist) raises the usual
 Python errors instead.
 
 The module needs numpy and the engine asked for, nothing of torchrw; the
-tests import it from tests/export and the benchmarks from bench/.
+tests import it from tests/export and the benchmarks from bench/.  As a
+script it is what `torchrw explain` runs (installed beside the capability
+tables):
+
+    PY engines.py explain ENGINE SAMPLE.npz FILE...
+
+runs each FILE in ENGINE on the sample's inputs (in_0, in_1, ... fed to
+the graph's inputs in order; written by TORCHRW_SAMPLE=1) and prints one
+JSON object per file: whether it converts, loads and runs, and how far its
+outputs are from PyTorch's (out_0, ...), judged by scaled_error().
 """
 import contextlib
 import importlib.util
@@ -35,6 +44,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -421,3 +431,95 @@ def assert_close(got, want, rtol=1e-4, atol=1e-5, check_dtype=True):
     if not c.ok:
         raise AssertionError("engine outputs differ:\n" + str(c))
     return c
+
+
+def scaled_error(got, want, rtol=1e-3, atol=1e-5, names=()):
+    """How far the engine's outputs are from the expected ones, scaled by
+    the size of the values: {"ok", "max_abs", "max_rel"}, and "why" when
+    not ok.  An output matches when its largest difference is at most
+    atol, or at most rtol of the output's largest magnitude; shapes must
+    agree and so must where the values are finite.  Engines that compute
+    in float32 and reorder sums (ncnn, OpenVINO) stay well inside rtol.
+    names, when given, name the outputs in the messages."""
+    got, want = list(got), list(want)
+    if len(got) != len(want):
+        return {"ok": False, "why": f"{len(got)} outputs, expected {len(want)}"}
+    worst_abs = worst_rel = 0.0
+    for i, (g, w) in enumerate(zip(got, want)):
+        g, w = np.asarray(g), np.asarray(w)
+        if tuple(w.shape) != tuple(g.shape):
+            name = f" ({names[i]})" if i < len(names) else ""
+            return {"ok": False, "why": f"output {i}{name}: shape {list(g.shape)}, "
+                                        f"expected {list(w.shape)}"}
+        if w.size == 0:
+            continue
+        w64, g64 = w.astype(np.float64), g.astype(np.float64)
+        if not np.all(np.isfinite(g64) == np.isfinite(w64)):
+            return {"ok": False, "why": f"output {i}: non-finite values differ"}
+        fin = np.isfinite(w64)
+        d = float(np.max(np.abs(w64[fin] - g64[fin]), initial=0.0))
+        scale = float(np.max(np.abs(w64[fin]), initial=0.0))
+        worst_abs = max(worst_abs, d)
+        worst_rel = max(worst_rel, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
+    ok = worst_abs <= atol or worst_rel <= rtol
+    res = {"ok": ok, "max_abs": float(f"{worst_abs:.3g}"), "max_rel": float(f"{worst_rel:.3g}")}
+    if not ok:
+        res["why"] = f"max error {worst_rel:.3g} of the largest magnitude"
+    return res
+
+
+def first_line(exc):
+    """One line for a failure: an EngineError's message (its first line,
+    and its last when the engine said more, as pnnx's log ends with what
+    stopped it), else the exception's first line."""
+    if isinstance(exc, EngineError):
+        lines = [l.strip() for l in exc.message.splitlines() if l.strip()]
+        text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    else:
+        lines = [l.strip() for l in f"{type(exc).__name__}: {exc}".splitlines() if l.strip()]
+        text = lines[0] if lines else type(exc).__name__
+    return text[:400]
+
+
+def explain(engine, sample_path, files):
+    """For `torchrw explain`: each file run in engine on the sample's
+    inputs and held against its PyTorch outputs; one dict per file."""
+    sample = np.load(sample_path)
+    count = lambda prefix: len([k for k in sample.files if k.startswith(prefix)])  # noqa: E731
+    inputs = [sample[f"in_{i}"] for i in range(count("in_"))]
+    want = [sample[f"out_{i}"] for i in range(count("out_"))]
+    results = []
+    for path in files:
+        res = {"file": str(path)}
+        try:
+            names, _ = _input_names(path)
+            if len(names) != len(inputs):
+                raise ValueError(f"the file has {len(names)} inputs, the export's example "
+                                 f"{len(inputs)}")
+            got = run(engine, path, dict(zip(names, inputs)))
+        except Exception as e:  # noqa: BLE001 - the engine's failure is the answer
+            res.update(stage=getattr(e, "stage", "run"), error=first_line(e))
+        else:
+            res.update(stage="match", **scaled_error(got, want))
+        results.append(res)
+    return results
+
+
+def main(argv):
+    import json
+
+    if len(argv) < 4 or argv[0] != "explain":
+        sys.stderr.write("usage: engines.py explain ENGINE SAMPLE.npz FILE...\n")
+        return 2
+    engine = argv[1]
+    reason = missing(engine)
+    if reason is not None:
+        print(json.dumps({"missing": reason}))
+        return 0
+    for res in explain(engine, argv[2], argv[3:]):
+        print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
