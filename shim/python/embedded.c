@@ -1,20 +1,23 @@
-/* embedded.c - the torch adapter's Python modules, compiled into the
- * runtime (shim/CMakeLists.txt embeds shim/adapter/<stem>.py) and run, on
- * first use, as torchrw.<_stem>. */
+/* embedded.c - the runtime's Python modules, compiled into it
+ * (shim/CMakeLists.txt embeds each file) and run, on first use, as
+ * torchrw._<stem>: the torch adapter's and TORCHRW_SAMPLE's. */
 #include "glue.h"
 
 #include <string.h>
 
 #include "onnx_translation_py.h"
 #include "opset_conversion_py.h"
+#include "sample_py.h"
 
 static struct {
   const char *stem;
+  const char *file; /* for tracebacks */
   const char *source;
   PyObject *module;
 } embedded[] = {
-    {"onnx_translation", trw__onnx_translation_py, NULL},
-    {"opset_conversion", trw__opset_conversion_py, NULL},
+    {"onnx_translation", "shim/adapter/onnx_translation.py", trw__onnx_translation_py, NULL},
+    {"opset_conversion", "shim/adapter/opset_conversion.py", trw__opset_conversion_py, NULL},
+    {"sample", "shim/python/sample.py", trw__sample_py, NULL},
 };
 
 PyObject *trw__py_embedded(const char *stem)
@@ -26,10 +29,9 @@ PyObject *trw__py_embedded(const char *stem)
     return trw__py_raise("torchrw: no embedded module '%s'", stem);
   if (embedded[i].module)
     return embedded[i].module;
-  char file[128], name[128];
-  snprintf(file, sizeof file, "shim/adapter/%s.py", stem);
+  char name[128];
   snprintf(name, sizeof name, "torchrw._%s", stem);
-  PyObject *code = Py_CompileString(embedded[i].source, file, Py_file_input);
+  PyObject *code = Py_CompileString(embedded[i].source, embedded[i].file, Py_file_input);
   PyObject *m = code ? PyModule_New(name) : NULL;
   PyObject *d = m ? PyModule_GetDict(m) : NULL;
   int ok = d && PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) == 0;

@@ -133,6 +133,49 @@ static int takes_parameter(PyObject *f, const char *name)
  *     exporter stores them outside by default (external_data=True), and
  *     still does past protobuf's 2 GB.  An external_data the caller gives
  *     wins. */
+/* A vectorcall's arguments as a tuple and a dict (new references); -1
+ * with both NULL and an exception set when out of memory. */
+static int call_parts(PyObject *const *args, size_t nargsf, PyObject *kwnames, PyObject **pos,
+                      PyObject **kw)
+{
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  *pos = PyTuple_New(nargs);
+  *kw = *pos ? PyDict_New() : NULL;
+  for (Py_ssize_t i = 0; *kw && i < nargs; i++)
+    PyTuple_SET_ITEM(*pos, i, Py_NewRef(args[i]));
+  for (Py_ssize_t i = 0; *kw && kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
+    if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) != 0)
+      Py_CLEAR(*kw);
+  if (*kw)
+    return 0;
+  Py_CLEAR(*pos);
+  return -1;
+}
+
+/* TORCHRW_SAMPLE=1: the export's example inputs and PyTorch's outputs on
+ * them, written beside its file before it is exported
+ * (shim/python/sample.py).  A failure is a warning: the export goes on. */
+static void record_sample(Hook *h, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                          int through_torch_export)
+{
+  const char *v = getenv("TORCHRW_SAMPLE");
+  if (!v || strcmp(v, "1") != 0)
+    return;
+  PyObject *pos = NULL, *kw = NULL, *r = NULL;
+  PyObject *m = trw__py_embedded("sample");
+  if (m && call_parts(args, nargsf, kwnames, &pos, &kw) == 0)
+    r = PyObject_CallMethod(m, "save", "OOOO", h->original, pos, kw,
+                            through_torch_export ? Py_True : Py_False);
+  if (!r) {
+    char why[1024];
+    trw__py_describe_error(why, sizeof why, 0);
+    trw__log(TRW__LOG_WARN, "TORCHRW_SAMPLE: no sample of this export: %s", why);
+  }
+  Py_XDECREF(r);
+  Py_XDECREF(pos);
+  Py_XDECREF(kw);
+}
+
 static PyObject *export_with_backend_arguments(Hook *h, PyObject *const *args, size_t nargsf,
                                                PyObject *kwnames)
 {
@@ -147,15 +190,8 @@ static PyObject *export_with_backend_arguments(Hook *h, PyObject *const *args, s
     Py_DECREF(table);
     return PyObject_Vectorcall(h->original, args, nargsf, kwnames);
   }
-  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  PyObject *pos = PyTuple_New(nargs);
-  PyObject *kw = pos ? PyDict_New() : NULL;
-  for (Py_ssize_t i = 0; kw && i < nargs; i++)
-    PyTuple_SET_ITEM(pos, i, Py_NewRef(args[i]));
-  for (Py_ssize_t i = 0; kw && kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
-    if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) != 0)
-      Py_CLEAR(kw);
-  int ok = kw != NULL;
+  PyObject *pos, *kw;
+  int ok = call_parts(args, nargsf, kwnames, &pos, &kw) == 0;
   if (ok && PyDict_GET_SIZE(table) > 0) {
     PyObject *given = PyDict_GetItemString(kw, "custom_translation_table");
     ok = (!given || given == Py_None || PyDict_Update(table, given) == 0) &&
@@ -301,6 +337,7 @@ static PyObject *hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
     guard_output(args, nargsf, kwnames);
     /* The TorchScript exporter reaches the tracer, which brackets itself. */
     through_torch_export = goes_through_torch_export(args, nargsf, kwnames);
+    record_sample(h, args, nargsf, kwnames, through_torch_export);
     if (through_torch_export) {
       PyObject *optimize = kwarg(args, nargsf, kwnames, "optimize");
       export_optimizes = !optimize || PyObject_IsTrue(optimize) != 0;
