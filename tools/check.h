@@ -43,6 +43,11 @@ typedef int (*trw__violation_fn)(const char *node, const char *what,
                                  const char *rule, const char *source,
                                  void *user);
 
+/* The data directory (the capability tables, engines.py): $TORCHRW_DATA
+ * when set, else <exe>/../share/torchrw when it has backends/, else the
+ * build's source data/.  May return buf. */
+const char *trw__data_dir(char *buf, size_t buflen);
+
 /*
  * Loads the capability table of backend, a spec ("tensorrt", "tensorrt:8.5":
  * a bare name is the newest table), from the data directory ($TORCHRW_DATA,

@@ -28,7 +28,7 @@ static int is_dir(const char *path)
 /* The data directory: the first of $TORCHRW_DATA, <exe>/../share/torchrw
  * and the compile-time default that has a backends/ directory.
  * TORCHRW_DATA, when set, is the only place looked at. */
-static const char *data_dir(char *buf, size_t buflen)
+const char *trw__data_dir(char *buf, size_t buflen)
 {
   const char *env = getenv("TORCHRW_DATA");
   char exe[PATH_MAX], probe[PATH_MAX + 32];
@@ -171,7 +171,7 @@ static json_t *load_file(const char *path, const char *spec, const trw__backend 
 json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
 {
   char dirbuf[PATH_MAX + 32], path[PATH_MAX + 128], list[512], name[128];
-  const char *dir = data_dir(dirbuf, sizeof(dirbuf));
+  const char *dir = trw__data_dir(dirbuf, sizeof(dirbuf));
   const trw__backend *b = NULL;
   const char *version = NULL;
   struct stat st;
@@ -216,7 +216,7 @@ json_t *trw__check_load_table(const char *backend, char *err, size_t errlen)
 int trw__check_list_tables(FILE *out, int as_json)
 {
   char dirbuf[PATH_MAX + 32], path[PATH_MAX + 128], name[128], err[1024];
-  const char *dir = data_dir(dirbuf, sizeof(dirbuf));
+  const char *dir = trw__data_dir(dirbuf, sizeof(dirbuf));
   size_t n;
   const trw__backend *all = trw__backends(&n);
   json_t *list = as_json ? json_array() : NULL;

@@ -66,6 +66,15 @@ int trw__cmd_parse(const char *cmd, int argc, char **argv,
                    const trw__opt *opts, int *help, const char **pos,
                    int maxpos, int *npos);
 
+/*
+ * Runs argv[0] (a path, or a name looked up in PATH) with argv, its stdout
+ * read into a NUL-terminated buffer the caller frees.  Returns the buffer
+ * and sets *status to the exit status (128 + the signal for a process that
+ * was killed); NULL when the process could not be started or read (after
+ * "torchrw CMD: cannot run ..." on stderr from the child).
+ */
+char *trw__cmd_capture(const char *cmd, char *const argv[], int *status);
+
 /* Formats a byte count as "12.3 MiB" into buf; returns buf. */
 char *trw__cmd_bytes(unsigned long long bytes, char *buf, size_t buflen);
 

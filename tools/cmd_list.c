@@ -5,13 +5,11 @@
  * torchrw Python module, so the listing asks a Python process for it.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check_explain.h"
@@ -37,51 +35,15 @@ static void usage(FILE *out)
 /* Runs the Python listing and returns its stdout (malloc'd), or NULL. */
 static char *run_listing(const char *backend, const char *opset)
 {
-  int fds[2];
-  if (pipe(fds) != 0)
-    return NULL;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0)
-    return NULL;
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    const char *py = trw__python_exe();
-    execl(py, py, "-c", LIST_SCRIPT, backend ? backend : "", opset ? opset : "0", (char *)NULL);
-    fprintf(stderr, "torchrw list: cannot run %s: %s\n", py, strerror(errno));
-    _exit(127);
+  char *argv[] = {(char *)trw__python_exe(), "-c", (char *)LIST_SCRIPT,
+                  (char *)(backend ? backend : ""), (char *)(opset ? opset : "0"), NULL};
+  int status;
+  char *out = trw__cmd_capture("list", argv, &status);
+  if (out && status != 0) {
+    free(out);
+    out = NULL;
   }
-  close(fds[1]);
-  size_t len = 0, cap = 65536;
-  char *buf = malloc(cap);
-  ssize_t n;
-  while (buf && (n = read(fds[0], buf + len, cap - len - 1)) != 0) {
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      break;
-    }
-    len += (size_t)n;
-    if (cap - len < 4096) {
-      char *grown = realloc(buf, cap * 2);
-      if (!grown)
-        break;
-      buf = grown;
-      cap *= 2;
-    }
-  }
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  if (!buf || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    free(buf);
-    return NULL;
-  }
-  buf[len] = '\0';
-  return buf;
+  return out;
 }
 
 /* Where the build tree's torchrw package is, on PYTHONPATH; 0 or -1. */

@@ -1,10 +1,14 @@
 /*
- * cmd_util.c - what the subcommands share: errors, loading, options.
+ * cmd_util.c - what the subcommands share: errors, loading, options,
+ * running a helper process.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -132,5 +136,57 @@ char *trw__cmd_bytes(unsigned long long bytes, char *buf, size_t buflen)
     u++;
   }
   snprintf(buf, buflen, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+char *trw__cmd_capture(const char *cmd, char *const argv[], int *status)
+{
+  int fds[2];
+  if (pipe(fds) != 0)
+    return NULL;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return NULL;
+  }
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execvp(argv[0], argv);
+    fprintf(stderr, "torchrw %s: cannot run %s: %s\n", cmd, argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(fds[1]);
+  size_t len = 0, cap = 65536;
+  char *buf = malloc(cap);
+  ssize_t n;
+  while (buf && (n = read(fds[0], buf + len, cap - len - 1)) != 0) {
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    len += (size_t)n;
+    if (cap - len < 4096) {
+      char *grown = realloc(buf, cap * 2);
+      if (!grown) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = grown;
+      cap *= 2;
+    }
+  }
+  close(fds[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  if (buf)
+    buf[len] = '\0';
   return buf;
 }

@@ -16,21 +16,22 @@
  * engine was measured on.  reads_external_data is 0 for ncnn:
  * pnnx (20261020) prints "FATAL ERROR no external data", exits 0 and
  * writes garbage weights (data/backends/ncnn.json, graph.external_data;
- * tests/export/test_external_data.py keeps the two the same).
+ * tests/export/test_external_data.py keeps the two the same).  runner
+ * names the engines data/engines.py runs here, on the CPU.
  */
 static const trw__backend table[] = {
-    {"default", "any engine", 1, {NULL}},
-    {"tensorrt", "TensorRT", 1, {"8.5", "8.6", "10.15", NULL}},
-    {"onnxruntime", "ONNX Runtime", 1, {"1.32.0", NULL}},
-    {"ncnn", "ncnn", 0, {"20261020", NULL}},
-    {"openvino", "OpenVINO", 1, {"2026.4.1", NULL}},
-    {"pplnn", "PPLNN", 1, {NULL}},
-    {"snpe", "SNPE", 1, {NULL}},
-    {"torchscript", "TorchScript", 1, {NULL}},
-    {"coreml", "Core ML", 1, {NULL}},
-    {"rknn", "RKNN", 1, {NULL}},
-    {"ascend", "Ascend", 1, {NULL}},
-    {"tvm", "TVM", 1, {NULL}},
+    {"default", "any engine", 1, NULL, {NULL}},
+    {"tensorrt", "TensorRT", 1, NULL, {"8.5", "8.6", "10.15", NULL}},
+    {"onnxruntime", "ONNX Runtime", 1, "onnxruntime", {"1.32.0", NULL}},
+    {"ncnn", "ncnn", 0, "ncnn", {"20261020", NULL}},
+    {"openvino", "OpenVINO", 1, "openvino", {"2026.4.1", NULL}},
+    {"pplnn", "PPLNN", 1, NULL, {NULL}},
+    {"snpe", "SNPE", 1, NULL, {NULL}},
+    {"torchscript", "TorchScript", 1, NULL, {NULL}},
+    {"coreml", "Core ML", 1, NULL, {NULL}},
+    {"rknn", "RKNN", 1, NULL, {NULL}},
+    {"ascend", "Ascend", 1, NULL, {NULL}},
+    {"tvm", "TVM", 1, NULL, {NULL}},
 };
 #define NBACKENDS (sizeof table / sizeof table[0])
 

@@ -19,6 +19,10 @@ typedef struct trw__backend {
   const char *name;        /* "tensorrt": mmdeploy's spelling */
   const char *engine;      /* "TensorRT": for messages */
   int reads_external_data; /* reads ONNX weights stored outside the file */
+  /* data/engines.py's name for the engine where it runs on a CPU without
+   * a vendor's device ("onnxruntime"): `torchrw explain` runs files in
+   * it; NULL for an engine that needs hardware (TensorRT: a GPU). */
+  const char *runner;
   /* The engine versions torchrw has a capability table of, oldest first,
    * NULL-terminated; empty for a backend without a table.  A bare name
    * means the last (newest). */

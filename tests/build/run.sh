@@ -95,6 +95,15 @@ expect "the venv's torchrw command rewrites an export" "$work/run.log" \
   "Unsqueeze Constant Constant ConstantOfShape Expand Tile Squeeze"
 "$venv/bin/torchrw" check "$work/trt.onnx" --backend tensorrt >"$work/check.log" 2>&1
 [ $? = 0 ] && ok "the installed torchrw check finds its tables" || fail "torchrw check" "$work/check.log"
+# explain runs the files with the engines.py installed beside the tables.
+(cd "$work" && PATH="$venv/bin:$PATH" torchrw explain --backend onnxruntime --output e.onnx -- \
+   "$venv/bin/python" "$root/examples/export_topk.py" e.onnx >"$work/explain.log" 2>&1)
+if grep -q -e "^torchrw  e.onnx: runs, matches PyTorch" \
+     -e "^engine   onnxruntime needs the Python package" "$work/explain.log"; then
+  ok "the installed torchrw explain finds engines.py"
+else
+  fail "torchrw explain" "$work/explain.log"
+fi
 
 # ---- the venv's torch changes after torchrw was built -----------------------
 if "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps torch==2.13.0 \
