@@ -31,6 +31,7 @@ class TopHalf(torch.nn.Module):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "model.onnx"
     exporter = sys.argv[2] if len(sys.argv) > 2 else "torchscript"
+    torch.manual_seed(0)  # the same model in every run (torchrw explain runs it twice)
     model, x = TopHalf().eval(), torch.randn(6, 8)
     kw = dict(input_names=["x"], output_names=["y"])
     if exporter == "torch.export":
