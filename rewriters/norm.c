@@ -74,6 +74,8 @@ TRW_FUNCTION_REWRITER_EX("torch.layer_norm", "default", TRW_IR_ONNX,
  * holds at opset 17 and above too. */
 TRW_FUNCTION_REWRITER_EX("torch.layer_norm", "tensorrt:<8.6", TRW_IR_ONNX,
                          layer_norm_decomposed);
+/* check: 8.5's table has no LayerNormalization. */
+TRW_FIXES("torch.layer_norm", "tensorrt:<8.6", "LayerNormalization", "operator is not supported");
 
 /* ------------------------------------------------------------------------ */
 /* group_norm through instance_norm                                          */

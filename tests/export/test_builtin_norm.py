@@ -83,6 +83,7 @@ def test_layer_norm_for_tensorrt_8_5_is_spelled_out_at_17(tmp_path):
     assert check(new.path("model.onnx"), "tensorrt") == (0, "")
     rc, out = check(new.path("model.onnx"), "tensorrt:8.5")
     assert rc == 1 and "LayerNormalization: operator is not supported by tensorrt" in out, out
+    assert "fixed by: builtin:torch.layer_norm@tensorrt:<8.6 (rewriters/norm.c:" in out, out
 
 
 GROUP_NORM = """
