@@ -88,7 +88,130 @@ done:
   return out;
 }
 
+/* ------------------------------------------------------------------------ */
+/* What a wrapper changes on the module it wraps (SRCNNWrapper's __init__
+ * sets module.img_upsampler), recorded as it is built and put back in
+ * reverse when the trace's patches are removed: after the export the
+ * user's model computes as before it, under both exporters.  A change is a
+ * key of one of the module's dicts (its __dict__, _modules, _parameters,
+ * _buffers: where nn.Module.__setattr__ puts things) with its old value,
+ * NULL for a key that was absent. */
+
+typedef struct {
+  PyObject *dict, *key, *old;
+} Change;
+
+static Change *changes;
+static size_t nchanges, capchanges;
+
+enum { NSTATE = 4 };
+
+/* The module's dicts that hold its state, new references; NULL where the
+ * module has no such dict. */
+static void state_dicts(PyObject *module, PyObject *dicts[NSTATE])
+{
+  static const char *const inner[] = {"_modules", "_parameters", "_buffers"};
+  PyObject *d = PyObject_GetAttrString(module, "__dict__");
+  if (!d || !PyDict_Check(d)) {
+    PyErr_Clear();
+    Py_CLEAR(d);
+  }
+  dicts[0] = d;
+  for (int i = 0; i < NSTATE - 1; i++) {
+    PyObject *in = d ? PyDict_GetItemString(d, inner[i]) : NULL;
+    dicts[i + 1] = in && PyDict_Check(in) ? Py_NewRef(in) : NULL;
+  }
+}
+
+static int record(PyObject *dict, PyObject *key, PyObject *old)
+{
+  if (nchanges == capchanges) {
+    size_t cap = capchanges ? capchanges * 2 : 16;
+    Change *grown = PyMem_Realloc(changes, cap * sizeof *grown);
+    if (!grown) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    changes = grown;
+    capchanges = cap;
+  }
+  changes[nchanges++] = (Change){Py_NewRef(dict), Py_NewRef(key), Py_XNewRef(old)};
+  return 0;
+}
+
+/* Records what differs between dict and its copy from before. */
+static int record_changes(PyObject *dict, PyObject *before)
+{
+  PyObject *key, *value;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(before, &pos, &key, &value)) {
+    PyObject *now = PyDict_GetItemWithError(dict, key);
+    if ((!now && PyErr_Occurred()) || (now != value && record(dict, key, value) != 0))
+      return -1;
+  }
+  pos = 0;
+  while (PyDict_Next(dict, &pos, &key, &value)) {
+    int had = PyDict_Contains(before, key);
+    if (had < 0 || (!had && record(dict, key, NULL) != 0))
+      return -1;
+  }
+  return 0;
+}
+
+/* Puts back every recorded change, newest first. */
+static void put_back(void)
+{
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  while (nchanges > 0) {
+    Change *c = &changes[--nchanges];
+    /* The mapping protocol: torch 1.13's _modules is an OrderedDict, whose
+     * order PyDict_SetItem and PyDict_DelItem would leave behind. */
+    int rc = c->old ? PyObject_SetItem(c->dict, c->key, c->old) : PyObject_DelItem(c->dict, c->key);
+    if (rc != 0)
+      PyErr_Clear(); /* a key the model itself removed since */
+    Py_DECREF(c->dict);
+    Py_DECREF(c->key);
+    Py_XDECREF(c->old);
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+static PyObject *build_wrapper(ModForward *f, PyObject *module);
+
+/* The wrapper of module, with what building it changed on the module
+ * recorded. */
 static PyObject *make_wrapper(ModForward *f, PyObject *module)
+{
+  PyObject *dicts[NSTATE], *before[NSTATE] = {NULL};
+  int ok = 1;
+  state_dicts(module, dicts);
+  for (int i = 0; ok && i < NSTATE; i++)
+    ok = !dicts[i] || (before[i] = PyDict_Copy(dicts[i])) != NULL;
+  PyObject *w = ok ? build_wrapper(f, module) : NULL;
+  /* Also when building it failed: what it changed before it raised. */
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  for (int i = 0; ok && i < NSTATE; i++)
+    if (dicts[i] && record_changes(dicts[i], before[i]) != 0) {
+      Py_CLEAR(w);
+      ok = 0;
+    }
+  if (ok || type)
+    PyErr_Restore(type, value, tb);
+  else {
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+  }
+  for (int i = 0; i < NSTATE; i++) {
+    Py_XDECREF(before[i]);
+    Py_XDECREF(dicts[i]);
+  }
+  return w;
+}
+
+static PyObject *build_wrapper(ModForward *f, PyObject *module)
 {
   PyObject *payload = (PyObject *)f->rw->fn;
   PyObject *cls = PyTuple_GET_ITEM(payload, TRW__PY_FN);
@@ -346,6 +469,7 @@ int trw__py_patch_modules(const trw_env *env)
 void trw__py_unpatch_modules(void)
 {
   /* The forwards themselves are in the shared patch log. */
+  put_back();
   Py_CLEAR(wrappers);
   Py_CLEAR(inside);
   while (ntargets > 0)

@@ -132,17 +132,56 @@ def test_seed_srcnn_wrapper_makes_resize_linear(tmp_path):
     assert len(resize) == 1
     mode = {a.name: a.s for a in resize[0].attribute}["mode"]
     assert mode == b"linear"
-    # The wrapper changed the module itself, which stays so under the
-    # TorchScript exporter; torch.export puts back the module attributes
-    # assigned while it captures (_detect_attribute_assignment).  Nothing
-    # of torchrw's stays changed.
-    expected = "bilinear" if EXPORTER == "torchscript" else "nearest"
-    assert lines(run, "UPSAMPLER") == [expected]
+    # The wrapper changed the module itself; torchrw puts that back when
+    # the export ends (torch.export also does, for what is assigned while
+    # it captures), so the user's model computes as before the export.
+    assert lines(run, "UPSAMPLER") == ["nearest"]
     assert lines(run, "FORWARD_RESTORED") == ["userpkg.models"]
     io = np.load(run.path("io.npz"))
     (y,) = ort_run(run.path("model.onnx"), {"x": io["x"]})
     np.testing.assert_allclose(y, io["bilinear"], rtol=1e-4, atol=1e-5)
     assert not np.allclose(io["before"], io["bilinear"])  # nearest vs bilinear
+    np.testing.assert_array_equal(io["after"], io["before"])
+
+
+MESSY_WRAPPER = """
+import torch
+from torchrw import MODULE_REWRITER
+
+@MODULE_REWRITER.register_rewrite_module('userpkg.models.SRCNN', backend='tensorrt')
+class Messy(torch.nn.Module):
+    def __init__(self, module, cfg):
+        super().__init__()
+        self._module = module
+        # (The TorchScript exporter refuses a state_dict that changes while
+        # it traces: no parameters or buffers.)
+        module.extra = torch.nn.ReLU()                 # a submodule
+        module.note = "wrapped"                        # a plain attribute
+        del module.upscale_factor                      # one taken away and set again
+        module.upscale_factor = 2
+    def forward(self, x):
+        return self._module(x)
+"""
+
+MESSY_EXPORT = """
+import torch
+from userpkg.models import TinyNet
+model = TinyNet().eval()
+keys = sorted(model.state_dict())
+attrs = {k: v for k, v in vars(model.sr).items() if not k.startswith("_")}
+modules = dict(model.sr._modules)
+torch.onnx.export(model, (torch.rand(1, 3, 8, 8),), "model.onnx", opset_version=11, **TS)
+print("SAME_STATE", sorted(model.state_dict()) == keys)
+now = {k: v for k, v in vars(model.sr).items() if not k.startswith("_")}
+print("SAME_ATTRS", now == attrs, dict(model.sr._modules) == modules, hasattr(model.sr, "note"))
+"""
+
+
+def test_what_a_wrapper_changes_on_the_module_is_put_back(tmp_path):
+    rw = rewriters(tmp_path, MESSY_WRAPPER)
+    run = export(tmp_path, MESSY_EXPORT, "tensorrt", rw).check()
+    assert lines(run, "SAME_STATE") == ["True"], run.stdout + run.stderr
+    assert lines(run, "SAME_ATTRS") == ["True True False"], run.stdout + run.stderr
 
 
 def test_srcnn_wrapper_does_not_fire_for_other_backends(tmp_path):
