@@ -1,6 +1,7 @@
 /* embedded.c - the runtime's Python modules, compiled into it
  * (shim/CMakeLists.txt embeds each file) and run, on first use, as
- * torchrw._<stem>: the torch adapter's and TORCHRW_SAMPLE's. */
+ * torchrw._<stem>: the torch.export path's (shim/export) and
+ * TORCHRW_SAMPLE's. */
 #include "glue.h"
 
 #include <string.h>
@@ -15,8 +16,8 @@ static struct {
   const char *source;
   PyObject *module;
 } embedded[] = {
-    {"onnx_translation", "shim/adapter/onnx_translation.py", trw__onnx_translation_py, NULL},
-    {"opset_conversion", "shim/adapter/opset_conversion.py", trw__opset_conversion_py, NULL},
+    {"onnx_translation", "shim/export/onnx_translation.py", trw__onnx_translation_py, NULL},
+    {"opset_conversion", "shim/export/opset_conversion.py", trw__opset_conversion_py, NULL},
     {"sample", "shim/python/sample.py", trw__sample_py, NULL},
 };
 

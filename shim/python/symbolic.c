@@ -411,7 +411,7 @@ int trw__py_install_symbolics(const trw_env *env)
 /* ------------------------------------------------------------------------ */
 /* torch.export's exporter: symbolics as translations                        */
 
-/* torchrw._onnx_translation (shim/adapter/onnx_translation.py).  Borrowed
+/* torchrw._onnx_translation (shim/export/onnx_translation.py).  Borrowed
  * reference, or NULL with an exception set. */
 static PyObject *translation_module(void)
 {

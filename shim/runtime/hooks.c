@@ -218,7 +218,7 @@ static int export_optimizes = 1;
 /* onnxscript's convert_version(model, target_version, fallback=None), by
  * which torch.onnx's exporter brings its graph (built at opset 18 at
  * least) down to the opset asked for.  Inside an export under torchrw,
- * torchrw's converter goes first (shim/adapter/opset_conversion.py):
+ * torchrw's converter goes first (shim/export/opset_conversion.py):
  * below 18 onnxscript leaves the graph to ONNX's C converter, which
  * refuses nearly every real one and keeps 18.  A graph torchrw's cannot
  * convert goes on to onnxscript's, with the reason. */
