@@ -77,12 +77,19 @@ PyObject *trw__py_patch_getattr(PyObject *self, PyObject *name, PyObject *origin
  * (a function: by its name).  New reference, or NULL with an exception. */
 PyObject *trw__py_stand_in_reduce(PyObject *original, PyObject *proto);
 
+/* ------------------------------------------------------------------------ */
+/* errors.c                                                                  */
+
 /* After rewriter r's Python code raised: an Exception becomes
  * torchrw.RewriterError (a RuntimeError) naming r's stable name and
  * registration site, with the original as its __cause__ (and traceback);
  * one raised by a rewriter further in, and what is not an Exception
  * (KeyboardInterrupt, SystemExit), pass unchanged.  Returns NULL. */
 PyObject *trw__py_rewriter_failed(const trw__rewriter *r);
+
+/* Adds torchrw.RewriterError to the module m: 0, or -1 with an
+ * exception. */
+int trw__py_add_rewriter_error(PyObject *m);
 
 /* Raises RuntimeError("torchrw: <message>"); returns NULL. */
 PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
