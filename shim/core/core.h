@@ -190,6 +190,17 @@ trw__rewriter *trw__registry_at(size_t i);
 trw__rewriter *trw__select(trw_kind kind, const char *name,
                            const trw_env *env);
 
+/* plan.c: the winner of each name of kind under env (what trw__select
+ * picks), every one at once, in registration order; *n of them.  Worked
+ * out the first time env asks and kept until the registry changes, so the
+ * array stays valid through an export (registration is refused during
+ * one).  NULL with *n 0 when out of memory (logged). */
+trw__rewriter *const *trw__plan_winners(const trw_env *env, trw_kind kind, size_t *n);
+/* Whether env's plan has r as the winner of its name. */
+int trw__plan_selects(const trw_env *env, const trw__rewriter *r);
+/* Frees every plan (tests; trw__registry_reset makes them stale anyway). */
+void trw__plan_reset(void);
+
 /* Applies a TORCHRW_DISABLE list ("a@tensorrt,b"): a bare name disables the
  * name for every backend.  The list also holds for later registrations. */
 void trw__registry_disable(const char *list);

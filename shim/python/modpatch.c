@@ -453,12 +453,11 @@ static int patch_late(void *arg, const trw_env *env)
 
 int trw__py_patch_modules(const trw_env *env)
 {
-  size_t n = trw__registry_count();
-  int rc = 0;
+  size_t n;
+  trw__rewriter *const *plan = trw__plan_winners(env, TRW_KIND_MODULE, &n);
+  int rc = plan ? 0 : (PyErr_NoMemory(), -1);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_MODULE || trw__select(TRW_KIND_MODULE, r->name, env) != r)
-      continue;
+    trw__rewriter *r = plan[i];
     rc = add_target(r);
     if (rc == 1)
       rc = trw__py_defer(r->name, r->stable, patch_late, r, env, TRW__PY_UNTIL_TRACE);

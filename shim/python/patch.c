@@ -697,24 +697,22 @@ static int by_claim(const void *a, const void *b)
 
 int trw__py_patch_functions(const trw_env *env)
 {
-  size_t n = trw__registry_count();
+  size_t n;
+  trw__rewriter *const *plan = trw__plan_winners(env, TRW_KIND_FUNCTION, &n);
   PyObject **origins = PyMem_Calloc(n + 1, sizeof *origins);
   PyObject **replacements = PyMem_Calloc(n + 1, sizeof *replacements);
   trw__rewriter **order = PyMem_Calloc(n + 1, sizeof *order);
   size_t nalias = 0, norder = 0;
   int rc = 0;
   Py_XSETREF(modules_before, PyDict_Copy(PyImport_GetModuleDict()));
-  if (!origins || !replacements || !order || !modules_before) {
+  if (!plan || !origins || !replacements || !order || !modules_before) {
     if (!PyErr_Occurred())
       PyErr_NoMemory();
     rc = -1;
   }
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    if (r->kind == TRW_KIND_FUNCTION && r->lang == TRW__LANG_PYTHON &&
-        trw__select(TRW_KIND_FUNCTION, r->name, env) == r)
-      order[norder++] = r;
-  }
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (plan[i]->lang == TRW__LANG_PYTHON)
+      order[norder++] = plan[i];
   if (norder > 1)
     qsort(order, norder, sizeof *order, by_claim);
   for (size_t i = 0; rc == 0 && i < norder; i++) {

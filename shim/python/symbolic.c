@@ -372,12 +372,11 @@ static int install_all(void *arg, const trw_env *env)
   Py_DECREF(reg);
   if (!registry)
     return -1;
-  int rc = 0;
-  size_t n = trw__registry_count();
+  size_t n;
+  trw__rewriter *const *plan = trw__plan_winners(env, TRW_KIND_SYMBOLIC, &n);
+  int rc = plan ? 0 : (PyErr_NoMemory(), -1);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_SYMBOLIC || trw__select(TRW_KIND_SYMBOLIC, r->name, env) != r)
-      continue;
+    trw__rewriter *r = plan[i];
     if (is_operator(r))
       rc = install_operator(r, env, registry);
     else if ((rc = install_function_class(r, env)) == 1)
@@ -545,12 +544,11 @@ PyObject *trw__py_translation_table(const trw_env *selecting, int opset)
   PyObject *table = PyDict_New();
   if (!table)
     return NULL;
-  size_t n = trw__registry_count();
-  int rc = 0;
+  size_t n;
+  trw__rewriter *const *plan = trw__plan_winners(selecting, TRW_KIND_SYMBOLIC, &n);
+  int rc = plan ? 0 : (PyErr_NoMemory(), -1);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    trw__rewriter *r = trw__registry_at(i);
-    if (r->kind != TRW_KIND_SYMBOLIC || trw__select(TRW_KIND_SYMBOLIC, r->name, selecting) != r)
-      continue;
+    trw__rewriter *r = plan[i];
     PyObject *mod = translation_module();
     rc = !mod ? -1
          : is_operator(r) ? translate_operator(mod, table, r, env)

@@ -289,8 +289,7 @@ static PyObject *list_json(PyObject *self, PyObject *args)
     else
       json_decref(fixes);
     if (backend && item) {
-      trw__rewriter *sel = trw__select(r->kind, r->name, &env);
-      json_object_set_new(item, "selected", json_boolean(sel == r));
+      json_object_set_new(item, "selected", json_boolean(trw__plan_selects(&env, r)));
     }
     json_array_append_new(list, item);
   }

@@ -417,14 +417,16 @@ bool targets(const trw__rewriter* r, const std::string& op) {
 // site; a built-in's is reported as not found (some operators are newer
 // than some torches).  Returns 0, or TRW_ENAME with err filled.
 int select_all(const trw_env* env, char* err, size_t errlen) {
-  size_t n = trw__registry_count();
+  size_t n;
+  trw__rewriter* const* plan = trw__plan_winners(env, TRW_KIND_FUNCTION, &n);
+  if (!plan) {
+    trw__fmt(err, errlen, "torchrw: out of memory while selecting the operator rewriters");
+    return TRW_ENOMEM;
+  }
   std::vector<trw__rewriter*> chosen(g_slots->size(), nullptr);
   for (size_t i = 0; i < n; i++) {
-    trw__rewriter* r = trw__registry_at(i);
-    if (!r || r->kind != TRW_KIND_FUNCTION || r->lang != TRW__LANG_C || !r->op)
-      continue;
-    trw__rewriter* sel = trw__select(TRW_KIND_FUNCTION, r->name, env);
-    if (sel != r) continue;
+    trw__rewriter* r = plan[i];
+    if (r->lang != TRW__LANG_C || !r->op) continue;
     bool found = false;
     for (Slot* slot : *g_slots) {
       if (!targets(r, slot->op)) continue;

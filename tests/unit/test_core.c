@@ -182,6 +182,45 @@ START_TEST(selection_prefers_backend_then_default)
 }
 END_TEST
 
+START_TEST(plan_holds_the_winners_until_the_registry_changes)
+{
+  trw_rewriter_def dflt = def_of("torch.topk", NULL, TRW_IR_ANY, dummy_fn, 1);
+  trw_rewriter_def trt = def_of("torch.topk", "tensorrt", TRW_IR_ANY, other_fn, 2);
+  trw_rewriter_def roll = def_of("torch.roll", NULL, TRW_IR_ANY, dummy_fn, 3);
+  ck_assert_int_eq(trw_register(&dflt), 0);
+  ck_assert_int_eq(trw_register(&trt), 0);
+  ck_assert_int_eq(trw_register(&roll), 0);
+  trw_env e = env_of("tensorrt", TRW_IR_ONNX, 11);
+  size_t n;
+  trw__rewriter *const *w = trw__plan_winners(&e, TRW_KIND_FUNCTION, &n);
+  /* One per name, as trw__select picks, in registration order. */
+  ck_assert_uint_eq(n, 2);
+  ck_assert_int_eq(w[0]->line, 2);
+  ck_assert_int_eq(w[1]->line, 3);
+  ck_assert_ptr_eq(trw__plan_winners(&e, TRW_KIND_FUNCTION, &n), w); /* kept */
+  ck_assert(trw__plan_selects(&e, w[0]));
+  trw_env o = env_of("onnxruntime", TRW_IR_ONNX, 11);
+  w = trw__plan_winners(&o, TRW_KIND_FUNCTION, &n);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_int_eq(w[0]->line, 1);
+  ck_assert_ptr_nonnull(trw__plan_winners(&o, TRW_KIND_SYMBOLIC, &n));
+  ck_assert_uint_eq(n, 0);
+  /* A registration makes the plans stale. */
+  trw_rewriter_def sym = def_of("squeeze", NULL, TRW_IR_ANY, dummy_fn, 4);
+  sym.kind = TRW_KIND_SYMBOLIC;
+  ck_assert_int_eq(trw_register(&sym), 0);
+  w = trw__plan_winners(&o, TRW_KIND_SYMBOLIC, &n);
+  ck_assert_uint_eq(n, 1);
+  ck_assert_int_eq(w[0]->line, 4);
+  /* So does TORCHRW_DISABLE. */
+  trw__registry_disable("torch.topk@tensorrt");
+  w = trw__plan_winners(&e, TRW_KIND_FUNCTION, &n);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_int_eq(w[0]->line, 1);
+  trw__plan_reset();
+}
+END_TEST
+
 START_TEST(selection_filters_ir_and_checkers)
 {
   trw_rewriter_def onnx = def_of("torch.topk", "tensorrt", TRW_IR_ONNX, dummy_fn, 1);
@@ -566,6 +605,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, user_data_reaches_the_rewriter_and_is_freed_once);
   tcase_add_test(tc, later_registration_wins);
   tcase_add_test(tc, selection_prefers_backend_then_default);
+  tcase_add_test(tc, plan_holds_the_winners_until_the_registry_changes);
   tcase_add_test(tc, selection_filters_ir_and_checkers);
   tcase_add_test(tc, ir_specific_beats_any);
   tcase_add_test(tc, checkers_are_part_of_the_key);
