@@ -78,6 +78,22 @@ PyObject *trw__py_patch_getattr(PyObject *self, PyObject *name, PyObject *origin
 PyObject *trw__py_stand_in_reduce(PyObject *original, PyObject *proto);
 
 /* ------------------------------------------------------------------------ */
+/* journal.c: what an export changed on Python objects, undone newest first */
+
+typedef enum {
+  TRW__PY_UNDO_ATTR, /* owner.key = old, or del owner.key when old is NULL */
+  TRW__PY_UNDO_ITEM  /* owner[key] = old, or del owner[key] */
+} trw__py_undo;
+
+/* Records a change about to be made (old: the value before, NULL when
+ * there was none).  0, or -1 with an exception set. */
+int trw__py_journal_add(trw__py_undo how, PyObject *owner, PyObject *key, PyObject *old);
+/* Forgets the last record (its change could not be made). */
+void trw__py_journal_drop_last(void);
+/* Undoes every recorded change, newest first; keeps a pending exception. */
+void trw__py_journal_unwind(void);
+
+/* ------------------------------------------------------------------------ */
 /* errors.c                                                                  */
 
 /* After rewriter r's Python code raised: an Exception becomes

@@ -95,14 +95,7 @@ done:
  * user's model computes as before it, under both exporters.  A change is a
  * key of one of the module's dicts (its __dict__, _modules, _parameters,
  * _buffers: where nn.Module.__setattr__ puts things) with its old value,
- * NULL for a key that was absent. */
-
-typedef struct {
-  PyObject *dict, *key, *old;
-} Change;
-
-static Change *changes;
-static size_t nchanges, capchanges;
+ * NULL for a key that was absent, in the journal (journal.c). */
 
 enum { NSTATE = 4 };
 
@@ -123,22 +116,6 @@ static void state_dicts(PyObject *module, PyObject *dicts[NSTATE])
   }
 }
 
-static int record(PyObject *dict, PyObject *key, PyObject *old)
-{
-  if (nchanges == capchanges) {
-    size_t cap = capchanges ? capchanges * 2 : 16;
-    Change *grown = PyMem_Realloc(changes, cap * sizeof *grown);
-    if (!grown) {
-      PyErr_NoMemory();
-      return -1;
-    }
-    changes = grown;
-    capchanges = cap;
-  }
-  changes[nchanges++] = (Change){Py_NewRef(dict), Py_NewRef(key), Py_XNewRef(old)};
-  return 0;
-}
-
 /* Records what differs between dict and its copy from before. */
 static int record_changes(PyObject *dict, PyObject *before)
 {
@@ -146,35 +123,16 @@ static int record_changes(PyObject *dict, PyObject *before)
   Py_ssize_t pos = 0;
   while (PyDict_Next(before, &pos, &key, &value)) {
     PyObject *now = PyDict_GetItemWithError(dict, key);
-    if ((!now && PyErr_Occurred()) || (now != value && record(dict, key, value) != 0))
+    if ((!now && PyErr_Occurred()) || (now != value && trw__py_journal_add(TRW__PY_UNDO_ITEM, dict, key, value) != 0))
       return -1;
   }
   pos = 0;
   while (PyDict_Next(dict, &pos, &key, &value)) {
     int had = PyDict_Contains(before, key);
-    if (had < 0 || (!had && record(dict, key, NULL) != 0))
+    if (had < 0 || (!had && trw__py_journal_add(TRW__PY_UNDO_ITEM, dict, key, NULL) != 0))
       return -1;
   }
   return 0;
-}
-
-/* Puts back every recorded change, newest first. */
-static void put_back(void)
-{
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  while (nchanges > 0) {
-    Change *c = &changes[--nchanges];
-    /* The mapping protocol: torch 1.13's _modules is an OrderedDict, whose
-     * order PyDict_SetItem and PyDict_DelItem would leave behind. */
-    int rc = c->old ? PyObject_SetItem(c->dict, c->key, c->old) : PyObject_DelItem(c->dict, c->key);
-    if (rc != 0)
-      PyErr_Clear(); /* a key the model itself removed since */
-    Py_DECREF(c->dict);
-    Py_DECREF(c->key);
-    Py_XDECREF(c->old);
-  }
-  PyErr_Restore(type, value, tb);
 }
 
 static PyObject *build_wrapper(ModForward *f, PyObject *module);
@@ -467,8 +425,8 @@ int trw__py_patch_modules(const trw_env *env)
 
 void trw__py_unpatch_modules(void)
 {
-  /* The forwards themselves are in the shared patch log. */
-  put_back();
+  /* The forwards, and what the wrappers changed on their modules, are in
+   * the journal (trw__py_unpatch_functions unwinds it). */
   Py_CLEAR(wrappers);
   Py_CLEAR(inside);
   while (ntargets > 0)

@@ -337,60 +337,23 @@ PyObject *trw__py_patched_context(const char *name)
 /* ------------------------------------------------------------------------ */
 /* Patch records                                                             */
 
-typedef struct {
-  PyObject *owner; /* a class or a module; or a module dict for aliases */
-  PyObject *attr;  /* str */
-  PyObject *old;   /* the owner's own value, NULL when it had none */
-  int is_dict;
-} Patch;
-
-static Patch *patches;
-static size_t npatches, cappatches;
 static PyObject *class_attr; /* "__class__" */
-
-static int record(PyObject *owner, PyObject *attr, PyObject *old, int is_dict)
-{
-  if (npatches == cappatches) {
-    size_t cap = cappatches ? cappatches * 2 : 32;
-    Patch *grown = PyMem_Realloc(patches, cap * sizeof *grown);
-    if (!grown) {
-      PyErr_NoMemory();
-      return -1;
-    }
-    patches = grown;
-    cappatches = cap;
-  }
-  Py_INCREF(owner);
-  Py_INCREF(attr);
-  Py_XINCREF(old);
-  patches[npatches++] = (Patch){owner, attr, old, is_dict};
-  return 0;
-}
 
 /* Gives module m the ModuleView class (logged, so that it gets its own
  * back with the patches).  A module of another class already (a lazy
  * package's) keeps it: threads that do not trace then see the patches of
  * its attributes, as they see those of its dict.  0, or -1 with an
  * exception set. */
-/* Drops the record of the last patch, whose setattr failed. */
-static void forget_last(void)
-{
-  Patch *p = &patches[--npatches];
-  Py_DECREF(p->owner);
-  Py_DECREF(p->attr);
-  Py_XDECREF(p->old);
-}
-
 static int view_module(PyObject *m)
 {
   if (!Py_IS_TYPE(m, &PyModule_Type))
     return 0;
   if (!class_attr && !(class_attr = PyUnicode_InternFromString("__class__")))
     return -1;
-  if (record(m, class_attr, (PyObject *)&PyModule_Type, 0) != 0)
+  if (trw__py_journal_add(TRW__PY_UNDO_ATTR, m, class_attr, (PyObject *)&PyModule_Type) != 0)
     return -1;
   if (PyObject_SetAttr(m, class_attr, (PyObject *)ModuleView) != 0) {
-    forget_last();
+    trw__py_journal_drop_last();
     return -1;
   }
   return 0;
@@ -407,12 +370,12 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
   } else if (!(own = PyObject_GetAttr(owner, attr))) {
     PyErr_Clear();
   }
-  int rc = record(owner, attr, own, 0);
+  int rc = trw__py_journal_add(TRW__PY_UNDO_ATTR, owner, attr, own);
   Py_XDECREF(own);
   if (rc != 0)
     return -1;
   if (PyObject_SetAttr(owner, attr, value) != 0) {
-    forget_last();
+    trw__py_journal_drop_last();
     return -1;
   }
   return 0;
@@ -500,24 +463,7 @@ void trw__py_unpatch_functions(void)
   Py_CLEAR(contexts);
   unmirror_builtins();
   restore_new_aliases();
-  while (npatches > 0) {
-    Patch *p = &patches[--npatches];
-    int rc;
-    if (p->is_dict)
-      rc = PyDict_SetItem(p->owner, p->attr, p->old);
-    else if (p->old)
-      rc = PyObject_SetAttr(p->owner, p->attr, p->old);
-    else
-      rc = PyObject_DelAttr(p->owner, p->attr);
-    if (rc != 0) {
-      char why[512];
-      trw__py_describe_error(why, sizeof why, 0);
-      trw__log(TRW__LOG_ERROR, "cannot restore %s: %s", PyUnicode_AsUTF8(p->attr), why);
-    }
-    Py_DECREF(p->owner);
-    Py_DECREF(p->attr);
-    Py_XDECREF(p->old);
-  }
+  trw__py_journal_unwind();
   PyErr_Restore(type, value, tb);
 }
 
@@ -621,7 +567,7 @@ static int patch_aliases(PyObject **origins, PyObject **replacements, size_t n)
         Py_INCREF(value);
         rc = view_module(mod);
         if (rc == 0)
-          rc = record(d, key, value, 1);
+          rc = trw__py_journal_add(TRW__PY_UNDO_ITEM, d, key, value);
         if (rc == 0)
           rc = PyDict_SetItem(d, key, replacements[i]);
         Py_DECREF(value);
