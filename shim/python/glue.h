@@ -78,21 +78,6 @@ PyObject *trw__py_patch_getattr(PyObject *self, PyObject *name, PyObject *origin
 PyObject *trw__py_stand_in_reduce(PyObject *original, PyObject *proto);
 
 /* ------------------------------------------------------------------------ */
-/* journal.c: what an export changed on Python objects, undone newest first */
-
-typedef enum {
-  TRW__PY_UNDO_ATTR, /* owner.key = old, or del owner.key when old is NULL */
-  TRW__PY_UNDO_ITEM  /* owner[key] = old, or del owner[key] */
-} trw__py_undo;
-
-/* Records a change about to be made (old: the value before, NULL when
- * there was none).  0, or -1 with an exception set. */
-int trw__py_journal_add(trw__py_undo how, PyObject *owner, PyObject *key, PyObject *old);
-/* Forgets the last record (its change could not be made). */
-void trw__py_journal_drop_last(void);
-/* Undoes every recorded change, newest first; keeps a pending exception. */
-void trw__py_journal_unwind(void);
-
 /* ------------------------------------------------------------------------ */
 /* errors.c                                                                  */
 
@@ -183,6 +168,26 @@ int trw__py_defer(const char *path, const char *stable, trw__py_apply_fn apply, 
 void trw__py_drop_deferred(trw__py_until until);
 /* The same without reporting anything (a fork child's parent reports). */
 void trw__py_forget_deferred(trw__py_until until);
+
+/* journal.c: what torchrw changed on Python objects, one journal per
+ * lifetime, undone newest first. */
+typedef enum {
+  TRW__PY_UNDO_ATTR, /* owner.key = old, or del owner.key when old is NULL */
+  TRW__PY_UNDO_ITEM, /* owner[key] = old, or del owner[key] */
+  TRW__PY_UNDO_CALL  /* owner.key(*old): old a tuple */
+} trw__py_undo;
+
+/* Records a change (old: the value before, NULL when there was none; the
+ * arguments for a call) in the journal of until.  0, or -1 with an
+ * exception set. */
+int trw__py_journal_add(trw__py_until until, trw__py_undo how, PyObject *owner, PyObject *key,
+                        PyObject *old);
+/* Forgets the last record of until (its change could not be made). */
+void trw__py_journal_drop_last(trw__py_until until);
+/* Undoes every change recorded for until, newest first; keeps a pending
+ * exception. */
+void trw__py_journal_unwind(trw__py_until until);
+
 int trw__py_lazy_ready(void);
 
 /* Sets owner.attr = value and logs what the owner had (its own value, not

@@ -123,13 +123,16 @@ static int record_changes(PyObject *dict, PyObject *before)
   Py_ssize_t pos = 0;
   while (PyDict_Next(before, &pos, &key, &value)) {
     PyObject *now = PyDict_GetItemWithError(dict, key);
-    if ((!now && PyErr_Occurred()) || (now != value && trw__py_journal_add(TRW__PY_UNDO_ITEM, dict, key, value) != 0))
+    if ((!now && PyErr_Occurred()) ||
+        (now != value &&
+         trw__py_journal_add(TRW__PY_UNTIL_TRACE, TRW__PY_UNDO_ITEM, dict, key, value) != 0))
       return -1;
   }
   pos = 0;
   while (PyDict_Next(dict, &pos, &key, &value)) {
     int had = PyDict_Contains(before, key);
-    if (had < 0 || (!had && trw__py_journal_add(TRW__PY_UNDO_ITEM, dict, key, NULL) != 0))
+    if (had < 0 ||
+        (!had && trw__py_journal_add(TRW__PY_UNTIL_TRACE, TRW__PY_UNDO_ITEM, dict, key, NULL) != 0))
       return -1;
   }
   return 0;

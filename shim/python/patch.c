@@ -350,10 +350,11 @@ static int view_module(PyObject *m)
     return 0;
   if (!class_attr && !(class_attr = PyUnicode_InternFromString("__class__")))
     return -1;
-  if (trw__py_journal_add(TRW__PY_UNDO_ATTR, m, class_attr, (PyObject *)&PyModule_Type) != 0)
+  if (trw__py_journal_add(TRW__PY_UNTIL_TRACE, TRW__PY_UNDO_ATTR, m, class_attr,
+                          (PyObject *)&PyModule_Type) != 0)
     return -1;
   if (PyObject_SetAttr(m, class_attr, (PyObject *)ModuleView) != 0) {
-    trw__py_journal_drop_last();
+    trw__py_journal_drop_last(TRW__PY_UNTIL_TRACE);
     return -1;
   }
   return 0;
@@ -370,12 +371,12 @@ int trw__py_setattr_logged(PyObject *owner, PyObject *attr, PyObject *value)
   } else if (!(own = PyObject_GetAttr(owner, attr))) {
     PyErr_Clear();
   }
-  int rc = trw__py_journal_add(TRW__PY_UNDO_ATTR, owner, attr, own);
+  int rc = trw__py_journal_add(TRW__PY_UNTIL_TRACE, TRW__PY_UNDO_ATTR, owner, attr, own);
   Py_XDECREF(own);
   if (rc != 0)
     return -1;
   if (PyObject_SetAttr(owner, attr, value) != 0) {
-    trw__py_journal_drop_last();
+    trw__py_journal_drop_last(TRW__PY_UNTIL_TRACE);
     return -1;
   }
   return 0;
@@ -463,7 +464,7 @@ void trw__py_unpatch_functions(void)
   Py_CLEAR(contexts);
   unmirror_builtins();
   restore_new_aliases();
-  trw__py_journal_unwind();
+  trw__py_journal_unwind(TRW__PY_UNTIL_TRACE);
   PyErr_Restore(type, value, tb);
 }
 
@@ -567,7 +568,7 @@ static int patch_aliases(PyObject **origins, PyObject **replacements, size_t n)
         Py_INCREF(value);
         rc = view_module(mod);
         if (rc == 0)
-          rc = trw__py_journal_add(TRW__PY_UNDO_ITEM, d, key, value);
+          rc = trw__py_journal_add(TRW__PY_UNTIL_TRACE, TRW__PY_UNDO_ITEM, d, key, value);
         if (rc == 0)
           rc = PyDict_SetItem(d, key, replacements[i]);
         Py_DECREF(value);

@@ -198,74 +198,15 @@ static SymFn *symfn_new(trw__rewriter *rw, const trw_env *env, PyObject *qualnam
 /* ------------------------------------------------------------------------ */
 /* Installation                                                              */
 
-typedef struct {
-  PyObject *owner; /* a Function class, or NULL for an operator */
-  PyObject *name;  /* the qualified operator name; unused for classes */
-  PyObject *old;   /* the class's own `symbolic`, NULL if none */
-  int opset;
-} Installed;
-
-static Installed *installed;
-static size_t ninstalled, capinstalled;
-
-static int remember(PyObject *owner, PyObject *name, PyObject *old, int opset)
-{
-  if (ninstalled == capinstalled) {
-    size_t cap = capinstalled ? capinstalled * 2 : 64;
-    Installed *grown = PyMem_Realloc(installed, cap * sizeof *grown);
-    if (!grown) {
-      PyErr_NoMemory();
-      return -1;
-    }
-    installed = grown;
-    capinstalled = cap;
-  }
-  Py_XINCREF(owner);
-  Py_XINCREF(name);
-  Py_XINCREF(old);
-  installed[ninstalled++] = (Installed){owner, name, old, opset};
-  return 0;
-}
-
-/* Gives back what was installed; keeps a pending exception. */
-static void restore_installed(void)
-{
-  if (ninstalled == 0)
-    return;
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  PyObject *reg = PyImport_ImportModule(trw__adapter_get()->onnx_registration);
-  PyObject *registry = reg ? PyObject_GetAttrString(reg, "registry") : NULL;
-  while (ninstalled > 0) {
-    Installed *i = &installed[--ninstalled];
-    PyObject *r = NULL;
-    if (i->owner) {
-      int rc = i->old ? PyObject_SetAttrString(i->owner, "symbolic", i->old)
-                      : PyObject_DelAttrString(i->owner, "symbolic");
-      r = rc == 0 ? Py_None : NULL;
-      Py_XINCREF(r);
-    } else if (registry) {
-      r = PyObject_CallMethod(registry, "unregister", "Oi", i->name, i->opset);
-    }
-    if (!r) {
-      char why[512];
-      trw__py_describe_error(why, sizeof why, 0);
-      trw__log(TRW__LOG_ERROR, "cannot restore torch's symbolic: %s", why);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(i->owner);
-    Py_XDECREF(i->name);
-    Py_XDECREF(i->old);
-  }
-  Py_XDECREF(registry);
-  Py_XDECREF(reg);
-  PyErr_Restore(type, value, tb);
-}
+/* What is installed is in the symbolics' journal (journal.c): a Function
+ * class's own `symbolic` as it was, and per operator and opset a call of
+ * the registry's unregister. */
+static PyObject *symbolic_name, *unregister_name; /* interned, from _ready */
 
 void trw__py_uninstall_symbolics(void)
 {
   trw__py_drop_deferred(TRW__PY_UNTIL_SYMBOLICS);
-  restore_installed();
+  trw__py_journal_unwind(TRW__PY_UNTIL_SYMBOLICS);
 }
 
 /* "squeeze", "::squeeze" -> "aten::squeeze"; "ns::op" as is; NULL for a
@@ -323,7 +264,12 @@ static int install_operator(trw__rewriter *r, const trw_env *env, PyObject *regi
   for (int opset = trw__adapter_get()->min_opset; rc == 0 && opset <= newest; opset++) {
     PyObject *res = PyObject_CallMethod(registry, "register", "OiOO", qual, opset,
                                         (PyObject *)s, Py_True);
-    rc = res && remember(NULL, qual, NULL, opset) == 0 ? 0 : -1;
+    PyObject *undo = res ? Py_BuildValue("(Oi)", qual, opset) : NULL;
+    rc = undo && trw__py_journal_add(TRW__PY_UNTIL_SYMBOLICS, TRW__PY_UNDO_CALL, registry,
+                                     unregister_name, undo) == 0
+             ? 0
+             : -1;
+    Py_XDECREF(undo);
     Py_XDECREF(res);
   }
   Py_XDECREF(s);
@@ -346,10 +292,14 @@ static int install_function_class(void *arg, const trw_env *env)
     PyErr_Clear();
   SymFn *s = symfn_new(r, env, NULL, origin ? origin : Py_None);
   PyObject *sm = s ? PyStaticMethod_New((PyObject *)s) : NULL;
-  int rc = sm && remember(cls, NULL, own, 0) == 0 &&
-                   PyObject_SetAttrString(cls, "symbolic", sm) == 0
+  int rc = sm && trw__py_journal_add(TRW__PY_UNTIL_SYMBOLICS, TRW__PY_UNDO_ATTR, cls,
+                                     symbolic_name, own) == 0
                ? 0
                : -1;
+  if (rc == 0 && PyObject_SetAttr(cls, symbolic_name, sm) != 0) {
+    trw__py_journal_drop_last(TRW__PY_UNTIL_SYMBOLICS);
+    rc = -1;
+  }
   Py_XDECREF(sm);
   Py_XDECREF(s);
   Py_XDECREF(origin);
@@ -385,7 +335,7 @@ static int install_all(void *arg, const trw_env *env)
   }
   Py_DECREF(registry);
   if (rc != 0)
-    restore_installed();
+    trw__py_journal_unwind(TRW__PY_UNTIL_SYMBOLICS);
   return rc;
 }
 
@@ -561,5 +511,8 @@ PyObject *trw__py_translation_table(const trw_env *selecting, int opset)
 
 int trw__py_symbolic_ready(void)
 {
+  if ((!symbolic_name && !(symbolic_name = PyUnicode_InternFromString("symbolic"))) ||
+      (!unregister_name && !(unregister_name = PyUnicode_InternFromString("unregister"))))
+    return -1;
   return PyType_Ready(&SymFnType) < 0 ? -1 : trw__py_csymbolic_ready();
 }
