@@ -425,17 +425,13 @@ static PyTypeObject HookType = {
 };
 
 /* ------------------------------------------------------------------------ */
-/* Installed hooks                                                           */
+/* Installed hooks: in the journal (shim/python/journal.c) of the process,
+ * or of the RewriterContext block that installed them.                      */
 
-typedef struct {
-  trw__hooks_owner owner_tag;
-  PyObject *owner; /* module or class */
-  PyObject *attr;
-  PyObject *old; /* the owner's own value */
-} Installed;
-
-static Installed *installed;
-static size_t ninstalled, capinstalled;
+static trw__py_until lifetime(trw__hooks_owner tag)
+{
+  return tag == TRW__HOOKS_PROCESS ? TRW__PY_UNTIL_PROCESS : TRW__PY_UNTIL_CONTEXT;
+}
 
 /* The pending installations, for lazy.c: one per adapter hook. */
 typedef struct {
@@ -461,17 +457,6 @@ static int install_one(void *arg, const trw_env *env)
       trw__log(TRW__LOG_DEBUG, "not hooking %s: %s", path, why);
     return rc > 0 ? 1 : 0;
   }
-  if (ninstalled == capinstalled) {
-    size_t cap = capinstalled ? capinstalled * 2 : 16;
-    Installed *grown = PyMem_Realloc(installed, cap * sizeof *grown);
-    if (!grown) {
-      Py_DECREF(owner);
-      PyErr_NoMemory();
-      return -1;
-    }
-    installed = grown;
-    capinstalled = cap;
-  }
   PyObject *name = PyUnicode_FromString(attr);
   PyObject *orig = name ? PyObject_GetAttr(owner, name) : NULL;
   PyObject *own = NULL;
@@ -488,11 +473,13 @@ static int install_one(void *arg, const trw_env *env)
     orig = NULL;
     h->role = p->role;
     h->vectorcall = hook_vectorcall;
-    if (PyObject_SetAttr(owner, name, (PyObject *)h) == 0) {
-      installed[ninstalled++] = (Installed){p->tag, Py_NewRef(owner), Py_NewRef(name), own};
-      own = NULL;
-      rc = 0;
-      trw__log(TRW__LOG_DEBUG, "hooked %s", path);
+    if (trw__py_journal_add(lifetime(p->tag), TRW__PY_UNDO_ATTR, owner, name, own) == 0) {
+      if (PyObject_SetAttr(owner, name, (PyObject *)h) == 0) {
+        rc = 0;
+        trw__log(TRW__LOG_DEBUG, "hooked %s", path);
+      } else {
+        trw__py_journal_drop_last(lifetime(p->tag));
+      }
     }
   }
   Py_XDECREF(h);
@@ -518,9 +505,7 @@ static int install(const trw__py_attr *attrs, const trw__hook *hooks, size_t n,
     if (rc == 1) {
       char path[256];
       trw__fmt(path, sizeof path, "%s.%s", p->owner, p->attr);
-      rc = trw__py_defer(path, NULL, install_one, p, NULL,
-                         tag == TRW__HOOKS_PROCESS ? TRW__PY_UNTIL_PROCESS
-                                                   : TRW__PY_UNTIL_CONTEXT);
+      rc = trw__py_defer(path, NULL, install_one, p, NULL, lifetime(tag));
     }
     if (rc < 0)
       return -1;
@@ -559,23 +544,7 @@ int trw__hooks_install(trw__hooks_owner tag, int with_trace)
 
 void trw__hooks_remove(trw__hooks_owner tag)
 {
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
   if (tag == TRW__HOOKS_CONTEXT)
     trw__py_drop_deferred(TRW__PY_UNTIL_CONTEXT);
-  for (size_t i = ninstalled; i-- > 0;) {
-    Installed *h = &installed[i];
-    if (h->owner_tag != tag)
-      continue;
-    int rc = h->old ? PyObject_SetAttr(h->owner, h->attr, h->old)
-                    : PyObject_DelAttr(h->owner, h->attr);
-    if (rc != 0)
-      PyErr_Clear();
-    Py_DECREF(h->owner);
-    Py_DECREF(h->attr);
-    Py_XDECREF(h->old);
-    memmove(h, h + 1, (ninstalled - i - 1) * sizeof *h);
-    ninstalled--;
-  }
-  PyErr_Restore(type, value, tb);
+  trw__py_journal_unwind(lifetime(tag));
 }
