@@ -222,7 +222,9 @@ def check(build, onnx_path, backend):
                            "--backend", backend], capture_output=True, text=True, timeout=300)
     if proc.returncode not in (0, 1):
         return {"error": first_line(proc.stderr or proc.stdout)}
-    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    # One line per violation; the indented lines under it say where it
+    # comes from and what fixes it.
+    lines = [l for l in proc.stdout.splitlines() if l.strip() and not l[0].isspace()]
     rules = {}
     for l in lines:
         rule = l.split(": ", 1)[-1].split(" (", 1)[0]
