@@ -345,3 +345,51 @@ np.savez("io.npz", x=x.numpy(), a=a.detach().numpy(), b=b.detach().numpy())
     assert "fired builtin:squeeze@default" in run.stderr, run.stderr
     assert [i.name for i in run.model().graph.input] == ["x"]
     _numerics(run, names=("x",))
+
+
+DEFAULT_EXPORT = """
+import numpy as np, torch
+torch.manual_seed(0)
+class Block(torch.nn.Module):           # a transformer block, as users export it
+    def __init__(self):
+        super().__init__()
+        self.ln = torch.nn.LayerNorm(16)
+        self.attn = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(),
+                                       torch.nn.Linear(32, 16))
+    def forward(self, x):
+        h = self.ln(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln(x))
+m, x = Block().eval(), torch.randn(1, 5, 16)
+torch.onnx.export(m, (x,), "model.onnx", input_names=["x"], output_names=["y"])  # torch's defaults
+with torch.no_grad():
+    np.savez("io.npz", x=x.numpy(), y=m(x).numpy())
+"""
+
+
+def _check(path, backend):
+    import subprocess
+    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path), "--backend", backend,
+                        "--no-fixes"], capture_output=True, text=True)
+    return p.returncode, p.stdout
+
+
+def test_the_default_export_passes_the_newest_tensorrt_table(tmp_path):
+    # torch's default export (torch.export, its default opset: 18 and up)
+    # is what TensorRT 10.x's parser takes; 8.5's refuses its opset and its
+    # LayerNormalization.  Under tensorrt (10.15) torchrw rewrites nothing
+    # of it that 10.x takes: LayerNormalization stays.
+    plain = run_script(tmp_path, DEFAULT_EXPORT, preload=False).check()
+    assert _check(plain.path("model.onnx"), "tensorrt") == (0, "")
+    rc, out = _check(plain.path("model.onnx"), "tensorrt:8.5")
+    assert rc == 1 and "LayerNormalization: operator is not supported" in out, out
+    assert "is above the highest tensorrt supports (17)" in out, out
+    (tmp_path / "trw").mkdir()
+    run = run_script(tmp_path / "trw", DEFAULT_EXPORT, backend="tensorrt").check()
+    assert "LayerNormalization" in run.ops()
+    assert _check(run.path("model.onnx"), "tensorrt") == (0, "")
+    io = np.load(run.path("io.npz"))
+    (y,) = ort_run(run.path("model.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(y, io["y"], rtol=1e-4, atol=1e-5)
