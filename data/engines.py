@@ -481,13 +481,17 @@ def first_line(exc):
     return text[:400]
 
 
+def _numbered(npz, prefix):
+    """npz's arrays prefix0, prefix1, ... in order."""
+    n = len([k for k in npz.files if k.startswith(prefix)])
+    return [npz[f"{prefix}{i}"] for i in range(n)]
+
+
 def explain(engine, sample_path, files):
     """For `torchrw explain`: each file run in engine on the sample's
     inputs and held against its PyTorch outputs; one dict per file."""
     sample = np.load(sample_path)
-    count = lambda prefix: len([k for k in sample.files if k.startswith(prefix)])  # noqa: E731
-    inputs = [sample[f"in_{i}"] for i in range(count("in_"))]
-    want = [sample[f"out_{i}"] for i in range(count("out_"))]
+    inputs, want = (_numbered(sample, prefix) for prefix in ("in_", "out_"))
     results = []
     for path in files:
         res = {"file": str(path)}

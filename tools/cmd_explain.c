@@ -247,6 +247,17 @@ out:
   return res;
 }
 
+/* Puts back the stdout saved in *fd, if any. */
+static void restore_stdout(int *fd)
+{
+  if (*fd < 0)
+    return;
+  fflush(stdout);
+  dup2(*fd, 1);
+  close(*fd);
+  *fd = -1;
+}
+
 /* Whether a file's result from engines.py is a run that matched. */
 static int engine_ok(const json_t *r)
 {
@@ -264,8 +275,7 @@ static void print_engine_row(const char *who, const json_t *r)
     printf("fails at %s: %s\n", str(r, "stage"), str(r, "error"));
   else if (engine_ok(r))
     printf("runs, matches PyTorch (largest error %.3g of the output's magnitude)\n",
-           json_real_value(json_object_get(r, "max_rel")) +
-               (double)json_integer_value(json_object_get(r, "max_rel")));
+           json_number_value(json_object_get(r, "max_rel")));
   else
     printf("runs, does not match PyTorch: %s\n", str(r, "why"));
 }
@@ -372,10 +382,7 @@ int trw__cmd_explain(int argc, char **argv)
   status = trw__cmd_run(nrun, run_argv);
   unsetenv("TORCHRW_SOURCE_LINES");
   unsetenv("TORCHRW_SAMPLE");
-  fflush(stdout);
-  dup2(saved_stdout, 1);
-  close(saved_stdout);
-  saved_stdout = -1;
+  restore_stdout(&saved_stdout);
   if (status != 0 || access(output, F_OK) != 0) {
     fprintf(stderr, "torchrw explain: the export under torchrw %s\n",
             status != 0 ? "failed" : "wrote no such file");
@@ -459,11 +466,7 @@ int trw__cmd_explain(int argc, char **argv)
              json_array_size(after), output);
   }
 done:
-  if (saved_stdout >= 0) {
-    fflush(stdout);
-    dup2(saved_stdout, 1);
-    close(saved_stdout);
-  }
+  restore_stdout(&saved_stdout);
   json_decref(before);
   json_decref(after);
   json_decref(listing);

@@ -10,7 +10,10 @@
  * rewritten, so a plan handed out during an export stays valid through it:
  * a plan of the registry's current generation is never freed, and a stale
  * one is freed when a plan is next asked for, which can only happen after
- * the registry changed, so when no export holds it.
+ * the registry changed, so when no export holds it.  Checkers are functions
+ * of the environment (Python's see its fields), so a plan holds for every
+ * export of the same environment; the config is told apart by its serial,
+ * not its address, which a later config may reuse.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,7 +24,8 @@
 #define NKINDS 3
 
 typedef struct {
-  trw_env env; /* what it was built for; backend and version are static strings */
+  trw_env env; /* what it was built for; backend and version are static strings,
+                * cfg only for its serial */
   uint64_t generation;
   trw__rewriter **winners[NKINDS];
   size_t count[NKINDS];
@@ -43,7 +47,7 @@ static int same_env(const trw_env *a, const trw_env *b)
 {
   return same_str(a->backend, b->backend) && a->ir == b->ir && a->opset == b->opset &&
          a->exporter == b->exporter && a->torch_major == b->torch_major &&
-         a->torch_minor == b->torch_minor && a->cfg == b->cfg &&
+         a->torch_minor == b->torch_minor && trw__cfg_serial(a->cfg) == trw__cfg_serial(b->cfg) &&
          same_str(trw__env_version(a), trw__env_version(b));
 }
 

@@ -123,16 +123,6 @@ static int takes_parameter(PyObject *f, const char *name)
   return found;
 }
 
-/* torch.onnx.export through torch.export, with what the backend needs of
- * it:
- *   - the symbolic rewriters as translations: custom_translation_table
- *     gets theirs, under the caller's own (a translation the caller gives
- *     wins);
- *   - for a backend whose engine cannot read external data (ncnn: pnnx
- *     writes garbage weights), the weights in the .onnx file: torch's
- *     exporter stores them outside by default (external_data=True), and
- *     still does past protobuf's 2 GB.  An external_data the caller gives
- *     wins. */
 /* A vectorcall's arguments as a tuple and a dict (new references); -1
  * with both NULL and an exception set when out of memory. */
 static int call_parts(PyObject *const *args, size_t nargsf, PyObject *kwnames, PyObject **pos,
@@ -176,6 +166,16 @@ static void record_sample(Hook *h, PyObject *const *args, size_t nargsf, PyObjec
   Py_XDECREF(kw);
 }
 
+/* torch.onnx.export through torch.export, with what the backend needs of
+ * it:
+ *   - the symbolic rewriters as translations: custom_translation_table
+ *     gets theirs, under the caller's own (a translation the caller gives
+ *     wins);
+ *   - for a backend whose engine cannot read external data (ncnn: pnnx
+ *     writes garbage weights), the weights in the .onnx file: torch's
+ *     exporter stores them outside by default (external_data=True), and
+ *     still does past protobuf's 2 GB.  An external_data the caller gives
+ *     wins. */
 static PyObject *export_with_backend_arguments(Hook *h, PyObject *const *args, size_t nargsf,
                                                PyObject *kwnames)
 {
