@@ -1,7 +1,8 @@
 /*
  * py_util.h - small helpers shared by the built-in rewriters of Python
  * functions (written in C against the CPython API, registered with
- * TRW__PY_BUILTIN).
+ * TRW__PY_BUILTIN, shim/python/builtin.h: the only part of the glue they
+ * see).
  *
  * Everything here is static inline, as in rw_util.h for the operator
  * rewriters.  The functions run with the GIL held, inside the rewriter's
@@ -12,7 +13,7 @@
 
 #include <string.h>
 
-#include "../shim/python/glue.h"
+#include "../shim/python/builtin.h"
 
 /* The running built-in's origin_func: new reference, or NULL with an
  * exception set when called outside a rewriter's context. */

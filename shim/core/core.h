@@ -53,9 +53,12 @@ char *trw__strdup(const char *s); /* NULL on NULL or ENOMEM */
 /* ------------------------------------------------------------------------ */
 /* Backends and names                                                        */
 
-/* "default" (TRW_IR_ANY), "onnx", "torchscript": the names the Python API
- * uses. */
+/* "default" (TRW_IR_ANY), "onnx", "torchscript": the one spelling of the
+ * IRs (mmdeploy's IR values), in the Python API, listings and reports. */
 const char *trw__ir_name(trw_ir ir);
+/* The IR a name spells (NULL and "" mean "default"): 0, or TRW_EINVAL for
+ * any other name. */
+int trw__ir_parse(const char *name, trw_ir *ir);
 
 /* Index of a known backend spelling, or -1.  NULL and "" mean "default". */
 int trw__backend_index(const char *backend);

@@ -31,10 +31,24 @@ const char *trw_known_backends(void)
   return known_text;
 }
 
+static const char *const ir_names[] = {"default", "onnx", "torchscript"};
+
 const char *trw__ir_name(trw_ir ir)
 {
-  static const char *const names[] = {"default", "onnx", "torchscript"};
-  return (unsigned)ir < sizeof names / sizeof names[0] ? names[ir] : "?";
+  return (unsigned)ir < sizeof ir_names / sizeof ir_names[0] ? ir_names[ir] : "?";
+}
+
+int trw__ir_parse(const char *name, trw_ir *ir)
+{
+  *ir = TRW_IR_ANY;
+  if (!name || !*name)
+    return 0;
+  for (size_t i = 0; i < sizeof ir_names / sizeof ir_names[0]; i++)
+    if (strcmp(name, ir_names[i]) == 0) {
+      *ir = (trw_ir)i;
+      return 0;
+    }
+  return TRW_EINVAL;
 }
 
 int trw__backend_index(const char *backend)

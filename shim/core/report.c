@@ -20,8 +20,6 @@
 
 #define REPORT_VERSION 2
 
-static const char *const ir_names[] = {"any", "onnx", "torchscript"};
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int open_record; /* a trace began and its record is not closed */
 static json_t *current;   /* the record, when the report is asked for */
@@ -52,7 +50,7 @@ void trw__report_begin(const trw_env *env)
   if (trw__output_open(TRW__OUT_REPORT) == 0) {
     current = json_pack("{s:i, s:I, s:s, s:s, s:i, s:s}", "version", REPORT_VERSION, "pid",
                         (json_int_t)owner, "backend", trw_env_backend(env), "ir",
-                        ir_names[env ? env->ir : 0], "opset", env ? env->opset : 0,
+                        trw__ir_name(env ? env->ir : TRW_IR_ANY), "opset", env ? env->opset : 0,
                         "exporter", trw_exporter_name(trw_env_exporter(env)));
     not_found = json_object();
   }

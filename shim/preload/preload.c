@@ -37,7 +37,7 @@
 
 #include "../adapter/versions.h"
 #include "build_hint.h" /* generated: TRW_BUILD_HINT, with %s for the interpreter */
-#include "runtime_api.h"
+#include "../adapter/runtime_api.h"
 
 typedef trw__trace_fn trace_fn;
 

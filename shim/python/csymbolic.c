@@ -567,8 +567,9 @@ static PyObject *c_call(trw__rewriter *rw, PyObject *pyctx, const trw_env *env,
   return result;
 }
 
-int trw__py_csymbolic_ready(void)
+int trw__py_csymbolic_ready(PyObject *m)
 {
+  (void)m;
   trw__py_symbolic_c_call = c_call;
   return 0;
 }

@@ -22,6 +22,7 @@
 #include <Python.h>
 
 #include "../core/core.h"
+#include "builtin.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -92,9 +93,6 @@ PyObject *trw__py_rewriter_failed(const trw__rewriter *r);
  * exception. */
 int trw__py_add_rewriter_error(PyObject *m);
 
-/* Raises RuntimeError("torchrw: <message>"); returns NULL. */
-PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
-
 /* The current exception as one string, with its traceback when it has
  * one; clears it.  Writes into buf. */
 void trw__py_describe_error(char *buf, size_t len, int with_traceback);
@@ -110,9 +108,6 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env,
  * when the stack is full. */
 int trw__py_context_push(PyObject *ctx);
 void trw__py_context_pop(void);
-/* Innermost context, or the innermost whose rewriter targets name (NULL
- * for any).  Borrowed; NULL when there is none. */
-PyObject *trw__py_context_top(const char *name);
 
 /* The deployment config as a torchrw.Config (dict with attribute access);
  * an empty one for NULL.  New reference. */
@@ -124,8 +119,6 @@ static inline void trw__py_hit(trw__rewriter *r)
   __atomic_add_fetch(&r->hits, 1, __ATOMIC_RELAXED);
   trw__status_fired();
 }
-
-int trw__py_context_ready(PyObject *module);
 
 /* ------------------------------------------------------------------------ */
 /* patch.c, modpatch.c, symbolic.c                                           */
@@ -188,8 +181,6 @@ void trw__py_journal_drop_last(trw__py_until until);
  * exception. */
 void trw__py_journal_unwind(trw__py_until until);
 
-int trw__py_lazy_ready(void);
-
 /* Sets owner.attr = value and logs what the owner had (its own value, not
  * an inherited one) for trw__py_unpatch_functions.  0, or -1 with an
  * exception set. */
@@ -233,10 +224,15 @@ PyObject *trw__py_translation_table(const trw_env *env, int opset);
  * Keeps a pending exception. */
 void trw__py_translation_done(void);
 
+/* Setup: each file of the glue readies its own types and adds what it
+ * shows to the torchrw module, called once each from module.c's one flat
+ * list (no file readies another's).  0, or -1 with an exception set. */
+int trw__py_context_ready(PyObject *module);
 int trw__py_patch_ready(PyObject *module);
-int trw__py_modpatch_ready(void);
-int trw__py_symbolic_ready(void);
-int trw__py_csymbolic_ready(void);
+int trw__py_modpatch_ready(PyObject *module);
+int trw__py_lazy_ready(PyObject *module);
+int trw__py_symbolic_ready(PyObject *module);
+int trw__py_csymbolic_ready(PyObject *module);
 
 /* How symbolic.c calls a C symbolic rewriter (csymbolic.c sets it). */
 typedef PyObject *(*trw__py_symbolic_c_fn)(trw__rewriter *rw, PyObject *ctx,
@@ -245,32 +241,10 @@ typedef PyObject *(*trw__py_symbolic_c_fn)(trw__rewriter *rw, PyObject *ctx,
 extern trw__py_symbolic_c_fn trw__py_symbolic_c_call;
 
 /* ------------------------------------------------------------------------ */
-/* Built-in rewriters of Python functions, written in C against the CPython
- * API (rewriters/ncnn_python.c): torch calls some functions, Tensor.size
- * among them, without the dispatcher while tracing.  The constructor only
- * queues the registration; the torchrw module makes it when it is created,
- * before plugins and user modules, so that they can replace it. */
+/* Built-in rewriters of Python functions (builtin.h has their macro) */
 
-typedef struct trw__py_builtin {
-  const char *name, *backend;
-  PyCFunction fn; /* METH_FASTCALL | METH_KEYWORDS */
-  const char *file;
-  int line;
-  struct trw__py_builtin *next;
-} trw__py_builtin;
-
-void trw__py_queue_builtin(trw__py_builtin *b);
 /* Registers the queued built-ins; 0, or -1 with an exception set. */
 int trw__py_register_builtins(PyObject *module);
-
-#define TRW__PY_BUILTIN(name_, backend_, fn_)                                   \
-  __attribute__((constructor)) static void TRW__CAT(trw__pyreg_, __LINE__)(void) \
-  {                                                                            \
-    static trw__py_builtin b = {name_, backend_, (PyCFunction)(void (*)(void))fn_, \
-                                __FILE__, __LINE__, NULL};                     \
-    trw__py_queue_builtin(&b);                                                 \
-  }                                                                            \
-  struct trw__swallow_semicolon
 
 /* ------------------------------------------------------------------------ */
 /* apply.c: what activation asks of Python                                   */

@@ -388,7 +388,7 @@ static int finder_install(int on)
   if (!meta || !PyList_Check(meta))
     return 0; /* an interpreter shutting down */
   if (on && !finder) {
-    if (trw__py_lazy_ready() < 0) /* before the torchrw module, for the shim's hooks */
+    if (trw__py_lazy_ready(NULL) < 0) /* before the torchrw module, for the shim's hooks */
       return -1;
     finder = PyType_GenericNew(&FinderType, NULL, NULL);
     if (!finder || PyList_Insert(meta, 0, finder) != 0) {
@@ -465,8 +465,9 @@ static void drop(trw__py_until until, int report)
   PyErr_Restore(type, value, tb);
 }
 
-int trw__py_lazy_ready(void)
+int trw__py_lazy_ready(PyObject *m)
 {
+  (void)m;
   if (FinderType.tp_flags & Py_TPFLAGS_READY)
     return 0;
   return PyType_Ready(&LoaderType) < 0 || PyType_Ready(&FinderType) < 0 ? -1 : 0;

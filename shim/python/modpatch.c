@@ -436,4 +436,8 @@ void trw__py_unpatch_modules(void)
     Py_DECREF(targets[--ntargets].cls);
 }
 
-int trw__py_modpatch_ready(void) { return PyType_Ready(&ModForwardType); }
+int trw__py_modpatch_ready(PyObject *m)
+{
+  (void)m;
+  return PyType_Ready(&ModForwardType);
+}

@@ -48,11 +48,7 @@ static int parse_ir(PyObject *o, trw_ir *ir)
   int rc = 0;
   if (!s)
     rc = -1;
-  else if (strcmp(s, "onnx") == 0)
-    *ir = TRW_IR_ONNX;
-  else if (strcmp(s, "torchscript") == 0)
-    *ir = TRW_IR_TORCHSCRIPT;
-  else if (strcmp(s, "default") != 0 && strcmp(s, "any") != 0) {
+  else if (trw__ir_parse(s, ir) != 0) {
     PyErr_Format(PyExc_ValueError,
                  "torchrw: ir=%R is not one of 'onnx', 'torchscript', 'default'", o);
     rc = -1;
@@ -674,6 +670,21 @@ static int add_package_path(PyObject *m)
   return rc;
 }
 
+/* The glue's files, readied in this order, once, by create_module. */
+static int (*const ready_parts[])(PyObject *m) = {
+    trw__py_add_rewriter_error, trw__py_context_ready, trw__py_patch_ready,
+    trw__py_modpatch_ready,     trw__py_lazy_ready,    trw__py_symbolic_ready,
+    trw__py_csymbolic_ready,    trw__py_register_builtins,
+};
+
+static int ready_all(PyObject *m)
+{
+  for (size_t i = 0; i < sizeof ready_parts / sizeof ready_parts[0]; i++)
+    if (ready_parts[i](m) < 0)
+      return -1;
+  return 0;
+}
+
 static PyObject *create_module(void)
 {
   if (PyType_Ready(&DecoratorType) < 0 || PyType_Ready(&RegistryType) < 0)
@@ -686,9 +697,7 @@ static PyObject *create_module(void)
       add_registry(m, "SYMBOLIC_REWRITER", TRW_KIND_SYMBOLIC) < 0 || add_ir(m) < 0 ||
       PyModule_AddStringConstant(m, "__version__", "0.1") < 0 ||
       PyModule_AddStringConstant(m, "known_backends", trw_known_backends()) < 0 ||
-      trw__py_add_rewriter_error(m) < 0 ||
-      trw__py_context_ready(m) < 0 || trw__py_patch_ready(m) < 0 ||
-      trw__py_register_builtins(m) < 0 || add_parts(m) < 0 || add_package_path(m) < 0) {
+      ready_all(m) < 0 || add_parts(m) < 0 || add_package_path(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }

@@ -685,9 +685,5 @@ int trw__py_patch_functions(const trw_env *env)
 int trw__py_patch_ready(PyObject *m)
 {
   (void)m;
-  return PyType_Ready(&PatchedType) < 0 || module_view_ready() < 0 ||
-                 trw__py_modpatch_ready() < 0 ||
-                 trw__py_lazy_ready() < 0
-             ? -1
-             : trw__py_symbolic_ready();
+  return PyType_Ready(&PatchedType) < 0 || module_view_ready() < 0 ? -1 : 0;
 }

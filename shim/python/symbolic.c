@@ -509,10 +509,11 @@ PyObject *trw__py_translation_table(const trw_env *selecting, int opset)
   return table;
 }
 
-int trw__py_symbolic_ready(void)
+int trw__py_symbolic_ready(PyObject *m)
 {
+  (void)m;
   if ((!symbolic_name && !(symbolic_name = PyUnicode_InternFromString("symbolic"))) ||
       (!unregister_name && !(unregister_name = PyUnicode_InternFromString("unregister"))))
     return -1;
-  return PyType_Ready(&SymFnType) < 0 ? -1 : trw__py_csymbolic_ready();
+  return PyType_Ready(&SymFnType);
 }

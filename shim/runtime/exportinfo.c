@@ -1,8 +1,11 @@
-/* exportinfo.c - what the runtime asks Python about the export under way. */
+/* exportinfo.c - what the runtime asks Python: which torch is in the
+ * process, and the export under way.  Calls nothing else of the runtime,
+ * so that runtime.c and pyapi.c both call down into it. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "../adapter/adapter.h"
+#include "../python/glue.h"
 #include "runtime.h"
 
 /* torch.onnx's GLOBALS know whether an ONNX export is running and at which
@@ -48,6 +51,33 @@ int trw__runtime_export_info(trw_ir *ir, int *opset)
   Py_XDECREF(in_export);
   Py_XDECREF(globals);
   Py_XDECREF(mod);
+  PyGILState_Release(gil);
+  return rc;
+}
+
+/* torch.__version__ against the torch this runtime was built for. */
+int trw__runtime_check_torch(char *err, size_t errlen)
+{
+  if (!Py_IsInitialized())
+    return 0;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *v = torch ? PyObject_GetAttrString(torch, "__version__") : NULL;
+  PyObject *s = v ? PyObject_Str(v) : NULL;
+  const char *version = s ? PyUnicode_AsUTF8(s) : NULL;
+  int rc = 0;
+  if (!version) {
+    char why[512];
+    trw__py_describe_error(why, sizeof why, 0);
+    trw__fmt(err, errlen, "torchrw: cannot tell the torch in this process: %s", why);
+    rc = TRW_ENOTORCH;
+  } else if (trw__adapter_check_torch(version, err, errlen) != 0) {
+    rc = TRW_ENOTORCH;
+  }
+  Py_XDECREF(s);
+  Py_XDECREF(v);
+  Py_XDECREF(torch);
+  PyErr_Clear();
   PyGILState_Release(gil);
   return rc;
 }

@@ -327,35 +327,6 @@ __attribute__((constructor)) static void queue_runtime_part(void)
   trw__py_add_module_part(add_runtime_part);
 }
 
-/* ------------------------------------------------------------------------ */
-/* Which torch                                                               */
-
-int trw__runtime_check_torch(char *err, size_t errlen)
-{
-  if (!Py_IsInitialized())
-    return 0;
-  PyGILState_STATE gil = PyGILState_Ensure();
-  PyObject *torch = PyImport_ImportModule("torch");
-  PyObject *v = torch ? PyObject_GetAttrString(torch, "__version__") : NULL;
-  PyObject *s = v ? PyObject_Str(v) : NULL;
-  const char *version = s ? PyUnicode_AsUTF8(s) : NULL;
-  int rc = 0;
-  if (!version) {
-    char why[512];
-    trw__py_describe_error(why, sizeof why, 0);
-    trw__fmt(err, errlen, "torchrw: cannot tell the torch in this process: %s", why);
-    rc = TRW_ENOTORCH;
-  } else if (trw__adapter_check_torch(version, err, errlen) != 0) {
-    rc = TRW_ENOTORCH;
-  }
-  Py_XDECREF(s);
-  Py_XDECREF(v);
-  Py_XDECREF(torch);
-  PyErr_Clear();
-  PyGILState_Release(gil);
-  return rc;
-}
-
 /* The runtime as the extension module torchrw: `import torchrw` finds the
  * module the preloaded shim already uses, or creates it.  Refuses to load
  * into a process whose torch is not the one this runtime was built for. */

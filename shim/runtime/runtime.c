@@ -309,14 +309,14 @@ int trw__runtime_push_mode(const char *backend, const char *cfg, int cfg_is_path
     return TRW_EBACKEND;
   }
   const char *canon = info->name;
-  trw_ir xir = TRW_IR_ONNX;
-  if (ir && strcmp(ir, "torchscript") == 0)
-    xir = TRW_IR_TORCHSCRIPT;
-  else if (ir && strcmp(ir, "onnx") != 0 && strcmp(ir, "default") != 0) {
-    trw__fmt(err, errlen, "torchrw: ir='%s' is not 'onnx' or 'torchscript'", ir);
+  trw_ir xir;
+  if (trw__ir_parse(ir, &xir) != 0) {
+    trw__fmt(err, errlen, "torchrw: ir='%s' is not 'onnx', 'torchscript' or 'default'", ir);
     trw__cfg_free(c);
     return TRW_EINVAL;
   }
+  if (xir == TRW_IR_ANY) /* a trace is of one IR: the default is ONNX's */
+    xir = TRW_IR_ONNX;
   rt.xcfg = c;
   rt.xenv.backend = canon;
   rt.xenv.version = version;

@@ -82,7 +82,7 @@ void trw__hooks_remove(trw__hooks_owner owner);
  * ONNX export).  Returns 0, or TRW_EPYTHON when Python cannot tell. */
 int trw__runtime_export_info(trw_ir *ir, int *opset);
 
-/* pyapi.c: checks that the torch in the process (torch.__version__) is the
+/* exportinfo.c: checks that the torch in the process (torch.__version__) is the
  * one this runtime was built for.  0, or TRW_ENOTORCH with err filled. */
 int trw__runtime_check_torch(char *err, size_t errlen);
 

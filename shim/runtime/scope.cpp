@@ -8,7 +8,7 @@
 
 #include <stdexcept>
 
-#include "../preload/runtime_api.h"
+#include "../adapter/runtime_api.h"
 #include "runtime.h"
 
 namespace {

@@ -1,6 +1,7 @@
 /*
  * runtime_api.h - what the preloaded shim asks of the runtime it loads.
- * Internal: shared by shim/preload and shim/runtime only.
+ * The contract between the layers, so it sits in shim/adapter: shared by
+ * shim/preload (which loads a runtime) and shim/runtime (which is one).
  *
  * A runtime is built per torch series and named after it,
  * libtorchrw_runtime-torch2.14.so, so that runtimes for several torches
@@ -24,7 +25,7 @@ typedef void (*trw__raise_fn)(const char *message);
 
 #include <stdbool.h>
 
-#include "../adapter/entry_points.h"
+#include "entry_points.h"
 
 typedef struct trw__runtime_api {
   int version;
