@@ -73,6 +73,7 @@ RULES = [
     ("CumSum", "'axis' must be", {"inputs": [constant(1, "axis")]}),
     ("Dropout", "'is_training' must be an initializer",
      {"inputs": [constant(2, "training_mode", 12)]}),
+    ("Slice", "'axes' must be an initializer", {"inputs": [constant(3, "axes", 10)]}),
     ("Squeeze", "'axes' must be", {"inputs": [constant(1, "axes", 13)]}),
     ("Unsqueeze", "'axes' must be", {"inputs": [constant(1, "axes", 13)]}),
     ("OneHot", "'depth' must be", {"inputs": [constant(1, "depth")]}),

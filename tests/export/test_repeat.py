@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 
-from conftest import ort_run, run_script
+from conftest import EXPORTER, ort_run, run_script
 
 EXPORT = """
 import numpy as np
@@ -86,3 +86,42 @@ print("eager ok", y.tolist())
     def events(r):
         return [l for l in r.stdout.splitlines() if l.startswith("EVENTS")]
     assert events(run) == events(plain) and "aten::repeat" in events(run)[0]
+
+
+# Counts the model computes from its input's sizes while tracing: torch's
+# tracer stashes them as traced values.  Two such calls used to fail
+# torch's own assert (`list_trace[idx] == nullptr`, tracer.cpp): the
+# rewriter never reached the tracer's kernel that takes the stash, and the
+# second call stashed again.  The rewriter leaves them to the original,
+# which gets the stash back; a constant count beside them is rewritten.
+COMPUTED = """
+import numpy as np, torch
+
+class M(torch.nn.Module):
+    def forward(self, x):
+        n = x.shape[0] % 3 + 1
+        a = x.repeat(n)
+        return a.repeat(n + 1), x.repeat(2)
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(4, generator=g)
+torch.onnx.export(M(), (x,), "model.onnx", opset_version=11, input_names=["x"],
+                  output_names=["y", "z"], dynamic_axes={"x": {0: "n"}}, **TS)
+x2 = torch.randn(6, generator=g)
+np.savez("io.npz", x=x.numpy(), x2=x2.numpy(), y=M()(x)[0].numpy(), z=M()(x)[1].numpy(),
+         y2=M()(x2)[0].numpy(), z2=M()(x2)[1].numpy())
+"""
+
+
+def test_counts_from_traced_sizes_go_to_the_original(tmp_path):
+    run = run_script(tmp_path, COMPUTED, backend="tensorrt", TORCHRW_LOG="info").check()
+    io = np.load(run.path("io.npz"))
+    # The computed counts follow the input (dynamic axes): another length
+    # repeats by its own count.
+    for x, y, z in (("x", "y", "z"), ("x2", "y2", "z2")):
+        got_y, got_z = ort_run(run.path("model.onnx"), {"x": io[x]})
+        np.testing.assert_allclose(got_y, io[y], rtol=1e-6)
+        np.testing.assert_allclose(got_z, io[z], rtol=1e-6)
+    if EXPORTER == "torchscript":
+        assert run.stderr.count("the repeat count is computed from traced sizes") == 2, run.stderr
+        assert "fired builtin:torch.Tensor.repeat@tensorrt" in run.stderr
