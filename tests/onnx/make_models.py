@@ -390,15 +390,15 @@ def shape_reshape():
                                    weight("bias", [4, 1, 1], 8)], opset=11)
 
 
-def reduce_mean(opset):
-    """ReduceMean over axis 1: an attribute until opset 17, an input (here
-    an initializer) from opset 18."""
+def reduce_mean(opset, axes=(1,)):
+    """ReduceMean over axes (keepdims): an attribute until opset 17, an
+    input (here an initializer) from opset 18."""
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 2, 2])
-    y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1 if i in axes else n for i, n in enumerate([1, 4, 2, 2])])
     if opset < 18:
-        node = h.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])
+        node = h.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=list(axes))
         return model([node], [x], [y], opset=opset)
-    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    axes = numpy_helper.from_array(np.array(axes, np.int64), "axes")
     node = h.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean")
     return model([node], [x], [y], [axes], opset=opset)
 
@@ -539,6 +539,7 @@ def main():
     save(shape_reshape(), p("shape_reshape.onnx"))
     save(reduce_mean(17), p("reduce_mean_opset17.onnx"))
     save(reduce_mean(18), p("reduce_mean_opset18.onnx"))
+    save(reduce_mean(18, (2, 3)), p("reduce_mean_two_axes_opset18.onnx"))
     save(unsqueeze_axes_input(), p("unsqueeze_axes_input.onnx"))
     save(swish(24), p("swish_opset24.onnx"))
     save(swish(27), p("swish_opset27.onnx"))
