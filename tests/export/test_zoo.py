@@ -208,3 +208,19 @@ def test_degenerate_rows_are_marked_and_their_numerics_not_counted(tmp_path, cap
     table = capsys.readouterr().out
     assert "| 2.14 | torchscript | ncnn (11, ncnn) | 1 | 1 / 1 | 1 / 1 | 0 / 0 | 0 |" in table
     assert "| vit_b_16 **(degenerate)** |" in table
+
+
+def test_the_table_says_what_torchrw_changed_and_where_plain_needed_nothing():
+    fired = {"builtin:aten::slice@tensorrt": 5, "builtin:torch.layer_norm@tensorrt:<8.6": 1,
+             "mypkg.rewriters.head@ncnn": 2}
+    assert zoo.changed({"fired": fired}) == "slice x5, layer_norm<8.6, mypkg.rewriters.head x2"
+    assert zoo.changed({"fired": {}}) == zoo.changed(None) == "-"
+    ok = {"exported": True, "check": {"violations": 0, "rules": []},
+          "numerics": {"ok": True}, "opset": 11, "opset_file": 11}
+    rw = {**ok, "fired": {"builtin:aten::slice@tensorrt": 1}}
+    assert zoo.needless({"torchrw": rw, "plain": ok})
+    assert not zoo.needless({"torchrw": {**rw, "fired": {}}, "plain": ok})
+    assert not zoo.needless({"torchrw": rw, "plain": {**ok, "check": {"violations": 1,
+                                                                      "rules": ["x"]}}})
+    # Plain torch kept opset 18 where 11 was asked: torchrw's change was needed.
+    assert not zoo.needless({"torchrw": rw, "plain": {**ok, "opset_file": 18}})
