@@ -332,7 +332,10 @@ class Results:
 class Zoo:
     def __init__(self, args):
         self.args = args
-        self.build = Path(args.build)
+        # Absolute: the exports run in their own directories, and a relative
+        # path there preloads nothing (ld.so only warns), which would record
+        # plain torch's export as torchrw's.
+        self.build = Path(args.build).resolve()
         self.work = Path(args.workdir)
         self.results = Results(args.results)
 
@@ -782,6 +785,10 @@ def main(argv=None):
     torches = selected(args.torch, list(PYTHONS), "torch")
     exporters = selected(args.exporter, ["torchscript", "torch.export"], "exporter")
     zoo = Zoo(args)
+    preload = zoo.build / "lib" / "libtorchrw.so"
+    if not args.recheck and not preload.exists():
+        print(f"zoo.py: --build {args.build}: no {preload} (build torchrw first)", file=sys.stderr)
+        return 2
     for torch in torches:
         for exporter in [e for e in exporters if e in EXPORTERS[torch]]:
             for model in models:
