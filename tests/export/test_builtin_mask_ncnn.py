@@ -22,7 +22,7 @@ CAUSAL = "builtin:transformers.masking_utils.create_causal_mask@ncnn"
 NO_NCNN_LAYER = {"Where", "Not", "And", "Or", "Equal", "Less", "Greater", "Expand"}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def has_transformers():
     proc = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
                            "sys.exit(importlib.util.find_spec('transformers') is None)"])
@@ -71,7 +71,7 @@ np.savez("io.npz", **io)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(has_transformers, tmp_path_factory):
     d = tmp_path_factory.mktemp("mask")
     return run_script(d, EXPORT, backend="ncnn", TORCHRW_LOG="info").check()
 
@@ -163,7 +163,7 @@ np.savez("io.npz", x=x.numpy(), mask=mask.numpy(), a=want[0].numpy(), b=want[1].
 """
 
 
-def test_other_calls_go_to_the_original_with_the_reason(tmp_path):
+def test_other_calls_go_to_the_original_with_the_reason(has_transformers, tmp_path):
     run = run_script(tmp_path, OTHERS, backend="ncnn", TORCHRW_LOG="info").check()
     leaves = "leaves transformers.masking_utils.create_{} to the original: {}"
     for kind, why in (("bidirectional_mask", "attention_mask is not a 2-D int64 or int32 tensor"),
@@ -177,8 +177,66 @@ def test_other_calls_go_to_the_original_with_the_reason(tmp_path):
     np.testing.assert_array_equal(b, io["b"])
 
 
-def test_other_backends_keep_transformers_mask(tmp_path):
+def test_other_backends_keep_transformers_mask(has_transformers, tmp_path):
     run = run_script(tmp_path, EXPORT, backend="onnxruntime", TORCHRW_LOG="info").check()
     assert "builtin:transformers.masking_utils" not in run.stderr
     # The premise: transformers' own mask is a bool one, cast and selected.
     assert {"Cast", "Where"} <= op_types(run.path("bert.onnx"))
+
+
+# scaled_dot_product_attention below opset 14 (rewriters/attention.c) for
+# ncnn: a bool mask that is a constant of the graph (DETR's all-ones pixel
+# mask, flattened, as transformers builds it), and is_causal, are added to
+# the scores, so they fold into a constant instead of leaving a Where on
+# the scores, which ncnn has no layer for.
+SDPA = """
+import numpy as np, torch
+import torch.nn.functional as F
+torch.manual_seed(0)
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.ModuleList(torch.nn.Linear(16, 16) for _ in range(3))
+        keep = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+        keep[..., 4:] = False              # the last 2 keys are masked
+        self.register_buffer("keep", keep)
+    def forward(self, x):
+        # ncnn holds at most 4 dims: a projection each, heads in dim 1
+        q, k, v = (p(x).reshape(1, 6, 2, 8).transpose(1, 2) for p in self.proj)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=self.keep)
+        b = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return a.transpose(1, 2).reshape(1, 6, 16), b.transpose(1, 2).reshape(1, 6, 16)
+
+m = M().eval()
+x = torch.randn(1, 6, 16)
+with torch.no_grad():
+    want = m(x)
+kw = dict(TS, opset_version=13) if TS else {}
+torch.onnx.export(m, (x,), "sdpa.onnx", input_names=["x"], **kw)
+np.savez("io.npz", x=x.numpy(), a=want[0].numpy(), b=want[1].numpy())
+"""
+
+
+@torchscript_only("torch.export's exporter builds at 18, where torch has the operator's own")
+def test_sdpa_masks_are_added_for_ncnn(tmp_path):
+    run = run_script(tmp_path, SDPA, backend="ncnn", TORCHRW_LOG="info")
+    if "no attribute 'scaled_dot_product_attention'" in run.stderr:
+        pytest.skip("torch 1.13 has no F.scaled_dot_product_attention")
+    run.check()
+    assert "fired builtin:aten::scaled_dot_product_attention@ncnn x2" in run.stderr, run.stderr
+    # The causal pattern keeps its lengths dynamic (aranges over Shape, a
+    # LessOrEqual, a Cast), which pnnx folds with the static input shape;
+    # what ncnn could not run is the Where on the scores.
+    ops = op_types(run.path("sdpa.onnx"))
+    assert not ops & {"Where", "Not"}, ops
+    io = np.load(run.path("io.npz"))
+    a, b = ort_run(run.path("sdpa.onnx"), {"x": io["x"]})
+    np.testing.assert_allclose(a, io["a"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, io["b"], rtol=1e-5, atol=1e-6)
+    reason = engines.missing("ncnn")
+    if reason:
+        pytest.skip(reason + " (ONNX Runtime's outputs matched)")
+    got = engines.run("ncnn", run.path("sdpa.onnx"), {"x": io["x"]}, tmp_path / "ncnn")
+    c = engines.compare(got, [io["a"], io["b"]], rtol=1e-4, atol=1e-4, check_dtype=False)
+    assert c.ok, str(c)
