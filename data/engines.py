@@ -13,9 +13,12 @@ Engines (the venv of scripts/setup has all three, scripts/requirements*.txt):
 - ``ncnn``: pnnx's executable converts the ONNX file into an ncnn
   param/bin pair in ``workdir`` (fp32 weights, with the shapes of the feeds),
   then the ``ncnn`` module loads and runs it with fp16/bf16 storage and
-  arithmetic off.  ncnn computes in float32: every feed is passed as
-  float32 and every output comes back as float32 (compare with
-  ``check_dtype=False``).  ncnn has no batch axis; pnnx says per input and
+  arithmetic off.  ncnn's blobs are untyped 32-bit words that each layer
+  reads as it needs: a float feed is passed as float32, an integer feed
+  (token ids, an attention mask) as int32, as pnnx's own generated
+  ``*_ncnn.py`` feeds an integer input (ncnn's Embed reads its input's
+  words as int32 indices); every output comes back as float32 (compare
+  with ``check_dtype=False``).  ncnn has no batch axis; pnnx says per input and
   output which axis is the batch (its generated ``*_ncnn.py``), and that is
   what is used.
 
@@ -334,7 +337,8 @@ def _run_ncnn(onnx_path, feeds, workdir):
         ex = net.create_extractor()
         for i, a in enumerate(ordered):
             blob = f"in{i}"
-            mat = ncnn.Mat(np.ascontiguousarray(a, dtype=np.float32),
+            word = np.int32 if np.issubdtype(a.dtype, np.integer) else np.float32
+            mat = ncnn.Mat(np.ascontiguousarray(a, dtype=word),
                            batch_index=axes.get(blob, 233))
             if ex.input(blob, mat.clone()) != 0:
                 results = None

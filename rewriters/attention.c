@@ -15,13 +15,15 @@
  * with scale 1/sqrt(E) computed from the query's last size in the graph
  * when not given, a float mask added, a bool mask (True: attend) and
  * is_causal's mask (column <= row, from aranges over the traced sequence
- * lengths) applied as -inf where masked.  No size of the example is
+ * lengths) applied as -inf where masked (ncnn, which has no Where: added,
+ * 0 where allowed and minus half the dtype's largest value where not).  No size of the example is
  * written into the graph, so batch, heads and sequence lengths stay
  * dynamic.  Left to the original, with the reason: dropout during
  * training (dropout_p > 0 exports a random mask), enable_gqa (key and
  * value heads repeated; torch 2.5 and later), and arguments of other
  * kinds than the schema's.
  */
+#include <float.h>
 #include <math.h>
 
 #include "rw_util.h"
@@ -31,10 +33,37 @@ static int below_opset_14(const trw_env *env)
   return trw_env_opset(env) < 14 && trw_env_torch_at_least(env, 2, 0);
 }
 
-/* scores with -inf where allowed (a bool tensor) is false. */
-static int mask_out(trw_ctx *ctx, trw_value *scores, trw_value *allowed,
+/* Half the largest finite value of a float dtype: what a masked score
+ * gets subtracted (twice of it still finite). */
+static double half_max(trw_dtype d)
+{
+  switch (d) {
+  case TRW_DTYPE_FLOAT64:
+    return DBL_MAX / 2;
+  case TRW_DTYPE_FLOAT16:
+    return 65504.0 / 2;
+  default: /* float32, bfloat16 (whose largest is above FLT_MAX / 2) */
+    return FLT_MAX / 2;
+  }
+}
+
+/* scores masked where allowed (a bool tensor) is false: -inf there
+ * (logical_not, masked_fill: Not and Where), or, additive, scores +
+ * (float(allowed) - 1) * half_max: no Where, and a constant mask (a
+ * causal one of static lengths, DETR's all-ones pixel mask) folds into
+ * one constant that the scores are added to. */
+static int mask_out(trw_ctx *ctx, trw_value *scores, trw_value *allowed, int additive,
                     trw_value **out)
 {
+  if (additive) {
+    trw_dtype d = trw_tensor_dtype(trw_value_tensor(scores));
+    trw_value *f = NULL, *shifted = NULL, *bias = NULL;
+    RW_CHECK(rw_cast(ctx, allowed, d, &f));
+    RW_CALL(shifted, "aten::sub.Scalar", f, RW_I(1), RW_I(1));
+    RW_CALL(bias, "aten::mul.Scalar", shifted, RW_D(half_max(d)));
+    RW_CALL(*out, "aten::add.Tensor", scores, bias, RW_I(1));
+    return 0;
+  }
   trw_value *masked = NULL;
   RW_CALL(masked, "aten::logical_not", allowed);
   RW_CALL(*out, "aten::masked_fill.Scalar", scores, masked, RW_D(-INFINITY));
@@ -67,8 +96,8 @@ static int default_scale(trw_ctx *ctx, trw_value *q, trw_value **out)
   return 0;
 }
 
-static int attention_by_matmul(trw_ctx *ctx, size_t nargs,
-                               trw_value *const args[], trw_value **result)
+static int attend(trw_ctx *ctx, size_t nargs, trw_value *const args[], int additive,
+                  trw_value **result)
 {
   const trw_tensor *q = nargs >= 3 ? trw_value_tensor(args[0]) : NULL;
   const trw_tensor *k = q ? trw_value_tensor(args[1]) : NULL;
@@ -107,7 +136,7 @@ static int attention_by_matmul(trw_ctx *ctx, size_t nargs,
   }
   scores = scaled;
   if (mask && trw_tensor_dtype(mask) == TRW_DTYPE_BOOL) {
-    RW_CHECK(mask_out(ctx, scores, args[3], &scaled));
+    RW_CHECK(mask_out(ctx, scores, args[3], additive, &scaled));
     scores = scaled;
   } else if (mask) {
     RW_CALL(scaled, "aten::add.Tensor", scores, args[3], RW_I(1));
@@ -115,7 +144,7 @@ static int attention_by_matmul(trw_ctx *ctx, size_t nargs,
   } else if (causal) {
     trw_value *allowed = NULL;
     RW_CHECK(causal_allowed(ctx, args[0], l, args[1], s, &allowed));
-    RW_CHECK(mask_out(ctx, scores, allowed, &scaled));
+    RW_CHECK(mask_out(ctx, scores, allowed, additive, &scaled));
     scores = scaled;
   }
   RW_CALL(weights, "aten::softmax.int", scores, RW_I(-1), RW_NONE);
@@ -123,5 +152,20 @@ static int attention_by_matmul(trw_ctx *ctx, size_t nargs,
   return 0;
 }
 
+static int attention_by_matmul(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                               trw_value **result)
+{
+  return attend(ctx, nargs, args, 0, result);
+}
 TRW_FUNCTION_REWRITER_EX("aten::scaled_dot_product_attention", "default", TRW_IR_ONNX,
                          attention_by_matmul, below_opset_14);
+
+/* ncnn has no Where (nor Not, nor bool tensors): a bool mask, or
+ * is_causal's, is added to the scores. */
+static int attention_additive_mask(trw_ctx *ctx, size_t nargs, trw_value *const args[],
+                                   trw_value **result)
+{
+  return attend(ctx, nargs, args, 1, result);
+}
+TRW_FUNCTION_REWRITER_EX("aten::scaled_dot_product_attention", "ncnn", TRW_IR_ONNX,
+                         attention_additive_mask, below_opset_14);

@@ -97,46 +97,6 @@ static int is_none(PyObject *o)
   return !o || o == Py_None;
 }
 
-/* t's last size as a C long, read with the tracer looking away (it answers
- * sizes with traced 0-dim tensors) through torch's own Tensor.size (the
- * attribute on torch.Tensor may be a torchrw size rewriter); -1 when it is
- * no plain int (a SymInt under torch.export) or on failure. */
-static long untraced_last_size(PyObject *t)
-{
-  PyObject *torch = PyImport_ImportModule("torch");
-  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
-  PyObject *base = NULL;
-  if (c && !(base = PyObject_GetAttrString(c, "TensorBase"))) { /* torch 2.x */
-    PyErr_Clear();
-    base = PyObject_GetAttrString(c, "_TensorBase"); /* torch 1.13 */
-  }
-  PyObject *size = base ? PyObject_GetAttrString(base, "size") : NULL;
-  PyObject *state = size ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
-  PyObject *off = state && state != Py_None
-                      ? PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)
-                      : NULL;
-  long n = -1;
-  if (state && (state == Py_None || off)) {
-    PyObject *r = PyObject_CallFunction(size, "Oi", t, -1);
-    n = r && PyLong_Check(r) ? PyLong_AsLong(r) : -1;
-    Py_XDECREF(r);
-    if (state != Py_None) {
-      PyObject *back = PyObject_CallMethod(c, "_set_tracing_state", "O", state);
-      if (!back)
-        n = -1; /* the trace would go on untraced: better the original */
-      Py_XDECREF(back);
-    }
-  }
-  Py_XDECREF(off);
-  Py_XDECREF(state);
-  Py_XDECREF(size);
-  Py_XDECREF(base);
-  Py_XDECREF(c);
-  Py_XDECREF(torch);
-  PyErr_Clear();
-  return n;
-}
-
 /* Why the call is not the common self-attention the rewrite covers, or
  * NULL when it is.  v holds the bound arguments; *e and *h get the
  * embedding size and the number of heads. */
@@ -181,7 +141,7 @@ static const char *not_covered(PyObject *const *v, long *e, long *h)
   PyErr_Clear();
   if (*e <= 0 || *h <= 0 || *e % *h != 0)
     return "embed_dim_to_check and num_heads are not ints with num_heads dividing it";
-  if (untraced_last_size(v[A_QUERY]) != *e)
+  if (untraced_size(v[A_QUERY], -1) != *e)
     return "the query's last size is not embed_dim_to_check (or is not static)";
   return NULL;
 }

@@ -77,4 +77,71 @@ static inline int bind_args(const char *const *names, int n, PyObject *const *ar
   return 0;
 }
 
+/* callable(*args, **kwargs) (kwargs may be NULL) with torch's TorchScript
+ * tracer looking away: what it makes is no traced value, and the trace
+ * records a tensor it makes as a constant where it is used.  Outside a
+ * trace (torch.export's capture) a plain call.  New reference, or NULL
+ * with an exception set; a tracer that cannot be put back fails the call
+ * (the trace would go on untraced). */
+static inline PyObject *call_untraced(PyObject *callable, PyObject *args, PyObject *kwargs)
+{
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
+  PyObject *state = c ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
+  PyObject *off = state && state != Py_None
+                      ? PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)
+                      : NULL;
+  PyObject *r = NULL;
+  if (state && (state == Py_None || off)) {
+    r = PyObject_Call(callable, args, kwargs);
+    if (state != Py_None) {
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyObject *back = PyObject_CallMethod(c, "_set_tracing_state", "O", state);
+      if (!back) {
+        Py_CLEAR(r);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+      } else {
+        Py_DECREF(back);
+        PyErr_Restore(type, value, tb);
+      }
+    }
+  }
+  Py_XDECREF(off);
+  Py_XDECREF(state);
+  Py_XDECREF(c);
+  Py_XDECREF(torch);
+  return r;
+}
+
+/* t.size(dim) as a C long, read with the tracer looking away (it answers
+ * sizes with traced 0-dim tensors) through torch's own Tensor.size (the
+ * attribute on torch.Tensor may be a torchrw size rewriter); -1 when it is
+ * no plain int (a SymInt under torch.export) or on failure, with no
+ * exception kept. */
+static inline long untraced_size(PyObject *t, int dim)
+{
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
+  PyObject *base = NULL;
+  if (c && !(base = PyObject_GetAttrString(c, "TensorBase"))) { /* torch 2.x */
+    PyErr_Clear();
+    base = PyObject_GetAttrString(c, "_TensorBase"); /* torch 1.13 */
+  }
+  PyObject *size = base ? PyObject_GetAttrString(base, "size") : NULL;
+  PyObject *a = size ? Py_BuildValue("(Oi)", t, dim) : NULL;
+  PyObject *r = a ? call_untraced(size, a, NULL) : NULL;
+  long n = r && PyLong_Check(r) ? PyLong_AsLong(r) : -1;
+  Py_XDECREF(r);
+  Py_XDECREF(a);
+  Py_XDECREF(size);
+  Py_XDECREF(base);
+  Py_XDECREF(c);
+  Py_XDECREF(torch);
+  PyErr_Clear();
+  return n;
+}
+
 #endif
