@@ -43,9 +43,10 @@
  *
  * H, W, C and the window's sizes are read as ints, with the tracer
  * looking away, and the reshapes' targets but the batch are constants, as
- * pnnx needs them.  A call that does not fit goes to the original, with
- * the reason at info: a tensor that is not 4-dim, a size that is not a
- * plain int (a dimension torch.export keeps dynamic), an empty tensor, a
+ * pnnx needs them; a batch torch.export keeps dynamic stays so.  A call
+ * that does not fit goes to the original, with the reason at info: a
+ * tensor that is not 4-dim, a size other than the batch's that is not a
+ * plain int (H, W or C kept dynamic by torch.export), an empty tensor, a
  * window size that is not two positive ints, sizes the windows do not
  * divide (the original raises), windows that are not (N, a, b, C) with N a
  * multiple of the windows per image, or a signature this file does not
@@ -126,8 +127,10 @@ static int is_symint(PyObject *o)
   return strcmp(Py_TYPE(o)->tp_name, "SymInt") == 0;
 }
 
-/* t's sizes as C longs when t is a tensor of 4 dims with plain int sizes.
- * 0 (out filled), or the reason it is not, with no exception kept. */
+/* t's sizes as C longs when t is a tensor of 4 dims with plain int sizes
+ * but perhaps the batch's: out[0] is -1 for a batch torch.export keeps
+ * dynamic (a SymInt), which the rewrite leaves to reshape's -1.  NULL (out
+ * filled), or the reason it is not, with no exception kept. */
 static const char *sizes4(PyObject *t, long out[4])
 {
   PyObject *size = tensor_base_method("size");
@@ -139,7 +142,9 @@ static const char *sizes4(PyObject *t, long out[4])
     why = "not a tensor of 4 dims (B, H, W, C)";
   for (Py_ssize_t i = 0; !why && i < 4; i++) {
     PyObject *s = PyTuple_GET_ITEM(r, i);
-    if (!PyLong_Check(s))
+    if (i == 0 && is_symint(s))
+      out[i] = -1;
+    else if (!PyLong_Check(s))
       why = "a size that is not a plain int (a dimension kept dynamic)";
     else if ((out[i] = PyLong_AsLong(s)) <= 0)
       why = "an empty tensor";
@@ -275,7 +280,7 @@ static const char *not_covered(const layout *l, PyObject *const *v, plan *p)
     return "the window (or grid) size does not divide the image's";
   /* A block partition's windows per image, or a grid's strides. */
   long nh = h / a, nw = w / b;
-  if (l->reverse && (s[1] != a || s[2] != b || s[0] % (nh * nw) != 0))
+  if (l->reverse && (s[1] != a || s[2] != b || (s[0] > 0 && s[0] % (nh * nw) != 0)))
     return "the windows are not (N, a, b, C) with N a multiple of the windows per image";
   /* The image into windows: the shape before each transpose... */
   long fwd[2][3] = {{h, nw, b * c}, {nw, nh, a * b * c}};
