@@ -65,8 +65,8 @@
 /* Calls fn(arg) with torch's tracer looking away, so that sizes come back
  * as ints rather than traced tensors and int() of a 0-dim tensor is not
  * recorded (or warned about).  New reference, or NULL with an exception
- * set; the tracer is back on either way, and a failure to put it back is
- * a failure. */
+ * set; the tracer is back on either way (NULL when it could not be put
+ * back). */
 static PyObject *untraced_call(PyObject *fn, PyObject *arg)
 {
   PyObject *torch = PyImport_ImportModule("torch");
@@ -100,7 +100,7 @@ static PyObject *untraced_call(PyObject *fn, PyObject *arg)
   return r;
 }
 
-/* torch._C.TensorBase's method name (torch 1.13 calls the class
+/* torch._C.TensorBase's method `name` (torch 1.13 calls the class
  * _TensorBase): torch's own, as the attribute on torch.Tensor may be a
  * torchrw size rewriter.  New reference, or NULL with an exception set. */
 static PyObject *tensor_base_method(const char *name)
@@ -164,12 +164,16 @@ static int as_long(PyObject *o, long *out)
     return -1;
   PyObject *index = PyLong_Check(o) ? Py_NewRef(o) : NULL;
   if (!index) {
-    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *to_int = builtins ? PyDict_GetItemString(builtins, "int") : NULL;
+    /* operator.index, not int(): a float tensor has no index, as its size
+     * would have none in the original's view() either. */
+    PyObject *operator = PyImport_ImportModule("operator");
+    PyObject *to_index = operator ? PyObject_GetAttrString(operator, "index") : NULL;
     PyObject *dim = PyObject_HasAttrString(o, "dim") ? PyObject_CallMethod(o, "dim", NULL) : NULL;
-    if (to_int && dim && PyLong_Check(dim) && PyLong_AsLong(dim) == 0)
-      index = untraced_call(to_int, o);
+    if (to_index && dim && PyLong_Check(dim) && PyLong_AsLong(dim) == 0)
+      index = untraced_call(to_index, o);
     Py_XDECREF(dim);
+    Py_XDECREF(to_index);
+    Py_XDECREF(operator);
   }
   *out = index && PyLong_Check(index) ? PyLong_AsLong(index) : -1;
   Py_XDECREF(index);
