@@ -184,12 +184,16 @@ static const char *not_covered(PyObject *const *v, Config *c)
   return NULL;
 }
 
-/* self.<name>(x), or a new reference to x when self has no such
- * attribute or it is None.  NULL with an exception set. */
-static PyObject *call_sub(PyObject *self, const char *name, PyObject *x)
+/* self.<name>(x); for an optional submodule (one an older timm does not
+ * have) a new reference to x when self has no such attribute or it is
+ * None.  NULL with an exception set (a missing qkv or proj raises, as in
+ * the original). */
+static PyObject *call_sub(PyObject *self, const char *name, PyObject *x, int optional)
 {
   PyObject *m = PyObject_GetAttrString(self, name);
   if (!m) {
+    if (!optional)
+      return NULL;
     PyErr_Clear();
     return Py_NewRef(x);
   }
@@ -228,7 +232,7 @@ static PyObject *attend(PyObject *const *v, const Config *c)
   PyObject *g = gate_m && gate_m != Py_None ? PyObject_CallOneArg(gate_m, x) : NULL;
   PyObject *gate = g ? PyObject_CallMethod(g, "sigmoid", NULL) : NULL;
   int gated = gate_m && gate_m != Py_None;
-  PyObject *qkv = n && (gate || !gated) ? call_sub(self, "qkv", x) : NULL;
+  PyObject *qkv = n && (gate || !gated) ? call_sub(self, "qkv", x, 0) : NULL;
   PyObject *q = qkv ? third(qkv, 0, c, b, n) : NULL;
   PyObject *k = q ? third(qkv, 1, c, b, n) : NULL;
   PyObject *val = k ? third(qkv, 2, c, b, n) : NULL;
@@ -240,10 +244,10 @@ static PyObject *attend(PyObject *const *v, const Config *c)
   PyObject *o = weights ? PyNumber_MatrixMultiply(weights, val) : NULL;
   PyObject *o2 = o ? PyObject_CallMethod(o, "permute", "iiii", 0, 2, 1, 3) : NULL;
   PyObject *o3 = o2 ? PyObject_CallMethod(o2, "reshape", "OOl", b, n, c->attn_dim) : NULL;
-  PyObject *normed = o3 ? call_sub(self, "norm", o3) : NULL;
+  PyObject *normed = o3 ? call_sub(self, "norm", o3, 1) : NULL;
   PyObject *o4 = normed && gated ? PyNumber_Multiply(normed, gate) : Py_XNewRef(normed);
-  PyObject *y = o4 ? call_sub(self, "proj", o4) : NULL;
-  PyObject *out = y ? call_sub(self, "proj_drop", y) : NULL;
+  PyObject *y = o4 ? call_sub(self, "proj", o4, 0) : NULL;
+  PyObject *out = y ? call_sub(self, "proj_drop", y, 1) : NULL;
   Py_XDECREF(y);
   Py_XDECREF(o4);
   Py_XDECREF(normed);
