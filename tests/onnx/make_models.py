@@ -335,6 +335,46 @@ def scatternd(form):
     return model(nodes, [x], [y], inits, opset=11)
 
 
+def slice_steps(step):
+    """x[:, ::2, ::2] of an NHWC tensor, as timm's LeViT Downsample takes
+    it: two Slices with constant steps; with step 1, x[:, 1:, 1:] (from 0
+    with step 1 the Slices do nothing, and pnnx leaves no graph)."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 4, 8])
+    start = 1 if step == 1 else 0
+    n = (4 - start + step - 1) // step
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, n, n, 8])
+    c = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    inits = [c("starts", [start]), c("ends", [2**63 - 1]), c("ax1", [1]), c("ax2", [2]),
+             c("steps", [step])]
+    nodes = [h.make_node("Slice", ["x", "starts", "ends", "ax1", "steps"], ["h"], name="s1"),
+             h.make_node("Slice", ["h", "starts", "ends", "ax2", "steps"], ["y"], name="s2")]
+    return model(nodes, [x], [y], inits)
+
+
+def cast(kind):
+    """A Cast to float: of the float input itself (a no-op, as CLIP's
+    pixel_values.to(dtype)), of a float value computed from it (Relu),
+    or of an int64 input through Unsqueeze (a BERT-style mask), each
+    then multiplied into the float input."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 4, 8])
+    if kind == "int64":
+        m = h.make_tensor_value_info("m", T.INT64, [1, 8])
+        axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+        nodes = [h.make_node("Unsqueeze", ["m", "axes"], ["mu"], name="u"),
+                 h.make_node("Cast", ["mu"], ["mf"], name="cast", to=T.FLOAT),
+                 h.make_node("Mul", ["x", "mf"], ["y"], name="mul")]
+        return model(nodes, [x, m], [y], [axes])
+    src = "x"
+    nodes = []
+    if kind == "computed":
+        nodes.append(h.make_node("Relu", ["x"], ["r"], name="relu"))
+        src = "r"
+    nodes += [h.make_node("Cast", [src], ["c"], name="cast", to=T.FLOAT),
+              h.make_node("Mul", ["x", "c"], ["y"], name="mul")]
+    return model(nodes, [x], [y])
+
+
 def upsample_opset11():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])
     y = h.make_tensor_value_info("y", T.FLOAT, [1, 1, 4, 4])
@@ -508,6 +548,11 @@ def main():
     save(custom_domain(), p("custom_domain.onnx"))
     save(resize_cubic(), p("resize_cubic.onnx"))
     save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(slice_steps(1), p("slice_step1.onnx"))
+    save(slice_steps(2), p("slice_step2.onnx"))
+    save(cast("input"), p("cast_float_input.onnx"))
+    save(cast("computed"), p("cast_float_computed.onnx"))
+    save(cast("int64"), p("cast_int64_mask.onnx"))
     save(dropout_training(True), p("dropout_training.onnx"))
     save(dropout_training(False), p("dropout_inference.onnx"))
     save(reshape([1, 6, 8, 10]), p("reshape_4d.onnx"))
