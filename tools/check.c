@@ -323,8 +323,16 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
   json_array_foreach(rules, k, r) {
     int64_t idx;
 
+    int64_t unless;
+
     if (get_int(r, "index", &idx) != 0 || idx < 0 || !in_range(r, opset) ||
         (size_t)idx >= node->n_input)
+      continue;
+    /* "unless_constant": I, the rule does not apply when input I is a
+     * constant (Gather's indices from a constant table: an embedding). */
+    if (get_int(r, "unless_constant", &unless) == 0 && unless >= 0 &&
+        (size_t)unless < node->n_input &&
+        trw__value_is_constant(trw__values_lookup(&c->vals, node->input[unless])))
       continue;
     /* A variadic input (Loop's v_initial, Concat's inputs) is every input
      * from its index on. */

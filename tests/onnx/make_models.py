@@ -204,6 +204,20 @@ def gather(indices):
     return model(nodes, [x], [y], [idx])
 
 
+def embedding(table):
+    """Token ids (an int64 input) looked up in a (10, 4) table: a constant
+    (an embedding, ncnn's Embed) or a graph input."""
+    ids = h.make_tensor_value_info("ids", T.INT64, [1, 3])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 3, 4])
+    inputs, inits = [ids], []
+    if table == "constant":
+        inits.append(weight("table", (10, 4), 3))
+    else:
+        inputs.append(h.make_tensor_value_info("table", T.FLOAT, [10, 4]))
+    nodes = [h.make_node("Gather", ["table", "ids"], ["y"], name="lookup")]
+    return model(nodes, inputs, [y], inits)
+
+
 def class_token(from_data):
     """vit's class token, cls.expand(N, -1, -1) as torch's exporter writes
     it (ConstantOfShape, Equal and Where on the target shape), Concatenated
@@ -574,6 +588,8 @@ def main():
     save(shape_only(), p("shape_only.onnx"))
     save(gather(0), p("gather_scalar.onnx"))
     save(gather([0, 2]), p("gather_vector.onnx"))
+    save(embedding("constant"), p("gather_embedding.onnx"))
+    save(embedding("input"), p("gather_table_input.onnx"))
     save(class_token(False), p("class_token.onnx"))
     save(class_token(True), p("class_token_data.onnx"))
     save(scatternd("empty_updates"), p("scatternd_empty_updates.onnx"))

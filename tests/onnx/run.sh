@@ -369,6 +369,11 @@ check_model "check onnxruntime: Dropout, constant training_mode true" onnxruntim
 # pixel_values.to(dtype)); a Cast of a BERT-style int64 mask stays
 # Tensor.to, which ncnn has no layer for.  Each agrees with ncnn
 # (bench/check_vs_engines.py).
+# A lookup in a constant table by run-time ids is an embedding (pnnx's
+# F_embedding, ncnn's Embed); from a table fed at run time it is not.
+check_model "check ncnn: Gather of a constant table (embedding)" ncnn gather_embedding.onnx 0
+check_model "check ncnn: Gather of a table fed at run time" ncnn gather_table_input.onnx 1 \
+  "^lookup: Gather: input 1 'ids' \(indices\) must be known when the model is converted"
 check_model "check ncnn: Slice of step 1" ncnn slice_step1.onnx 0
 check_model "check ncnn: Slice of step 2" ncnn slice_step2.onnx 2 \
   "^s1: Slice: input 4 'steps' \(steps\) is 2, above the maximum 1 - pnnx converts a Slice with step 1 only.*convert_Tensor_slice.cpp"
