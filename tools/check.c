@@ -150,6 +150,32 @@ static void list_str(const json_t *list, char *buf, size_t buflen)
   }
 }
 
+/* Attribute an (a dtype, as Cast's to) of value want must equal input
+ * idx's dtype; an input whose dtype the file does not say is judged as
+ * different, since the converter keeps such a node. */
+static void check_same_dtype(struct ctx *c, const Onnx__NodeProto *node,
+                             const char *name, const json_t *entry,
+                             const json_t *dom, const json_t *r,
+                             const char *an, int64_t want, size_t idx)
+{
+  const struct trw__value *v = trw__values_lookup(&c->vals, node->input[idx]);
+  const char *to = want > 0 && want < 64 ? trw__onnx_dtype_name((int32_t)want)
+                                         : "?";
+
+  if (v != NULL && v->dtype != 0 && v->dtype == want)
+    return;
+  if (v != NULL && v->dtype != 0)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "attribute %s=%s changes input %zu ('%.80s') from %s, which is "
+           "not supported", an, to, idx, node->input[idx],
+           trw__onnx_dtype_name(v->dtype));
+  else
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "attribute %s=%s: input %zu ('%.80s') has no dtype the file "
+           "declares or that follows from it, so it may change the dtype, "
+           "which is not supported", an, to, idx, node->input[idx]);
+}
+
 static void check_attributes(struct ctx *c, const Onnx__NodeProto *node,
                              const char *name, const json_t *entry,
                              const json_t *dom, int64_t opset)
@@ -177,6 +203,13 @@ static void check_attributes(struct ctx *c, const Onnx__NodeProto *node,
         report(c, name, node->op_type, source_of(c, r, entry, dom), r,
                "attribute %s is not an attribute of %s at opset %lld", an,
                node->op_type, (long long)opset);
+      continue;
+    }
+    /* A dtype attribute that must be what the input already has (a Cast
+     * the converter drops as a no-op). */
+    if (get_int(r, "same_dtype_as_input", &bound) == 0) {
+      if (a != NULL && a->has_i && bound >= 0 && (size_t)bound < node->n_input)
+        check_same_dtype(c, node, name, entry, dom, r, an, a->i, (size_t)bound);
       continue;
     }
     if (a != NULL && a->has_s) {
@@ -230,7 +263,7 @@ static void check_input(struct ctx *c, const Onnx__NodeProto *node,
   const char *label = json_string_value(json_object_get(r, "name"));
   const struct trw__value *v;
   const char *in = node->input[idx];
-  int64_t bound, max;
+  int64_t bound, max, min;
   char what[160];
 
   if (in == NULL || in[0] == '\0')
@@ -255,6 +288,11 @@ static void check_input(struct ctx *c, const Onnx__NodeProto *node,
       trw__value_const_max(v, &max) == 0 && max > bound)
     report(c, name, node->op_type, source_of(c, r, entry, dom), r,
            "%s is %lld, above the maximum %lld", what, (long long)max,
+           (long long)bound);
+  if (get_int(r, "min", &bound) == 0 && v != NULL &&
+      trw__value_const_range(v, &min, &max) == 0 && min < bound)
+    report(c, name, node->op_type, source_of(c, r, entry, dom), r,
+           "%s is %lld, below the minimum %lld", what, (long long)min,
            (long long)bound);
   if (get_int(r, "max_elements", &bound) == 0 && v != NULL &&
       trw__value_elements(v, &max) == 0 && max > bound)
@@ -285,8 +323,16 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
   json_array_foreach(rules, k, r) {
     int64_t idx;
 
+    int64_t unless;
+
     if (get_int(r, "index", &idx) != 0 || idx < 0 || !in_range(r, opset) ||
         (size_t)idx >= node->n_input)
+      continue;
+    /* "unless_constant": I, the rule does not apply when input I is a
+     * constant (Gather's indices from a constant table: an embedding). */
+    if (get_int(r, "unless_constant", &unless) == 0 && unless >= 0 &&
+        (size_t)unless < node->n_input &&
+        trw__value_is_constant(trw__values_lookup(&c->vals, node->input[unless])))
       continue;
     /* A variadic input (Loop's v_initial, Concat's inputs) is every input
      * from its index on. */

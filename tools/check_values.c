@@ -275,6 +275,43 @@ static int node_folds(const struct trw__values *v, const Onnx__NodeProto *node,
 static void infer_size(const struct trw__values *v,
                        const Onnx__NodeProto *node, struct trw__value *out);
 
+/* The dtype of a standard operator's first output where the operator
+ * decides it without shape inference: an index or a comparison's, or its
+ * data input's for the operators that move or combine values without
+ * changing their type.  0 when not known.  A declared dtype (value_info)
+ * wins over this (learn). */
+static int32_t infer_dtype(const struct trw__values *v,
+                           const Onnx__NodeProto *node)
+{
+  static const char *const as_int64[] = {"Shape", "Size", "NonZero", "ArgMax",
+                                         "ArgMin"};
+  static const char *const as_bool[] = {"Equal", "Less", "Greater", "LessOrEqual",
+                                        "GreaterOrEqual", "Not", "And", "Or",
+                                        "Xor", "IsNaN", "IsInf"};
+  /* The output's dtype is input `from`'s. */
+  static const struct { const char *op; size_t from; } as_input[] = {
+      {"Identity", 0}, {"Reshape", 0}, {"Unsqueeze", 0}, {"Squeeze", 0},
+      {"Transpose", 0}, {"Flatten", 0}, {"Slice", 0}, {"Gather", 0},
+      {"Expand", 0}, {"Tile", 0}, {"Concat", 0}, {"Split", 0}, {"Neg", 0},
+      {"Abs", 0}, {"Relu", 0}, {"Add", 0}, {"Sub", 0}, {"Mul", 0},
+      {"Div", 0}, {"Where", 1}};
+  const struct trw__value *in;
+
+  for (size_t i = 0; i < sizeof(as_int64) / sizeof(as_int64[0]); i++)
+    if (is_op(node, as_int64[i]))
+      return ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+  for (size_t i = 0; i < sizeof(as_bool) / sizeof(as_bool[0]); i++)
+    if (is_op(node, as_bool[i]))
+      return ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+  for (size_t i = 0; i < sizeof(as_input) / sizeof(as_input[0]); i++) {
+    if (!is_op(node, as_input[i].op) || as_input[i].from >= node->n_input)
+      continue;
+    in = trw__values_lookup(v, node->input[as_input[i].from]);
+    return in != NULL ? in->dtype : 0;
+  }
+  return 0;
+}
+
 int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
                            int depth, const struct trw__folding *fold)
 {
@@ -302,6 +339,8 @@ int trw__values_learn_node(struct trw__values *v, const Onnx__NodeProto *node,
   if (is_op(node, "Cast") && (a = trw__node_attr(node, "to")) != NULL &&
       a->has_i && a->i > 0 && a->i < 64)
     add.dtype = (int32_t)a->i;
+  else
+    add.dtype = infer_dtype(v, node);
   if (depth == 0 && fold->enabled) {
     add.folded = node_folds(v, node, fold);
     /* Shapes matter only to a Shape that is not folded anyway. */
@@ -369,7 +408,8 @@ static int tensor_int(const Onnx__TensorProto *t, size_t i, int64_t *out)
 }
 
 /* The largest integer in a constant value; returns 0 or -1 (unknown). */
-int trw__value_const_max(const struct trw__value *v, int64_t *max)
+int trw__value_const_range(const struct trw__value *v, int64_t *min,
+                           int64_t *max)
 {
   const Onnx__TensorProto *t = v->tensor;
   const Onnx__AttributeProto *a;
@@ -378,14 +418,17 @@ int trw__value_const_max(const struct trw__value *v, int64_t *max)
 
   if (t == NULL && v->constant != NULL) {
     if ((a = trw__node_attr(v->constant, "value_int")) != NULL && a->has_i) {
-      *max = a->i;
+      *min = *max = a->i;
       return 0;
     }
     if ((a = trw__node_attr(v->constant, "value_ints")) != NULL && a->n_ints > 0) {
-      *max = a->ints[0];
-      for (i = 1; i < a->n_ints; i++)
+      *min = *max = a->ints[0];
+      for (i = 1; i < a->n_ints; i++) {
         if (a->ints[i] > *max)
           *max = a->ints[i];
+        if (a->ints[i] < *min)
+          *min = a->ints[i];
+      }
       return 0;
     }
     if ((a = trw__node_attr(v->constant, "value")) != NULL)
@@ -393,10 +436,20 @@ int trw__value_const_max(const struct trw__value *v, int64_t *max)
   }
   if (t == NULL || tensor_int(t, 0, max) != 0)
     return -1;
-  for (i = 1; i < 4096 && tensor_int(t, i, &x) == 0; i++)
+  *min = *max;
+  for (i = 1; i < 4096 && tensor_int(t, i, &x) == 0; i++) {
     if (x > *max)
       *max = x;
+    if (x < *min)
+      *min = x;
+  }
   return 0;
+}
+
+int trw__value_const_max(const struct trw__value *v, int64_t *max)
+{
+  int64_t min;
+  return trw__value_const_range(v, &min, max);
 }
 
 /* A value's element count: a constant's, or a computed value's whose

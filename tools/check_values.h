@@ -60,7 +60,8 @@ struct trw__folding {
  * Returns 0 or TRW_ENOMEM. */
 int trw__values_learn_graph(struct trw__values *v, const Onnx__GraphProto *g);
 
-/* Learns what node's outputs are: a Constant's value, a Cast's dtype,
+/* Learns what node's outputs are: a Constant's value, a Cast's dtype
+ * (and the dtype of the operators that decide it without shapes),
  * and, with fold->enabled and depth 0, whether they are folded.  Nodes
  * must come in graph order (ONNX's topological order).  Returns 0 or
  * TRW_ENOMEM. */
@@ -78,6 +79,11 @@ int trw__value_is_constant(const struct trw__value *v);
 /* The largest integer in a constant value: 0, or -1 when it is not a
  * constant of integers the file holds (external data is never read). */
 int trw__value_const_max(const struct trw__value *v, int64_t *max);
+
+/* The smallest and the largest integer in a constant value (the first
+ * 4096 elements of a tensor): 0, or -1 as for trw__value_const_max. */
+int trw__value_const_range(const struct trw__value *v, int64_t *min,
+                           int64_t *max);
 
 /* A value's element count: a constant's, or a computed value's whose
  * declared shape is static, or one worked out from the operators that

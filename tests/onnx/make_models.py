@@ -204,6 +204,20 @@ def gather(indices):
     return model(nodes, [x], [y], [idx])
 
 
+def embedding(table):
+    """Token ids (an int64 input) looked up in a (10, 4) table: a constant
+    (an embedding, ncnn's Embed) or a graph input."""
+    ids = h.make_tensor_value_info("ids", T.INT64, [1, 3])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 3, 4])
+    inputs, inits = [ids], []
+    if table == "constant":
+        inits.append(weight("table", (10, 4), 3))
+    else:
+        inputs.append(h.make_tensor_value_info("table", T.FLOAT, [10, 4]))
+    nodes = [h.make_node("Gather", ["table", "ids"], ["y"], name="lookup")]
+    return model(nodes, inputs, [y], inits)
+
+
 def class_token(from_data):
     """vit's class token, cls.expand(N, -1, -1) as torch's exporter writes
     it (ConstantOfShape, Equal and Where on the target shape), Concatenated
@@ -333,6 +347,46 @@ def scatternd(form):
     y = h.make_tensor_value_info(
         "y", T.FLOAT, [6, 4, 10] if form == "empty_indices" else [6, 4, 5 + width])
     return model(nodes, [x], [y], inits, opset=11)
+
+
+def slice_steps(step):
+    """x[:, ::2, ::2] of an NHWC tensor, as timm's LeViT Downsample takes
+    it: two Slices with constant steps; with step 1, x[:, 1:, 1:] (from 0
+    with step 1 the Slices do nothing, and pnnx leaves no graph)."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 4, 8])
+    start = 1 if step == 1 else 0
+    n = (4 - start + step - 1) // step
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, n, n, 8])
+    c = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    inits = [c("starts", [start]), c("ends", [2**63 - 1]), c("ax1", [1]), c("ax2", [2]),
+             c("steps", [step])]
+    nodes = [h.make_node("Slice", ["x", "starts", "ends", "ax1", "steps"], ["h"], name="s1"),
+             h.make_node("Slice", ["h", "starts", "ends", "ax2", "steps"], ["y"], name="s2")]
+    return model(nodes, [x], [y], inits)
+
+
+def cast(kind):
+    """A Cast to float: of the float input itself (a no-op, as CLIP's
+    pixel_values.to(dtype)), of a float value computed from it (Relu),
+    or of an int64 input through Unsqueeze (a BERT-style mask), each
+    then multiplied into the float input."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [1, 4, 8])
+    if kind == "int64":
+        m = h.make_tensor_value_info("m", T.INT64, [1, 8])
+        axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+        nodes = [h.make_node("Unsqueeze", ["m", "axes"], ["mu"], name="u"),
+                 h.make_node("Cast", ["mu"], ["mf"], name="cast", to=T.FLOAT),
+                 h.make_node("Mul", ["x", "mf"], ["y"], name="mul")]
+        return model(nodes, [x, m], [y], [axes])
+    src = "x"
+    nodes = []
+    if kind == "computed":
+        nodes.append(h.make_node("Relu", ["x"], ["r"], name="relu"))
+        src = "r"
+    nodes += [h.make_node("Cast", [src], ["c"], name="cast", to=T.FLOAT),
+              h.make_node("Mul", ["x", "c"], ["y"], name="mul")]
+    return model(nodes, [x], [y])
 
 
 def upsample_opset11():
@@ -508,6 +562,11 @@ def main():
     save(custom_domain(), p("custom_domain.onnx"))
     save(resize_cubic(), p("resize_cubic.onnx"))
     save(upsample_opset11(), p("upsample_opset11.onnx"))
+    save(slice_steps(1), p("slice_step1.onnx"))
+    save(slice_steps(2), p("slice_step2.onnx"))
+    save(cast("input"), p("cast_float_input.onnx"))
+    save(cast("computed"), p("cast_float_computed.onnx"))
+    save(cast("int64"), p("cast_int64_mask.onnx"))
     save(dropout_training(True), p("dropout_training.onnx"))
     save(dropout_training(False), p("dropout_inference.onnx"))
     save(reshape([1, 6, 8, 10]), p("reshape_4d.onnx"))
@@ -529,6 +588,8 @@ def main():
     save(shape_only(), p("shape_only.onnx"))
     save(gather(0), p("gather_scalar.onnx"))
     save(gather([0, 2]), p("gather_vector.onnx"))
+    save(embedding("constant"), p("gather_embedding.onnx"))
+    save(embedding("input"), p("gather_table_input.onnx"))
     save(class_token(False), p("class_token.onnx"))
     save(class_token(True), p("class_token_data.onnx"))
     save(scatternd("empty_updates"), p("scatternd_empty_updates.onnx"))

@@ -364,6 +364,26 @@ check_model "check openvino: Dropout, constant training_mode true" openvino drop
   "^drop: Dropout: input 2 'training_mode' \(training_mode\) is 1, above the maximum 0"
 check_model "check openvino: Dropout, constant training_mode false" openvino dropout_inference.onnx 0
 check_model "check onnxruntime: Dropout, constant training_mode true" onnxruntime dropout_training.onnx 0
+# pnnx converts a Slice of step 1 only (timm's LeViT takes x[:, ::2, ::2]),
+# and drops a Cast only when its input already has the dtype (CLIP's
+# pixel_values.to(dtype)); a Cast of a BERT-style int64 mask stays
+# Tensor.to, which ncnn has no layer for.  Each agrees with ncnn
+# (bench/check_vs_engines.py).
+# A lookup in a constant table by run-time ids is an embedding (pnnx's
+# F_embedding, ncnn's Embed); from a table fed at run time it is not.
+check_model "check ncnn: Gather of a constant table (embedding)" ncnn gather_embedding.onnx 0
+check_model "check ncnn: Gather of a table fed at run time" ncnn gather_table_input.onnx 1 \
+  "^lookup: Gather: input 1 'ids' \(indices\) must be known when the model is converted"
+check_model "check ncnn: Slice of step 1" ncnn slice_step1.onnx 0
+check_model "check ncnn: Slice of step 2" ncnn slice_step2.onnx 2 \
+  "^s1: Slice: input 4 'steps' \(steps\) is 2, above the maximum 1 - pnnx converts a Slice with step 1 only.*convert_Tensor_slice.cpp"
+check_model "check ncnn: Cast of the float input to float" ncnn cast_float_input.onnx 0
+check_model "check ncnn: Cast of a computed float to float" ncnn cast_float_computed.onnx 0
+check_model "check ncnn: Cast of an int64 mask to float" ncnn cast_int64_mask.onnx 1 \
+  "^cast: Cast: attribute to=float changes input 0 \('mu'\) from int64, which is not supported - pnnx drops a Cast.*eliminate_noop.cpp"
+for b in tensorrt onnxruntime openvino; do
+  check_model "check $b: Slice of step 2 is fine" "$b" slice_step2.onnx 0
+done
 check_model "check ncnn: Reshape to 4 dims" ncnn reshape_4d.onnx 0
 check_model "check ncnn: Reshape to 5 dims" ncnn reshape_5d.onnx 1 \
   "^r: Reshape: input 1 'shape' \(shape\) has 5 elements, more than 4"
@@ -417,7 +437,7 @@ check_model "check ncnn: Gather by 1-D constant indices" ncnn gather_vector.onnx
   "^gather: Gather: input 1 'indices' \(indices\) has rank 1, more than 0"
 check_model "check ncnn: class token expand on Shape(x), folded by pnnx" ncnn class_token.onnx 0
 check_model "check ncnn: class token expand on the input's values" ncnn class_token_data.onnx 4 \
-  "^cast: Cast: operator is not supported" "^keep: Equal:" "^size: Where:" "^expand: Expand:"
+  "^cast: Cast: attribute to=int64: input 0 ..nf.. has no dtype" "^keep: Equal:" "^size: Where:" "^expand: Expand:"
 check_model "check ncnn: Tile of a folded repeats is still Tile" ncnn tile_repeats_folded.onnx 1 \
   "^tile: Tile: operator is not supported"
 check_model "check openvino: TopK K as input" openvino topk_input.onnx 0
