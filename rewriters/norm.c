@@ -27,9 +27,18 @@
 /* ------------------------------------------------------------------------ */
 /* layer_norm                                                                */
 
+/* Below opset 17, where torch itself leaves it to be done: torch 1.x's
+ * TorchScript exporter (the wrong reduced shapes), and torch.export's,
+ * which builds at 18 with LayerNormalization and cannot convert it down.
+ * torch 2.x's TorchScript exporter writes the same decomposition itself
+ * (the zoo: 2.14's files of EdgeNeXt, EfficientFormer and Swin at opset
+ * 11 are the same to OpenVINO plain and under torchrw), so the rewrite
+ * would change nothing an engine needs there. */
 static int below_opset_17(const trw_env *env)
 {
-  return trw_env_opset(env) < 17;
+  return trw_env_opset(env) < 17 &&
+         (!trw_env_torch_at_least(env, 2, 0) ||
+          trw_env_exporter(env) == TRW_EXPORTER_TORCH_EXPORT);
 }
 
 static int layer_norm_decomposed(trw_ctx *ctx, size_t nargs,
