@@ -247,7 +247,7 @@ static const char *attn_not_covered(PyObject *const *v, attn_plan *p)
   p->nw = 0;
   if (mask) {
     long m[3];
-    if (sizes_of(mask, 3, m, "x") || m[0] <= 0 || m[1] != p->n || m[2] != p->n)
+    if (sizes_of(mask, 3, m, "not 3-dim") || m[0] <= 0 || m[1] != p->n || m[2] != p->n)
       return "the mask is not a tensor (nW, N, N) of plain int sizes";
     if (s[0] > 0 && s[0] % m[0] != 0)
       return "the mask's windows do not divide x's (the original raises)";

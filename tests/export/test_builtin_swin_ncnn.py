@@ -117,7 +117,15 @@ def test_ncnn_runs_the_rewritten_blocks(exported, tmp_path):
 
 def test_other_backends_keep_timms_5_and_6_dim_tensors(tmp_path):
     # The premise: timm's own methods hold tensors of more than 4 dims.
-    run = run_script(tmp_path, EXPORT, backend="onnxruntime", TORCHRW_LOG="info").check()
+    code = EXPORT
+    if EXPORTER == "torch.export":
+        # torch.export's exporter cannot decompose timm's own fused path
+        # (scaled_dot_product_attention's: "Cannot view a tensor with shape
+        # [4, 8, 2, 8] and strides (128, 8, 64, 1) as a tensor with shape
+        # (4, 8, 16)"); the rewrite has no such view.  The premise is shown
+        # by the unfused blocks.
+        code = code.replace("self.fused.attn.fused_attn = True", "pass")
+    run = run_script(tmp_path, code, backend="onnxruntime", TORCHRW_LOG="info").check()
     assert not any(fired(t) in run.stderr for t in (ATTN, MERGE))
     assert max(ranks(run.path("model.onnx")).values()) > 4
 
