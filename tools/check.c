@@ -313,6 +313,21 @@ static void check_input(struct ctx *c, const Onnx__NodeProto *node,
            (long long)max, (long long)bound);
 }
 
+/* Whether node sets one of the attributes named in list (a JSON array of
+ * strings; NULL for none). */
+static int sets_any(const Onnx__NodeProto *node, const json_t *list)
+{
+  size_t i;
+  const json_t *n;
+
+  json_array_foreach(list, i, n) {
+    const char *an = json_string_value(n);
+    if (an != NULL && trw__node_attr(node, an) != NULL)
+      return 1;
+  }
+  return 0;
+}
+
 static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
                          const char *name, const json_t *entry,
                          const json_t *dom, int64_t opset)
@@ -329,10 +344,12 @@ static void check_inputs(struct ctx *c, const Onnx__NodeProto *node,
         (size_t)idx >= node->n_input)
       continue;
     /* "unless_constant": I, the rule does not apply when input I is a
-     * constant (Gather's indices from a constant table: an embedding). */
+     * constant (Gather's indices from a constant table: an embedding) and
+     * the node sets none of the attributes "unless_without" lists. */
     if (get_int(r, "unless_constant", &unless) == 0 && unless >= 0 &&
         (size_t)unless < node->n_input &&
-        trw__value_is_constant(trw__values_lookup(&c->vals, node->input[unless])))
+        trw__value_is_constant(trw__values_lookup(&c->vals, node->input[unless])) &&
+        !sets_any(node, json_object_get(r, "unless_without")))
       continue;
     /* A variadic input (Loop's v_initial, Concat's inputs) is every input
      * from its index on. */

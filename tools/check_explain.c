@@ -111,6 +111,21 @@ static const char *node_metadata(const Onnx__NodeProto *node, const char *key, c
   return NULL;
 }
 
+void trw__model_export_facts(const trw__onnx_model *model, int *opset, const char **exporter)
+{
+  const Onnx__GraphProto *g = model->proto->graph;
+  char buf[8];
+  int64_t v = trw__onnx_opset(model->proto, "ai.onnx");
+  *opset = v > 0 && v < 1000 ? (int)v : 0;
+  *exporter = "torchscript";
+  for (size_t i = 0; g && i < g->n_node; i++)
+    if (node_metadata(g->node[i], "pkg.torch.onnx.fx_node", buf, sizeof buf) ||
+        node_metadata(g->node[i], "pkg.torch.onnx.stack_trace", buf, sizeof buf)) {
+      *exporter = "torch.export";
+      return;
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Stack traces                                                              */
 

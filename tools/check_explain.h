@@ -59,8 +59,17 @@ int trw__explain_violations(const trw__onnx_model *model, const char *backend,
 /*
  * The registry as `torchrw list --json --backend B` prints it, read from
  * a Python process (the rewriters of TORCHRW_PLUGINS and TORCHRW_PYTHON
- * included).  Returns a new reference, or NULL with err saying why.
+ * included), selecting for an export at opset (0: the config's, else 14)
+ * by exporter ("torchscript", "torch.export"; NULL: the environment's).
+ * Returns a new reference, or NULL with err saying why.
  */
-json_t *trw__registry_listing(const char *backend, char *err, size_t errlen);
+json_t *trw__registry_listing(const char *backend, int opset, const char *exporter, char *err,
+                              size_t errlen);
+
+/* The opset a file imports for the default domain (0 when none), and the
+ * exporter that wrote it: "torch.export" when a node carries torch.export's
+ * metadata (pkg.torch.onnx.*), else "torchscript".  So that the rewriters
+ * named as fixers are those that would have run for this file. */
+void trw__model_export_facts(const trw__onnx_model *model, int *opset, const char **exporter);
 
 #endif /* TRW_CHECK_EXPLAIN_H */

@@ -172,7 +172,11 @@ int trw__cmd_check(int argc, char **argv)
     json_t *listing = NULL;
     const char *unknown = NULL;
 #ifdef TRW_HAVE_CMD_LIST
-    if (!no_fixes && (listing = trw__registry_listing(backend, err, sizeof(err))) == NULL)
+    int opset = 0;
+    const char *exporter = NULL;
+    trw__model_export_facts(model, &opset, &exporter);
+    if (!no_fixes &&
+        (listing = trw__registry_listing(backend, opset, exporter, err, sizeof(err))) == NULL)
       unknown = err;
 #else
     if (!no_fixes)

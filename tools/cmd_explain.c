@@ -388,7 +388,7 @@ int trw__cmd_explain(int argc, char **argv)
             status != 0 ? "failed" : "wrote no such file");
     goto done;
   }
-  if (!(listing = trw__registry_listing(backend, err, sizeof err)))
+  if (!(listing = trw__registry_listing(backend, 0, NULL, err, sizeof err)))
     fprintf(stderr, "torchrw explain: which rewriters fix these is not known: %s\n", err);
   if (!(before = plain_failed[0] ? json_array() : violations(plain, backend, table, listing)) ||
       !(after = violations(output, backend, table, listing)))

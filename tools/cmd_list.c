@@ -19,7 +19,8 @@
 static const char LIST_SCRIPT[] =
     "import sys, torchrw\n"
     "torchrw._prepare()\n"
-    "sys.stdout.write(torchrw._list_json(sys.argv[1] or None, int(sys.argv[2])))\n";
+    "sys.stdout.write(torchrw._list_json(sys.argv[1] or None, int(sys.argv[2]),\n"
+    "                                    sys.argv[3] or None))\n";
 
 static void usage(FILE *out)
 {
@@ -33,10 +34,11 @@ static void usage(FILE *out)
 }
 
 /* Runs the Python listing and returns its stdout (malloc'd), or NULL. */
-static char *run_listing(const char *backend, const char *opset)
+static char *run_listing(const char *backend, const char *opset, const char *exporter)
 {
   char *argv[] = {(char *)trw__python_exe(), "-c", (char *)LIST_SCRIPT,
-                  (char *)(backend ? backend : ""), (char *)(opset ? opset : "0"), NULL};
+                  (char *)(backend ? backend : ""), (char *)(opset ? opset : "0"),
+                  (char *)(exporter ? exporter : ""), NULL};
   int status;
   char *out = trw__cmd_capture("list", argv, &status);
   if (out && status != 0) {
@@ -59,13 +61,16 @@ static int python_path(void)
   return 0;
 }
 
-json_t *trw__registry_listing(const char *backend, char *err, size_t errlen)
+json_t *trw__registry_listing(const char *backend, int opset, const char *exporter, char *err,
+                              size_t errlen)
 {
+  char opset_text[16];
+  snprintf(opset_text, sizeof opset_text, "%d", opset > 0 ? opset : 0);
   if (python_path() != 0) {
     snprintf(err, errlen, "the torchrw libraries were not found");
     return NULL;
   }
-  char *text = run_listing(backend, NULL);
+  char *text = run_listing(backend, opset_text, exporter);
   if (!text) {
     snprintf(err, errlen, "the registry could not be read from %s (see the error above)",
              trw__python_exe());
@@ -127,7 +132,7 @@ int trw__cmd_list(int argc, char **argv)
   trw__runopts_export(&o);
   trw__runopts_free(&o);
 
-  char *text = run_listing(backend, opset);
+  char *text = run_listing(backend, opset, NULL);
   if (!text) {
     fprintf(stderr, "torchrw list: the registry could not be read (see the error above)\n");
     return TRW__EXIT_BAD;

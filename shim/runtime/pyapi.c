@@ -229,9 +229,9 @@ static PyObject *prepare(PyObject *self, PyObject *noargs)
 static PyObject *list_json(PyObject *self, PyObject *args)
 {
   (void)self;
-  const char *backend = NULL;
+  const char *backend = NULL, *exporter = NULL;
   int opset = 0;
-  if (!PyArg_ParseTuple(args, "|zi", &backend, &opset))
+  if (!PyArg_ParseTuple(args, "|ziz", &backend, &opset, &exporter))
     return NULL;
   static const char *const kinds[] = {"function", "module", "symbolic"};
   const trw_env *base = trw__runtime_env();
@@ -243,6 +243,13 @@ static PyObject *list_json(PyObject *self, PyObject *args)
       return PyErr_Format(PyExc_ValueError, "torchrw: %s", why);
     env.backend = info->name;
   }
+  if (exporter && strcmp(exporter, "torch.export") == 0)
+    env.exporter = TRW_EXPORTER_TORCH_EXPORT;
+  else if (exporter && strcmp(exporter, "torchscript") == 0)
+    env.exporter = TRW_EXPORTER_TORCHSCRIPT;
+  else if (exporter)
+    return PyErr_Format(PyExc_ValueError, "torchrw: exporter '%s' is not 'torchscript' or "
+                        "'torch.export'", exporter);
   env.ir = TRW_IR_ONNX;
   env.opset = opset ? opset : (int)trw_cfg_get_int(env.cfg, "onnx_config.opset_version", 14);
   json_t *list = json_array();
@@ -309,7 +316,8 @@ static PyMethodDef runtime_methods[] = {
     {"_prepare", prepare, METH_NOARGS,
      "Read the environment and load plugins and TORCHRW_PYTHON modules now."},
     {"_list_json", list_json, METH_VARARGS,
-     "_list_json(backend=None, opset=0): the registry as JSON, for `torchrw list`."},
+     "_list_json(backend=None, opset=0, exporter=None): the registry as JSON, for `torchrw "
+     "list` and `torchrw check`."},
     {NULL, NULL, 0, NULL}};
 
 /* Added to the torchrw module when the Python glue creates it. */
