@@ -77,22 +77,37 @@ static int causal_allowed(trw_ctx *ctx, trw_value *q, int64_t l, trw_value *k,
 {
   const trw_tensor *qt = trw_value_tensor(q), *kt = trw_value_tensor(k);
   trw_value *rows = NULL, *cols = NULL, *rows2 = NULL, *cols2 = NULL;
-  RW_CHECK(rw_arange_of_dim(ctx, q, trw_tensor_dim(qt) - 2, l, &rows));
-  RW_CHECK(rw_arange_of_dim(ctx, k, trw_tensor_dim(kt) - 2, s, &cols));
+  if (trw_ctx_exporter(ctx) == TRW_EXPORTER_TORCH_EXPORT) {
+    /* No traced lengths: the static ones (attend read them). */
+    RW_CALL(rows, "aten::arange", RW_I(l));
+    RW_CALL(cols, "aten::arange", RW_I(s));
+  } else {
+    RW_CHECK(rw_arange_of_dim(ctx, q, trw_tensor_dim(qt) - 2, l, &rows));
+    RW_CHECK(rw_arange_of_dim(ctx, k, trw_tensor_dim(kt) - 2, s, &cols));
+  }
   RW_CALL(rows2, "aten::unsqueeze", rows, RW_I(1));
   RW_CALL(cols2, "aten::unsqueeze", cols, RW_I(0));
   RW_CALL(*out, "aten::le.Tensor", cols2, rows2);
   return 0;
 }
 
-/* 1/sqrt(E), E the query's last size, computed in the graph. */
-static int default_scale(trw_ctx *ctx, trw_value *q, trw_value **out)
+/* 1/sqrt(E), E the query's last size, computed in the graph; under
+ * torch.export, which has no traced sizes to compute it from (the
+ * original runs then), the constant of a static E. */
+static int default_scale(trw_ctx *ctx, trw_value *q, trw_value *scores, trw_value **out)
 {
-  trw_value *e = NULL, *ef = NULL, *root = NULL;
+  int64_t size;
+  if (trw_ctx_exporter(ctx) == TRW_EXPORTER_TORCH_EXPORT &&
+      trw_tensor_size(trw_value_tensor(q), -1, &size) == 0 && size > 0) {
+    RW_CALL(*out, "aten::mul.Scalar", scores, RW_D(1.0 / sqrt((double)size)));
+    return 0;
+  }
+  trw_value *e = NULL, *ef = NULL, *root = NULL, *factor = NULL;
   RW_CHECK(rw_size_tensor(ctx, q, trw_tensor_dim(trw_value_tensor(q)) - 1, &e));
   RW_CHECK(rw_cast(ctx, e, trw_tensor_dtype(trw_value_tensor(q)), &ef));
   RW_CALL(root, "aten::sqrt", ef);
-  RW_CALL(*out, "aten::reciprocal", root);
+  RW_CALL(factor, "aten::reciprocal", root);
+  RW_CALL(*out, "aten::mul.Tensor", scores, factor);
   return 0;
 }
 
@@ -124,15 +139,14 @@ static int attend(trw_ctx *ctx, size_t nargs, trw_value *const args[], int addit
   if (mask && causal)
     return trw_decline(ctx, nargs, args, result, "both a mask and is_causal (torch refuses them)");
 
-  trw_value *kt = NULL, *scores = NULL, *scaled = NULL, *factor = NULL;
+  trw_value *kt = NULL, *scores = NULL, *scaled = NULL;
   trw_value *weights = NULL;
   RW_CALL(kt, "aten::transpose.int", args[1], RW_I(-2), RW_I(-1));
   RW_CALL(scores, "aten::matmul", args[0], kt);
   if (nargs > 6 && !trw_is_none(args[6])) {
     RW_CALL(scaled, "aten::mul.Scalar", scores, RW_D(scale));
   } else {
-    RW_CHECK(default_scale(ctx, args[0], &factor));
-    RW_CALL(scaled, "aten::mul.Tensor", scores, factor);
+    RW_CHECK(default_scale(ctx, args[0], scores, &scaled));
   }
   scores = scaled;
   if (mask && trw_tensor_dtype(mask) == TRW_DTYPE_BOOL) {
@@ -161,11 +175,20 @@ TRW_FUNCTION_REWRITER_EX("aten::scaled_dot_product_attention", "default", TRW_IR
                          attention_by_matmul, below_opset_14);
 
 /* ncnn has no Where (nor Not, nor bool tensors): a bool mask, or
- * is_causal's, is added to the scores. */
+ * is_causal's, is added to the scores.  At every opset under torch.export's
+ * exporter too: its translation at 18 guards the softmax with IsNaN and
+ * Where, which ncnn has no layer for (HF ViT, DETR: "layer IsNaN not
+ * exists or registered").  The TorchScript exporter's own symbolic from
+ * opset 14 is left as it is. */
+static int ncnn_attention(const trw_env *env)
+{
+  return below_opset_14(env) || trw_env_exporter(env) == TRW_EXPORTER_TORCH_EXPORT;
+}
+
 static int attention_additive_mask(trw_ctx *ctx, size_t nargs, trw_value *const args[],
                                    trw_value **result)
 {
   return attend(ctx, nargs, args, 1, result);
 }
 TRW_FUNCTION_REWRITER_EX("aten::scaled_dot_product_attention", "ncnn", TRW_IR_ONNX,
-                         attention_additive_mask, below_opset_14);
+                         attention_additive_mask, ncnn_attention);

@@ -116,11 +116,8 @@ def test_mask_has_no_bool_and_matches(exported, name, fired):
     np.testing.assert_allclose(got, io[name], rtol=1e-4, atol=1e-5)
 
 
-# pnnx (20261020) makes an Embed of the TorchScript exporter's Gather of a
-# table by a graph input, not of torch.export's: there even the token
-# embedding stays ("ignore Gather", ncnn: "layer Gather not exists or
-# registered").
-@torchscript_only("pnnx makes no Embed of torch.export's Gather, the token embedding's included")
+# pnnx (20261020) makes an Embed only of a Gather without an axis
+# attribute; under torch.export symbolic/embedding_ncnn.c writes it so.
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_ncnn_runs_the_masked_model(exported, name, tmp_path):
     reason = engines.missing("ncnn")
@@ -206,7 +203,8 @@ class M(torch.nn.Module):
         q, k, v = (p(x).reshape(1, 6, 2, 8).transpose(1, 2) for p in self.proj)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=self.keep)
         b = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return a.transpose(1, 2).reshape(1, 6, 16), b.transpose(1, 2).reshape(1, 6, 16)
+        c = F.scaled_dot_product_attention(q, k, v)   # no mask: vit's
+        return tuple(o.transpose(1, 2).reshape(1, 6, 16) for o in (a, b, c))
 
 m = M().eval()
 x = torch.randn(1, 6, 16)
@@ -214,29 +212,29 @@ with torch.no_grad():
     want = m(x)
 kw = dict(TS, opset_version=13) if TS else {}
 torch.onnx.export(m, (x,), "sdpa.onnx", input_names=["x"], **kw)
-np.savez("io.npz", x=x.numpy(), a=want[0].numpy(), b=want[1].numpy())
+np.savez("io.npz", x=x.numpy(), a=want[0].numpy(), b=want[1].numpy(), c=want[2].numpy())
 """
 
 
-@torchscript_only("torch.export's exporter builds at 18, where torch has the operator's own")
 def test_sdpa_masks_are_added_for_ncnn(tmp_path):
+    """At opset 13 (TorchScript), and under torch.export at 18, where its
+    translation guards the softmax with IsNaN and Where."""
     run = run_script(tmp_path, SDPA, backend="ncnn", TORCHRW_LOG="info")
     if "no attribute 'scaled_dot_product_attention'" in run.stderr:
         pytest.skip("torch 1.13 has no F.scaled_dot_product_attention")
     run.check()
-    assert "fired builtin:aten::scaled_dot_product_attention@ncnn x2" in run.stderr, run.stderr
+    assert "fired builtin:aten::scaled_dot_product_attention@ncnn x3" in run.stderr, run.stderr
     # The causal pattern keeps its lengths dynamic (aranges over Shape, a
     # LessOrEqual, a Cast), which pnnx folds with the static input shape;
     # what ncnn could not run is the Where on the scores.
     ops = op_types(run.path("sdpa.onnx"))
-    assert not ops & {"Where", "Not"}, ops
+    assert not ops & {"Where", "Not", "IsNaN"}, ops
     io = np.load(run.path("io.npz"))
-    a, b = ort_run(run.path("sdpa.onnx"), {"x": io["x"]})
-    np.testing.assert_allclose(a, io["a"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(b, io["b"], rtol=1e-5, atol=1e-6)
+    for got, name in zip(ort_run(run.path("sdpa.onnx"), {"x": io["x"]}), "abc"):
+        np.testing.assert_allclose(got, io[name], rtol=1e-5, atol=1e-6)
     reason = engines.missing("ncnn")
     if reason:
         pytest.skip(reason + " (ONNX Runtime's outputs matched)")
     got = engines.run("ncnn", run.path("sdpa.onnx"), {"x": io["x"]}, tmp_path / "ncnn")
-    c = engines.compare(got, [io["a"], io["b"]], rtol=1e-4, atol=1e-4, check_dtype=False)
+    c = engines.compare(got, [io["a"], io["b"], io["c"]], rtol=1e-4, atol=1e-4, check_dtype=False)
     assert c.ok, str(c)
