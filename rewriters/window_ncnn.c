@@ -62,41 +62,15 @@
 /* ------------------------------------------------------------------------ */
 /* Sizes as ints                                                             */
 
-/* Calls fn(arg) with torch's tracer looking away, so that sizes come back
- * as ints rather than traced tensors and int() of a 0-dim tensor is not
- * recorded (or warned about).  New reference, or NULL with an exception
- * set; the tracer is back on either way (NULL when it could not be put
- * back). */
+/* fn(arg) with torch's tracer looking away (py_util.h's call_untraced),
+ * so that sizes come back as ints rather than traced tensors and int() of
+ * a 0-dim tensor is not recorded (or warned about).  New reference, or
+ * NULL with an exception set. */
 static PyObject *untraced_call(PyObject *fn, PyObject *arg)
 {
-  PyObject *torch = PyImport_ImportModule("torch");
-  PyObject *c = torch ? PyObject_GetAttrString(torch, "_C") : NULL;
-  PyObject *state = c ? PyObject_CallMethod(c, "_get_tracing_state", NULL) : NULL;
-  PyObject *off = state && state != Py_None
-                      ? PyObject_CallMethod(c, "_set_tracing_state", "O", Py_None)
-                      : NULL;
-  PyObject *r = NULL;
-  if (state && (state == Py_None || off)) {
-    r = PyObject_CallOneArg(fn, arg);
-    if (state != Py_None) {
-      PyObject *type, *value, *tb;
-      PyErr_Fetch(&type, &value, &tb);
-      PyObject *back = PyObject_CallMethod(c, "_set_tracing_state", "O", state);
-      if (back) {
-        PyErr_Restore(type, value, tb);
-      } else { /* the trace would go on untraced: better the original */
-        Py_CLEAR(r);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-      }
-      Py_XDECREF(back);
-    }
-  }
-  Py_XDECREF(off);
-  Py_XDECREF(state);
-  Py_XDECREF(c);
-  Py_XDECREF(torch);
+  PyObject *args = PyTuple_Pack(1, arg);
+  PyObject *r = args ? call_untraced(fn, args, NULL) : NULL;
+  Py_XDECREF(args);
   return r;
 }
 
