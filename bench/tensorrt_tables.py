@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Writes data/backends/tensorrt-V.json for TensorRT 8.6 and 10.15 from
-onnx-tensorrt's docs/operators.md at a commit, the way tensorrt-8.5.json
-reads 8.5's.
+onnx-tensorrt's docs/operators.md at a commit (or a branch, where the
+copy read has no known commit), the way tensorrt-8.5.json reads 8.5's.
 
-    bench/tensorrt_tables.py OPERATORS_MD --version 10.15 --commit SHA \
+    bench/tensorrt_tables.py OPERATORS_MD --version 10.15 --ref main \
         --base data/backends/tensorrt-8.5.json --base-md 8.5/operators.md \
         > data/backends/tensorrt-10.15.json
 
@@ -23,7 +23,7 @@ import json
 import re
 import sys
 
-URL = "https://github.com/onnx/onnx-tensorrt/blob/{commit}/docs/operators.md"
+URL = "https://github.com/onnx/onnx-tensorrt/blob/{ref}/docs/operators.md"
 
 
 def rows(md):
@@ -101,7 +101,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("md")
     ap.add_argument("--version", required=True)
-    ap.add_argument("--commit", required=True)
+    ap.add_argument("--ref", required=True,
+                    help="the commit the file was read at, or the branch (main) when the "
+                         "copy read has no known commit; the sources cite the file there")
     ap.add_argument("--base", required=True, help="tensorrt-8.5.json")
     ap.add_argument("--base-md", required=True, help="8.5's docs/operators.md")
     a = ap.parse_args()
@@ -109,7 +111,8 @@ def main():
     base = json.load(open(a.base))
     base_ops = base["domains"]["ai.onnx"]["ops"]
     base_rows = rows(open(a.base_md).read())
-    url = URL.format(commit=a.commit)
+    url = URL.format(ref=a.ref)
+    ref = a.ref[:7] if re.fullmatch(r"[0-9a-f]{40}", a.ref) else a.ref
     src = f"onnx/onnx-tensorrt docs/operators.md, TensorRT {a.version} support matrix: {url}"
     lo, hi = opset_range(md)
     ops = {}
@@ -163,7 +166,7 @@ def main():
         "backend": "tensorrt",
         "version": a.version,
         "title": f"TensorRT {a.version} ONNX parser (onnx-tensorrt docs/operators.md at "
-                 f"{a.commit[:7]})",
+                 f"{ref})",
         "source": src,
         "generated_by": "bench/tensorrt_tables.py (the support matrix; 8.5's importer rules "
                         "carried where marked)",
