@@ -1,9 +1,11 @@
 /*
  * slice.c - the ONNX symbolic of aten::slice for TensorRT.
  *
- * TensorRT's ONNX parser takes a Slice whose axes (input 3) and steps
- * (input 4) are initializers or Constant outputs; starts and ends may be
- * computed.  torch 2.x's symbolic turns the dim of x[:, a:b] into
+ * TensorRT's ONNX parser before 10.15 takes a Slice whose axes (input 3)
+ * and steps (input 4) are initializers or Constant outputs; starts and
+ * ends may be computed (the support matrices of 8.5, 8.6 and 10.1:
+ * "'axes' must be an initializer"; 10.15's lists Slice without a
+ * restriction, data/backends/tensorrt-10.15.json).  torch 2.x's symbolic turns the dim of x[:, a:b] into
  * Unsqueeze(dim) and leaves it to constant folding, which does not reach
  * into If and Loop bodies: a scripted function such as torchvision's
  * batched_nms (torch.jit._script_if_tracing) then exports a Slice with a
@@ -59,6 +61,6 @@ static int slice_constant_axes(trw_ctx *ctx, trw_graph *g, size_t nin, trw_sym *
   return *result ? 0 : TRW_EOP;
 }
 
-TRW_SYMBOLIC_REWRITER("aten::slice", "tensorrt", slice_constant_axes);
-/* check: TensorRT takes Slice's axes as an initializer only. */
-TRW_FIXES("aten::slice", "tensorrt", "Slice", "input 3 ");
+TRW_SYMBOLIC_REWRITER("aten::slice", "tensorrt:<10.15", slice_constant_axes);
+/* check: TensorRT before 10.15 takes Slice's axes as an initializer only. */
+TRW_FIXES("aten::slice", "tensorrt:<10.15", "Slice", "input 3 ");

@@ -1,7 +1,8 @@
 """Built-in symbolic of symbolic/slice.c: Slice with constant axes for
-TensorRT, inside If bodies too, where the parsers of 8.5 and 8.6 (whose
-support matrices say "'axes' must be an initializer") cannot read the
-axes torch 2.x's symbolic leaves computed."""
+TensorRT before 10.15, inside If bodies too, where the parsers of 8.5 and
+8.6 (whose support matrices say "'axes' must be an initializer") cannot
+read the axes torch 2.x's symbolic leaves computed; 10.15's matrix lists
+Slice without that restriction, so for it torch's own symbolic runs."""
 import subprocess
 
 import numpy as np
@@ -53,4 +54,15 @@ def test_tensorrt_slice_axes_are_constants_inside_if(tmp_path):
         for backend in ("tensorrt:8.5", "tensorrt:8.6"):
             chk = _check(plain, backend)
             assert chk.returncode == 1 and "Slice: input 3" in chk.stdout, chk.stdout
-            assert "fixed by: builtin:aten::slice@tensorrt" in chk.stdout
+            assert "fixed by: builtin:aten::slice@tensorrt:<10.15" in chk.stdout
+        chk = _check(plain, "tensorrt")  # 10.15
+        assert chk.returncode == 0, chk.stdout + chk.stderr
+
+
+@torchscript_only("torch.export's exporter does not script; its If bodies come from torch.cond")
+def test_tensorrt_10_15_keeps_torchs_own_slice(tmp_path):
+    run = run_script(tmp_path, EXPORT, backend="tensorrt", TORCHRW_LOG="info").check()
+    assert "builtin:aten::slice@tensorrt" not in run.stderr, run.stderr
+    io = np.load(run.path("io.npz"))
+    np.testing.assert_allclose(ort_run(run.path("model.onnx"), {"x": io["x"]})[0], io["y"],
+                               rtol=1e-6)
