@@ -92,11 +92,6 @@ static int flag(PyObject *o, int dflt)
   return r;
 }
 
-static int is_none(PyObject *o)
-{
-  return !o || o == Py_None;
-}
-
 /* Why the call is not the common self-attention the rewrite covers, or
  * NULL when it is.  v holds the bound arguments; *e and *h get the
  * embedding size and the number of heads. */
@@ -248,12 +243,8 @@ static PyObject *mha_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t narg
       v[i] = NULL;
     why = not_covered(v, &e, &h);
   }
-  if (why) {
-    decline_info(why);
-    PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-    Py_DECREF(origin);
-    return r;
-  }
+  if (why)
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return attend(v, e, h);
 }

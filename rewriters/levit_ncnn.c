@@ -116,12 +116,8 @@ static PyObject *downsample_ncnn(PyObject *self, PyObject *const *args, Py_ssize
     else if (rank != 3)
       why = "the input is not (B, N, C)";
   }
-  if (why) {
-    decline_info(why);
-    PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-    Py_DECREF(origin);
-    return r;
-  }
+  if (why)
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return pooled(v[1], stride, res);
 }

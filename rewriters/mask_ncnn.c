@@ -69,47 +69,6 @@ static const char *const causal_params[C_COUNT] = {
 /* Rows of the lookup table (the file's comment: pnnx's filler is 7). */
 #define TABLE_ROWS 8
 
-/* Whether origin, unwrapped as inspect.unwrap does (transformers wraps
- * both functions in deprecate_kwarg), has exactly the n positional
- * parameters names, in order, and no keyword-only ones.  A later
- * transformers that changes the signature gets the original. */
-static int knows_signature(PyObject *origin, const char *const *names, int n)
-{
-  PyObject *f = Py_NewRef(origin);
-  for (int depth = 0; depth < 8; depth++) {
-    PyObject *inner = PyObject_GetAttrString(f, "__wrapped__");
-    if (!inner) {
-      PyErr_Clear();
-      break;
-    }
-    Py_SETREF(f, inner);
-  }
-  PyObject *code = PyObject_GetAttrString(f, "__code__");
-  PyObject *argc = code ? PyObject_GetAttrString(code, "co_argcount") : NULL;
-  PyObject *kwonly = code ? PyObject_GetAttrString(code, "co_kwonlyargcount") : NULL;
-  PyObject *vars = code ? PyObject_GetAttrString(code, "co_varnames") : NULL;
-  int ok = argc && PyLong_Check(argc) && PyLong_AsLong(argc) == n && kwonly &&
-           PyLong_Check(kwonly) && PyLong_AsLong(kwonly) == 0 && vars &&
-           PyTuple_Check(vars) && PyTuple_GET_SIZE(vars) >= n;
-  for (int i = 0; ok && i < n; i++) {
-    PyObject *s = PyTuple_GET_ITEM(vars, i);
-    const char *c = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
-    ok = c && strcmp(c, names[i]) == 0;
-  }
-  Py_XDECREF(vars);
-  Py_XDECREF(kwonly);
-  Py_XDECREF(argc);
-  Py_XDECREF(code);
-  Py_DECREF(f);
-  PyErr_Clear();
-  return ok;
-}
-
-static int is_none(PyObject *o)
-{
-  return !o || o == Py_None;
-}
-
 /* Whether o's attribute attr is the attribute name of torch (o.dtype is
  * torch.int64), with no exception kept. */
 static int attr_is_torch(PyObject *o, const char *attr, const char *name)
@@ -180,30 +139,6 @@ static const char *not_covered(PyObject *config, PyObject *embeds, PyObject *lik
   m->mask = mask;
   m->like = like;
   return NULL;
-}
-
-/* torch.tensor(rows, dtype=like.dtype, device=like.device), made while
- * the tracer looks away (a constant of the graph).  Steals rows.  New
- * reference, or NULL with an exception set. */
-static PyObject *constant_of(PyObject *rows, PyObject *like)
-{
-  if (!rows)
-    return NULL;
-  PyObject *torch = PyImport_ImportModule("torch");
-  PyObject *tensor = torch ? PyObject_GetAttrString(torch, "tensor") : NULL;
-  PyObject *dtype = tensor ? PyObject_GetAttrString(like, "dtype") : NULL;
-  PyObject *device = dtype ? PyObject_GetAttrString(like, "device") : NULL;
-  PyObject *kw = device ? Py_BuildValue("{s:O,s:O}", "dtype", dtype, "device", device) : NULL;
-  PyObject *a = kw ? PyTuple_Pack(1, rows) : NULL;
-  PyObject *t = a ? call_untraced(tensor, a, kw) : NULL;
-  Py_XDECREF(a);
-  Py_XDECREF(kw);
-  Py_XDECREF(device);
-  Py_XDECREF(dtype);
-  Py_XDECREF(tensor);
-  Py_XDECREF(torch);
-  Py_DECREF(rows);
-  return t;
 }
 
 /* Half of finfo(like.dtype).min; sets *neg, or returns -1 with an
@@ -285,16 +220,6 @@ static PyObject *additive_mask(const mask_call *m, int causal)
   return out;
 }
 
-/* The original's result for a call the rewrite leaves, with why at info. */
-static PyObject *leave(PyObject *origin, const char *why, PyObject *const *args,
-                       Py_ssize_t nargs, PyObject *kwnames)
-{
-  decline_info(why);
-  PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-  Py_DECREF(origin);
-  return r;
-}
-
 static PyObject *bidirectional_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
@@ -305,16 +230,16 @@ static PyObject *bidirectional_ncnn(PyObject *self, PyObject *const *args, Py_ss
   PyObject *v[B_COUNT];
   mask_call m;
   if (!knows_signature(origin, bidirectional_params, B_COUNT))
-    return leave(origin, "the original's signature is not the one this rewriter knows", args,
+    return to_original(origin, "the original's signature is not the one this rewriter knows", args,
                  nargs, kwnames);
   if (bind_args(bidirectional_params, B_COUNT, args, nargs, kwnames, v) < 0)
-    return leave(origin, "arguments that do not bind to its signature (or extra keywords)",
+    return to_original(origin, "arguments that do not bind to its signature (or extra keywords)",
                  args, nargs, kwnames);
   PyObject *like = is_none(v[B_ENCODER]) ? v[B_EMBEDS] : v[B_ENCODER];
   const char *why = not_covered(v[B_CONFIG], v[B_EMBEDS], like, v[B_MASK], v[B_CACHE], v[B_OR],
                                 v[B_AND], &m);
   if (why)
-    return leave(origin, why, args, nargs, kwnames);
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return additive_mask(&m, 0);
 }
@@ -331,10 +256,10 @@ static PyObject *causal_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t n
   PyObject *v[C_COUNT];
   mask_call m;
   if (!knows_signature(origin, causal_params, C_COUNT))
-    return leave(origin, "the original's signature is not the one this rewriter knows", args,
+    return to_original(origin, "the original's signature is not the one this rewriter knows", args,
                  nargs, kwnames);
   if (bind_args(causal_params, C_COUNT, args, nargs, kwnames, v) < 0)
-    return leave(origin, "arguments that do not bind to its signature", args, nargs, kwnames);
+    return to_original(origin, "arguments that do not bind to its signature", args, nargs, kwnames);
   const char *why = not_covered(v[C_CONFIG], v[C_EMBEDS], v[C_EMBEDS], v[C_MASK], v[C_CACHE],
                                 v[C_OR], v[C_AND], &m);
   if (!why && !is_none(v[C_BLOCKS]))
@@ -349,7 +274,7 @@ static PyObject *causal_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t n
   if (!why && causal && untraced_size(v[C_EMBEDS], 1) != m.s)
     why = "not as many queries as keys (inputs_embeds' length is not attention_mask's)";
   if (why)
-    return leave(origin, why, args, nargs, kwnames);
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return additive_mask(&m, causal);
 }

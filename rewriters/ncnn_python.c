@@ -189,10 +189,8 @@ static PyObject *normalize_keep_batch(PyObject *self, PyObject *const *args, Py_
     dim += rank;
   if (PyErr_Occurred() || !v[0] || dim < 0 || dim >= rank || (v[4] && v[4] != Py_None)) {
     PyErr_Clear();
-    decline_info("not a tensor with a float p, an int dim in range and no out=");
-    PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-    Py_DECREF(origin);
-    return r;
+    return to_original(origin, "not a tensor with a float p, an int dim in range and no out=",
+                       args, nargs, kwnames);
   }
   Py_DECREF(origin);
   /* Over dim 1, work on a copy with a leading axis that ncnn can drop. */

@@ -116,6 +116,84 @@ static inline PyObject *call_untraced(PyObject *callable, PyObject *args, PyObje
   return r;
 }
 
+/* Whether o is missing or None. */
+static inline int is_none(PyObject *o)
+{
+  return !o || o == Py_None;
+}
+
+/* The original's result for a call the built-in leaves to it, after
+ * saying why at info.  Steals origin. */
+static inline PyObject *to_original(PyObject *origin, const char *why, PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames)
+{
+  decline_info(why);
+  PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
+  Py_DECREF(origin);
+  return r;
+}
+
+/* Whether origin, unwrapped as inspect.unwrap does (transformers wraps
+ * functions in deprecate_kwarg), is a Python function with exactly the n
+ * positional parameters names, in order, and no keyword-only ones.  A
+ * library release that changes the signature gets the original. */
+static inline int knows_signature(PyObject *origin, const char *const *names, int n)
+{
+  PyObject *f = Py_NewRef(origin);
+  for (int depth = 0; depth < 8; depth++) {
+    PyObject *inner = PyObject_GetAttrString(f, "__wrapped__");
+    if (!inner) {
+      PyErr_Clear();
+      break;
+    }
+    Py_SETREF(f, inner);
+  }
+  PyObject *code = PyObject_GetAttrString(f, "__code__");
+  PyObject *argc = code ? PyObject_GetAttrString(code, "co_argcount") : NULL;
+  PyObject *kwonly = code ? PyObject_GetAttrString(code, "co_kwonlyargcount") : NULL;
+  PyObject *vars = code ? PyObject_GetAttrString(code, "co_varnames") : NULL;
+  int ok = argc && PyLong_Check(argc) && PyLong_AsLong(argc) == n && kwonly &&
+           PyLong_Check(kwonly) && PyLong_AsLong(kwonly) == 0 && vars &&
+           PyTuple_Check(vars) && PyTuple_GET_SIZE(vars) >= n;
+  for (int i = 0; ok && i < n; i++) {
+    PyObject *s = PyTuple_GET_ITEM(vars, i);
+    const char *c = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+    ok = c && strcmp(c, names[i]) == 0;
+  }
+  Py_XDECREF(vars);
+  Py_XDECREF(kwonly);
+  Py_XDECREF(argc);
+  Py_XDECREF(code);
+  Py_DECREF(f);
+  PyErr_Clear();
+  return ok;
+}
+
+/* torch.tensor(data, dtype=like.dtype, device=like.device), made while
+ * the tracer looks away: a constant of the graph under both exporters
+ * (torch.export lifts a tensor made from Python data).  Steals data (NULL
+ * passes through).  New reference, or NULL with an exception set. */
+static inline PyObject *constant_of(PyObject *data, PyObject *like)
+{
+  if (!data)
+    return NULL;
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *tensor = torch ? PyObject_GetAttrString(torch, "tensor") : NULL;
+  PyObject *dtype = tensor ? PyObject_GetAttrString(like, "dtype") : NULL;
+  PyObject *device = dtype ? PyObject_GetAttrString(like, "device") : NULL;
+  PyObject *kw = device ? Py_BuildValue("{s:O,s:O}", "dtype", dtype, "device", device) : NULL;
+  PyObject *a = kw ? PyTuple_Pack(1, data) : NULL;
+  PyObject *t = a ? call_untraced(tensor, a, kw) : NULL;
+  Py_XDECREF(a);
+  Py_XDECREF(kw);
+  Py_XDECREF(device);
+  Py_XDECREF(dtype);
+  Py_XDECREF(tensor);
+  Py_XDECREF(torch);
+  Py_DECREF(data);
+  return t;
+}
+
 /* t.size(dim) as a C long, read with the tracer looking away (it answers
  * sizes with traced 0-dim tensors) through torch's own Tensor.size (the
  * attribute on torch.Tensor may be a torchrw size rewriter); -1 when it is

@@ -132,40 +132,6 @@ static int dropout_at_work(PyObject *self, const char *name)
   return training && pv != 0.0;
 }
 
-/* Calls the original with the call's arguments, after saying why at info. */
-static PyObject *to_original(PyObject *origin, const char *why, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *kwnames)
-{
-  decline_info(why);
-  PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-  Py_DECREF(origin);
-  return r;
-}
-
-/* Whether origin is a Python function whose first n parameters are
- * names, with no more positional ones and no keyword-only ones. */
-static int knows_signature(PyObject *origin, const char *const *names, int n)
-{
-  PyObject *code = PyObject_GetAttrString(origin, "__code__");
-  PyObject *argc = code ? PyObject_GetAttrString(code, "co_argcount") : NULL;
-  PyObject *kwonly = code ? PyObject_GetAttrString(code, "co_kwonlyargcount") : NULL;
-  PyObject *vn = code ? PyObject_GetAttrString(code, "co_varnames") : NULL;
-  int ok = argc && kwonly && vn && PyLong_Check(argc) && PyLong_Check(kwonly) &&
-           PyTuple_Check(vn) && PyLong_AsLong(argc) == n && PyLong_AsLong(kwonly) == 0 &&
-           PyTuple_GET_SIZE(vn) >= n;
-  for (int i = 0; ok && i < n; i++) {
-    PyObject *s = PyTuple_GET_ITEM(vn, i);
-    const char *c = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
-    ok = c && strcmp(c, names[i]) == 0;
-  }
-  Py_XDECREF(code);
-  Py_XDECREF(argc);
-  Py_XDECREF(kwonly);
-  Py_XDECREF(vn);
-  PyErr_Clear();
-  return ok;
-}
-
 /* t.reshape(-1, d1, d2, d3).  Steals t (NULL passes through).  New
  * reference, or NULL with an exception set. */
 static PyObject *reshape4(PyObject *t, long d1, long d2, long d3)

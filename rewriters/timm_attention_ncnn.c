@@ -292,12 +292,8 @@ static PyObject *timm_attention_ncnn(PyObject *self, PyObject *const *args, Py_s
       v[i] = NULL;
     why = not_covered(v, &c);
   }
-  if (why) {
-    decline_info(why);
-    PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-    Py_DECREF(origin);
-    return r;
-  }
+  if (why)
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return attend(v, &c);
 }

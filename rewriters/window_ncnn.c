@@ -194,30 +194,6 @@ static const layout maxvit_window_reverse = {maxvit_reverse_params, 3, 0, 1, 1};
 static const layout maxvit_grid_partition = {grid_params, 2, 1, 0, 0};
 static const layout maxvit_grid_reverse = {maxvit_grid_reverse_params, 3, 1, 1, 1};
 
-/* Whether origin is a Python function whose parameters are exactly
- * l->params, positional, none keyword-only. */
-static int knows_signature(PyObject *origin, const layout *l)
-{
-  PyObject *code = PyObject_GetAttrString(origin, "__code__");
-  PyObject *argc = code ? PyObject_GetAttrString(code, "co_argcount") : NULL;
-  PyObject *kwonly = code ? PyObject_GetAttrString(code, "co_kwonlyargcount") : NULL;
-  PyObject *names = code ? PyObject_GetAttrString(code, "co_varnames") : NULL;
-  int ok = argc && kwonly && names && PyLong_Check(argc) && PyLong_Check(kwonly) &&
-           PyTuple_Check(names) && PyLong_AsLong(argc) == l->nparams &&
-           PyLong_AsLong(kwonly) == 0 && PyTuple_GET_SIZE(names) >= l->nparams;
-  for (int i = 0; ok && i < l->nparams; i++) {
-    PyObject *s = PyTuple_GET_ITEM(names, i);
-    const char *c = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
-    ok = c && strcmp(c, l->params[i]) == 0;
-  }
-  Py_XDECREF(code);
-  Py_XDECREF(argc);
-  Py_XDECREF(kwonly);
-  Py_XDECREF(names);
-  PyErr_Clear();
-  return ok;
-}
-
 /* The reshapes of the rewrite (the file's comment): shape[0] and shape[1]
  * are each followed by transpose(1, 2), shape[2] is the result's. */
 typedef struct {
@@ -307,18 +283,14 @@ static PyObject *rewrite(const layout *l, PyObject *const *args, Py_ssize_t narg
   PyObject *v[4] = {NULL, NULL, NULL, NULL};
   plan p;
   const char *why = NULL;
-  if (!knows_signature(origin, l))
+  if (!knows_signature(origin, l->params, l->nparams))
     why = "the original's signature is not the one this rewriter knows";
   else if (bind_args(l->params, l->nparams, args, nargs, kwnames, v) < 0)
     why = "arguments that do not bind to its signature (the original raises)";
   else
     why = not_covered(l, v, &p);
-  if (why) {
-    decline_info(why);
-    PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
-    Py_DECREF(origin);
-    return r;
-  }
+  if (why)
+    return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
   return regroup(v[0], &p);
 }
