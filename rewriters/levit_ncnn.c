@@ -24,16 +24,6 @@
  */
 #include "py_util.h"
 
-/* An int attribute of obj, or -1 with no exception kept. */
-static long int_attr(PyObject *obj, const char *name)
-{
-  PyObject *v = PyObject_GetAttrString(obj, name);
-  long r = v && PyLong_Check(v) ? PyLong_AsLong(v) : -1;
-  Py_XDECREF(v);
-  PyErr_Clear();
-  return r;
-}
-
 /* self.resolution as two positive ints; 0 or -1. */
 static int resolution_of(PyObject *self, long res[2])
 {
@@ -102,13 +92,11 @@ static PyObject *downsample_ncnn(PyObject *self, PyObject *const *args, Py_ssize
     why = "not called as forward(x)";
   } else {
     PyObject *pool = PyObject_GetAttrString(v[0], "pool");
-    PyObject *dim = PyObject_CallMethod(v[1], "dim", NULL);
-    long rank = dim && PyLong_Check(dim) ? PyLong_AsLong(dim) : -1;
+    long rank = rank_of(v[1]);
     int has_pool = !pool || pool != Py_None;
     Py_XDECREF(pool);
-    Py_XDECREF(dim);
     PyErr_Clear();
-    stride = int_attr(v[0], "stride");
+    stride = long_attr(v[0], "stride");
     if (has_pool)
       why = "a Downsample with a pool (use_pool=True) is a pooling already";
     else if (stride < 1 || resolution_of(v[0], res) != 0)

@@ -11,6 +11,7 @@
 #ifndef TORCHRW_PY_UTIL_H
 #define TORCHRW_PY_UTIL_H
 
+#include <math.h>
 #include <string.h>
 
 #include "../shim/python/builtin.h"
@@ -218,6 +219,80 @@ static inline long untraced_size(PyObject *t, int dim)
   Py_XDECREF(base);
   Py_XDECREF(c);
   Py_XDECREF(torch);
+  PyErr_Clear();
+  return n;
+}
+
+/* obj.name as a C long; -1 when it is missing or no int (a bool is no
+ * int here), with no exception kept. */
+static inline long long_attr(PyObject *obj, const char *name)
+{
+  PyObject *a = PyObject_GetAttrString(obj, name);
+  long r = a && PyLong_Check(a) && !PyBool_Check(a) ? PyLong_AsLong(a) : -1;
+  Py_XDECREF(a);
+  PyErr_Clear();
+  return r;
+}
+
+/* obj.name as a C double; NAN when it is missing or no number, with no
+ * exception kept. */
+static inline double float_attr(PyObject *obj, const char *name)
+{
+  PyObject *a = PyObject_GetAttrString(obj, name);
+  double r = a && (PyFloat_Check(a) || PyLong_Check(a)) ? PyFloat_AsDouble(a) : NAN;
+  Py_XDECREF(a);
+  PyErr_Clear();
+  return r;
+}
+
+/* Whether obj.name is true: 0 or 1, dflt when obj has no such attribute,
+ * -1 when it has no truth value (no exception kept). */
+static inline int flag_attr(PyObject *obj, const char *name, int dflt)
+{
+  PyObject *a = PyObject_GetAttrString(obj, name);
+  int r = a ? PyObject_IsTrue(a) : dflt;
+  Py_XDECREF(a);
+  PyErr_Clear();
+  return r;
+}
+
+/* 1 when obj.name is an instance of torch.nn.<cls> exactly (a subclass may
+ * compute something else), 0 when not, -1 when obj has no such attribute
+ * (no exception kept). */
+static inline int attr_is(PyObject *obj, const char *name, const char *cls)
+{
+  PyObject *a = PyObject_GetAttrString(obj, name);
+  PyObject *nn = a ? PyImport_ImportModule("torch.nn") : NULL;
+  PyObject *c = nn ? PyObject_GetAttrString(nn, cls) : NULL;
+  int r = !a ? -1 : c && (PyObject *)Py_TYPE(a) == c;
+  Py_XDECREF(c);
+  Py_XDECREF(nn);
+  Py_XDECREF(a);
+  PyErr_Clear();
+  return r;
+}
+
+/* Whether module would apply its dropout submodule `name`: 1 when it is
+ * training and the dropout's p is not 0, 0 when not, -1 when that cannot
+ * be told (no such submodule, no number p, no training flag). */
+static inline int dropout_at_work(PyObject *module, const char *name)
+{
+  int training = flag_attr(module, "training", -1);
+  PyObject *d = PyObject_GetAttrString(module, name);
+  double p = d ? float_attr(d, "p") : NAN;
+  Py_XDECREF(d);
+  PyErr_Clear();
+  if (training < 0 || isnan(p) || p < 0)
+    return -1;
+  return training && p != 0.0;
+}
+
+/* t.dim() as a C long; -1 when t has none (no exception kept). */
+static inline long rank_of(PyObject *t)
+{
+  PyObject *r = PyObject_HasAttrString(t, "dim") ? PyObject_CallMethod(t, "dim", NULL) : NULL;
+  long n = r && PyLong_Check(r) ? PyLong_AsLong(r) : -1;
+  Py_XDECREF(r);
   PyErr_Clear();
   return n;
 }

@@ -66,16 +66,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-/* t's rank, or -1 when t is no tensor, with no exception kept. */
-static long rank_of(PyObject *t)
-{
-  PyObject *r = PyObject_HasAttrString(t, "dim") ? PyObject_CallMethod(t, "dim", NULL) : NULL;
-  long n = r && PyLong_Check(r) ? PyLong_AsLong(r) : -1;
-  Py_XDECREF(r);
-  PyErr_Clear();
-  return n;
-}
-
 /* t's sizes, when t is a tensor of rank n whose sizes but dim 0's are
  * plain positive ints: out[0] is dim 0's (-1 when it is not a plain int).
  * NULL, or the reason it is not. */
@@ -91,45 +81,6 @@ static const char *sizes_of(PyObject *t, int n, long *out, const char *rank_why)
       return "an empty tensor";
   }
   return NULL;
-}
-
-/* self.name as a C long (an int attribute), or -1, with no exception kept. */
-static long long_attr(PyObject *self, const char *name)
-{
-  PyObject *o = PyObject_GetAttrString(self, name);
-  long n = o && PyLong_Check(o) && !PyBool_Check(o) ? PyLong_AsLong(o) : -1;
-  Py_XDECREF(o);
-  PyErr_Clear();
-  return n;
-}
-
-/* Whether self.name is true: -1 when it is missing or has no truth value,
- * with no exception kept. */
-static int flag_attr(PyObject *self, const char *name)
-{
-  PyObject *o = PyObject_GetAttrString(self, name);
-  int r = o ? PyObject_IsTrue(o) : -1;
-  Py_XDECREF(o);
-  if (r < 0)
-    PyErr_Clear();
-  return r;
-}
-
-/* Whether self (a module) would apply dropout: training with a dropout
- * module `name` whose p is not 0.  -1 when that cannot be told. */
-static int dropout_at_work(PyObject *self, const char *name)
-{
-  int training = flag_attr(self, "training");
-  PyObject *d = PyObject_GetAttrString(self, name);
-  PyObject *p = d ? PyObject_GetAttrString(d, "p") : NULL;
-  double pv = p ? PyFloat_AsDouble(p) : -1.0;
-  Py_XDECREF(p);
-  Py_XDECREF(d);
-  if (PyErr_Occurred() || training < 0 || pv < 0) {
-    PyErr_Clear();
-    return -1;
-  }
-  return training && pv != 0.0;
 }
 
 /* t.reshape(-1, d1, d2, d3).  Steals t (NULL passes through).  New
@@ -190,7 +141,7 @@ static const char *attn_not_covered(PyObject *const *v, attn_plan *p)
   if (out <= 0 || out % (3 * p->heads) != 0)
     return "qkv is not a linear whose out_features 3 x num_heads divides";
   p->hd = out / (3 * p->heads);
-  int fused = flag_attr(self, "fused_attn");
+  int fused = flag_attr(self, "fused_attn", -1);
   if (fused < 0)
     return "the module has no fused_attn flag";
   if (fused) {

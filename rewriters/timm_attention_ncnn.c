@@ -41,8 +41,6 @@
  * or a forward whose signature is not (self, x[, attn_mask[, is_causal]]),
  * goes to the original, with the reason at info.
  */
-#include <math.h>
-
 #include "py_util.h"
 
 /* Attention.forward's parameters, in order (timm 1.0: all four; older
@@ -77,53 +75,6 @@ static int origin_params(PyObject *origin)
   return ok ? (int)n : 0;
 }
 
-/* obj.name as a C long; -1 when it is missing or no int (no exception
- * kept). */
-static long long_attr(PyObject *obj, const char *name)
-{
-  PyObject *a = PyObject_GetAttrString(obj, name);
-  long r = a && PyLong_Check(a) && !PyBool_Check(a) ? PyLong_AsLong(a) : -1;
-  Py_XDECREF(a);
-  PyErr_Clear();
-  return r;
-}
-
-/* obj.name as a C double; NAN when it is missing or no number. */
-static double float_attr(PyObject *obj, const char *name)
-{
-  PyObject *a = PyObject_GetAttrString(obj, name);
-  double r = a && (PyFloat_Check(a) || PyLong_Check(a)) ? PyFloat_AsDouble(a) : NAN;
-  Py_XDECREF(a);
-  PyErr_Clear();
-  return r;
-}
-
-/* Whether obj.name is true: 0 or 1, dflt when obj has no such attribute,
- * -1 when it has no truth value (no exception kept). */
-static int flag_attr(PyObject *obj, const char *name, int dflt)
-{
-  PyObject *a = PyObject_GetAttrString(obj, name);
-  int r = a ? PyObject_IsTrue(a) : dflt;
-  Py_XDECREF(a);
-  PyErr_Clear();
-  return r;
-}
-
-/* 1 when obj.name is an instance of torch.nn.<cls> exactly (a subclass may
- * compute something else), 0 when not, -1 when obj has no such attribute. */
-static int attr_is(PyObject *obj, const char *name, const char *cls)
-{
-  PyObject *a = PyObject_GetAttrString(obj, name);
-  PyObject *nn = a ? PyImport_ImportModule("torch.nn") : NULL;
-  PyObject *c = nn ? PyObject_GetAttrString(nn, cls) : NULL;
-  int r = !a ? -1 : c && (PyObject *)Py_TYPE(a) == c;
-  Py_XDECREF(c);
-  Py_XDECREF(nn);
-  Py_XDECREF(a);
-  PyErr_Clear();
-  return r;
-}
-
 /* What the rewrite needs from the module. */
 typedef struct {
   long heads, head_dim, attn_dim;
@@ -147,15 +98,10 @@ static const char *not_covered(PyObject *const *v, Config *c)
     return "qk_norm (q_norm or k_norm is not nn.Identity)";
   if (attr_is(self, "attn_drop", "Dropout") != 1)
     return "attn_drop is not an nn.Dropout";
-  PyObject *drop = PyObject_GetAttrString(self, "attn_drop");
-  double p = drop ? float_attr(drop, "p") : NAN;
-  Py_XDECREF(drop);
-  PyErr_Clear();
-  int training = flag_attr(self, "training", 1);
-  if (isnan(p) || training < 0)
-    return "attn_drop.p or training is not a plain value";
-  if (p != 0.0 && training)
-    return "dropout at work (training with attn_drop.p > 0)";
+  int drop = dropout_at_work(self, "attn_drop");
+  if (drop != 0)
+    return drop < 0 ? "attn_drop.p or training is not a plain value"
+                    : "dropout at work (training with attn_drop.p > 0)";
   c->heads = long_attr(self, "num_heads");
   c->head_dim = long_attr(self, "head_dim");
   if (c->heads <= 0 || c->head_dim <= 0)
