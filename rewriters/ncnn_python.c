@@ -148,7 +148,7 @@ static PyObject *size_static(PyObject *self, PyObject *const *args, Py_ssize_t n
   Py_XDECREF(origin);
   if (!r || !under_tracer()) {
     if (r)
-      decline_info("not traced by torch's TorchScript tracer: sizes are ints already");
+      passed_through("not traced by torch's TorchScript tracer: sizes are ints already");
     return r;
   }
   PyObject *out = static_sizes(r);

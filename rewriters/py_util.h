@@ -123,12 +123,21 @@ static inline int is_none(PyObject *o)
   return !o || o == Py_None;
 }
 
+/* Says at info why the running built-in leaves its call to the original,
+ * which it hands on unchanged: the report does not count the call as
+ * fired. */
+static inline void passed_through(const char *why)
+{
+  decline_info(why);
+  trw__py_context_passed();
+}
+
 /* The original's result for a call the built-in leaves to it, after
  * saying why at info.  Steals origin. */
 static inline PyObject *to_original(PyObject *origin, const char *why, PyObject *const *args,
                                     Py_ssize_t nargs, PyObject *kwnames)
 {
-  decline_info(why);
+  passed_through(why);
   PyObject *r = PyObject_Vectorcall(origin, args, (size_t)nargs, kwnames);
   Py_DECREF(origin);
   return r;

@@ -53,6 +53,11 @@ void trw__py_queue_builtin(trw__py_builtin *b);
  * for any).  Borrowed; NULL when there is none. */
 PyObject *trw__py_context_top(const char *name);
 
+/* Marks the innermost running rewriter as having left its call to the
+ * original unchanged: the report does not count it as fired (as a C
+ * operator rewriter that only ran the original is not counted). */
+void trw__py_context_passed(void);
+
 /* Raises RuntimeError("torchrw: <message>"); returns NULL. */
 PyObject *trw__py_raise(const char *fmt, ...) TRW_PRINTF(1, 2);
 

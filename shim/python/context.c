@@ -202,6 +202,8 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env, PyObject *or
 
 #define STACK_MAX 256
 static __thread PyObject *stack[STACK_MAX];
+/* passed[i]: the rewriter of stack[i] left its call to the original. */
+static __thread unsigned char passed[STACK_MAX];
 static __thread int depth;
 
 int trw__py_context_push(PyObject *ctx)
@@ -211,8 +213,20 @@ int trw__py_context_push(PyObject *ctx)
                     "torchrw: rewriters nested more than 256 deep");
     return -1;
   }
+  passed[depth] = 0;
   stack[depth++] = ctx; /* borrowed: the caller holds it for the call */
   return 0;
+}
+
+void trw__py_context_passed(void)
+{
+  if (depth > 0)
+    passed[depth - 1] = 1;
+}
+
+int trw__py_context_top_passed(void)
+{
+  return depth > 0 && passed[depth - 1];
 }
 
 void trw__py_context_pop(void)

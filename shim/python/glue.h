@@ -108,6 +108,9 @@ PyObject *trw__py_context_new(trw__rewriter *r, const trw_env *env,
  * when the stack is full. */
 int trw__py_context_push(PyObject *ctx);
 void trw__py_context_pop(void);
+/* Whether the innermost running rewriter called trw__py_context_passed
+ * (builtin.h). */
+int trw__py_context_top_passed(void);
 
 /* The deployment config as a torchrw.Config (dict with attribute access);
  * an empty one for NULL.  New reference. */

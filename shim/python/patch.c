@@ -144,8 +144,9 @@ static PyObject *patched_vectorcall(PyObject *self, PyObject *const *args, size_
     return PyObject_Vectorcall(p->origin, args, nargsf, kwnames);
   if (trw__py_context_push(p->ctx) < 0)
     return NULL;
-  trw__py_hit(p->rw);
   PyObject *r = PyObject_Vectorcall(p->fn, args, nargsf, kwnames);
+  if (!r || !trw__py_context_top_passed())
+    trw__py_hit(p->rw);
   trw__py_context_pop();
   return r ? r : trw__py_rewriter_failed(p->rw);
 }
