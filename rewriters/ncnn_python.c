@@ -13,6 +13,10 @@
  * torch.nn.functional.normalize (ncnn): ncnn drops the batch axis, so a
  * normalisation over dim 1 of an NCHW tensor lands on the wrong axis; add a
  * leading axis, normalise over dim + 1, and take it off again.
+ *
+ * torch.nn.functional.adaptive_avg_pool2d (ncnn, torch.export): a global
+ * pool of a channels-last tensor as the mean torch computes, without the
+ * restride that torch.export's file writes as a Gather ncnn refuses.
  */
 #include "py_util.h"
 
@@ -207,3 +211,103 @@ static PyObject *normalize_keep_batch(PyObject *self, PyObject *const *args, Py_
   return out;
 }
 TRW__PY_BUILTIN("torch.nn.functional.normalize", "ncnn", normalize_keep_batch);
+
+/* ------------------------------------------------------------------------ */
+/* A global pool without its restride                                        */
+
+/*
+ * aten::adaptive_avg_pool2d of output 1x1 is x.mean((-1, -2), keepdim=True)
+ * in torch's C++, and when x is in channels-last order (EdgeNeXt's and
+ * ConvNeXt's blocks permute to NHWC and back, so their stages end so) it
+ * then restrides the result in place: as_strided_((N, C, 1, 1),
+ * (C, 1, C, C)).  torch.export captures the restride, and its ONNX
+ * translation is a Reshape to 1-D and a Gather of constant 4-D indices,
+ * which pnnx leaves without an ncnn layer ("layer Gather not exists or
+ * registered").  The strides of an (N, C, 1, 1) tensor do not change the
+ * order of its elements, and ONNX has no strides: the mean alone is the
+ * same value.  The TorchScript tracer records the pool as one operator
+ * (GlobalAveragePool), so there the call goes to the original; so does a
+ * pool of another output size or of an input in contiguous order (no
+ * restride to drop).
+ */
+
+enum { P_INPUT, P_OUTPUT_SIZE, P_COUNT };
+
+static const char *const pool_params[P_COUNT] = {"input", "output_size"};
+
+/* Whether o is 1, or a sequence of two 1s. */
+static int is_one_by_one(PyObject *o)
+{
+  if (PyLong_Check(o) && !PyBool_Check(o))
+    return PyLong_AsLong(o) == 1;
+  if (!PyTuple_Check(o) && !PyList_Check(o))
+    return 0;
+  PyObject *seq = PySequence_Fast(o, "output_size");
+  int ok = seq && PySequence_Fast_GET_SIZE(seq) == 2;
+  for (Py_ssize_t i = 0; ok && i < 2; i++) {
+    PyObject *e = PySequence_Fast_GET_ITEM(seq, i);
+    ok = PyLong_Check(e) && !PyBool_Check(e) && PyLong_AsLong(e) == 1;
+  }
+  Py_XDECREF(seq);
+  PyErr_Clear();
+  return ok;
+}
+
+/* Whether x is in channels-last order and not in contiguous order (what
+ * makes torch restride the pool's result). */
+static int channels_last_only(PyObject *x)
+{
+  PyObject *torch = PyImport_ImportModule("torch");
+  PyObject *fmt = torch ? PyObject_GetAttrString(torch, "channels_last") : NULL;
+  PyObject *kw = fmt ? Py_BuildValue("{s:O}", "memory_format", fmt) : NULL;
+  PyObject *m = kw ? PyObject_GetAttrString(x, "is_contiguous") : NULL;
+  PyObject *empty = m ? PyTuple_New(0) : NULL;
+  PyObject *last = empty ? PyObject_Call(m, empty, kw) : NULL;
+  PyObject *plain = last == Py_True ? PyObject_CallNoArgs(m) : NULL;
+  int r = last == Py_True && plain == Py_False;
+  Py_XDECREF(plain);
+  Py_XDECREF(last);
+  Py_XDECREF(empty);
+  Py_XDECREF(m);
+  Py_XDECREF(kw);
+  Py_XDECREF(fmt);
+  Py_XDECREF(torch);
+  PyErr_Clear();
+  return r;
+}
+
+static PyObject *global_pool_unstrided(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+  (void)self;
+  PyObject *origin = origin_of_context();
+  if (!origin)
+    return NULL;
+  PyObject *v[P_COUNT];
+  const char *why = NULL;
+  if (!knows_signature(origin, pool_params, P_COUNT))
+    why = "the original's signature is not the one this rewriter knows";
+  else if (bind_args(pool_params, P_COUNT, args, nargs, kwnames, v) < 0 || !v[P_INPUT] ||
+           !v[P_OUTPUT_SIZE])
+    why = "arguments that do not bind to its signature (the original raises)";
+  else if (!under_torch_export())
+    why = "the TorchScript exporter records the pool as one operator (GlobalAveragePool)";
+  else if (rank_of(v[P_INPUT]) != 4 || !is_one_by_one(v[P_OUTPUT_SIZE]))
+    why = "not a global pool (an output of 1x1) of an (N, C, H, W) tensor";
+  else if (!channels_last_only(v[P_INPUT]))
+    why = "the input is in contiguous order (torch writes no restride)";
+  if (why)
+    return to_original(origin, why, args, nargs, kwnames);
+  Py_DECREF(origin);
+  PyObject *dims = Py_BuildValue("(ii)", -1, -2);
+  PyObject *mean = dims ? PyObject_GetAttrString(v[P_INPUT], "mean") : NULL;
+  PyObject *a = mean ? PyTuple_Pack(1, dims) : NULL;
+  PyObject *kw = a ? Py_BuildValue("{s:O}", "keepdim", Py_True) : NULL;
+  PyObject *r = kw ? PyObject_Call(mean, a, kw) : NULL;
+  Py_XDECREF(kw);
+  Py_XDECREF(a);
+  Py_XDECREF(mean);
+  Py_XDECREF(dims);
+  return r;
+}
+TRW__PY_BUILTIN("torch.nn.functional.adaptive_avg_pool2d", "ncnn", global_pool_unstrided);

@@ -26,6 +26,18 @@ static inline PyObject *origin_of_context(void)
   return PyObject_GetAttrString(ctx, "origin_func");
 }
 
+/* Whether the running built-in's export is torch.export's (its context's
+ * exporter, "torchscript" or "torch.export").  Keeps no exception. */
+static inline int under_torch_export(void)
+{
+  PyObject *ctx = trw__py_context_top(NULL);
+  PyObject *e = ctx ? PyObject_GetAttrString(ctx, "exporter") : NULL;
+  int r = e && PyUnicode_Check(e) && PyUnicode_CompareWithASCIIString(e, "torch.export") == 0;
+  Py_XDECREF(e);
+  PyErr_Clear();
+  return r;
+}
+
 /* Says at info level why the running built-in leaves a call to the
  * original (the C rewriters' trw_decline).  Keeps no exception. */
 static inline void decline_info(const char *why)
