@@ -73,17 +73,6 @@ static const char *not_covered(PyObject *const *v, long *c, long *h)
   return NULL;
 }
 
-/* self.name(arg).  Steals arg (NULL passes through).  New reference, or
- * NULL with an exception set. */
-static PyObject *through(PyObject *self, const char *name, PyObject *arg)
-{
-  PyObject *m = arg ? PyObject_GetAttrString(self, name) : NULL;
-  PyObject *r = m ? PyObject_CallOneArg(m, arg) : NULL;
-  Py_XDECREF(m);
-  Py_XDECREF(arg);
-  return r;
-}
-
 /* The channels of s (B, N, C) normalised over the tokens, F.normalize's
  * way: s / s.norm(2, dim=1, keepdim=True).clamp_min(1e-12).  New
  * reference, or NULL with an exception set. */
@@ -120,7 +109,7 @@ static PyObject *attend(PyObject *self, PyObject *x, long c, long h)
   PyObject *shape = PyObject_GetAttrString(x, "shape");
   PyObject *b = shape ? PySequence_GetItem(shape, 0) : NULL;
   PyObject *n = b ? PySequence_GetItem(shape, 1) : NULL;
-  PyObject *y = n ? through(self, "qkv", Py_NewRef(x)) : NULL;
+  PyObject *y = n ? call_submodule(self, "qkv", Py_NewRef(x)) : NULL;
   PyObject *qn = y ? third(y, 0, 1, c, h, b, n) : NULL;
   PyObject *kn = qn ? third(y, 1, 1, c, h, b, n) : NULL;
   PyObject *v = kn ? third(y, 2, 0, c, h, b, n) : NULL;
@@ -128,12 +117,12 @@ static PyObject *attend(PyObject *self, PyObject *x, long c, long h)
   PyObject *corr = kt ? PyNumber_MatrixMultiply(qn, kt) : NULL;
   PyObject *temp = corr ? PyObject_GetAttrString(self, "temperature") : NULL;
   PyObject *attn = temp ? PyNumber_Multiply(corr, temp) : NULL;
-  PyObject *w = through(self, "attn_drop",
+  PyObject *w = call_submodule(self, "attn_drop",
                         attn ? PyObject_CallMethod(attn, "softmax", "i", -1) : NULL);
   PyObject *o = w ? PyNumber_MatrixMultiply(w, v) : NULL;
   PyObject *o2 = o ? PyObject_CallMethod(o, "permute", "iiii", 0, 3, 1, 2) : NULL;
   PyObject *o3 = o2 ? PyObject_CallMethod(o2, "reshape", "OOl", b, n, c) : NULL;
-  PyObject *out = through(self, "proj_drop", through(self, "proj", o3));
+  PyObject *out = call_submodule(self, "proj_drop", call_submodule(self, "proj", o3));
   Py_XDECREF(o2);
   Py_XDECREF(o);
   Py_XDECREF(w);

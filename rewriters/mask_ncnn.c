@@ -159,40 +159,17 @@ static int half_min(PyObject *like, double *neg)
   return rc;
 }
 
-/* A list of rows of n floats: row i holds neg from column first(i) on,
- * 0 before it.  New reference, or NULL with an exception set. */
-static PyObject *rows_of(long nrows, long ncols, double neg, long (*first)(long))
+/* The lookup table's entry: neg (*arg) for index 0 (masked) only. */
+static double table_entry(long i, long j, const void *neg)
 {
-  PyObject *rows = PyList_New(nrows);
-  for (long i = 0; rows && i < nrows; i++) {
-    PyObject *row = PyList_New(ncols);
-    for (long j = 0; row && j < ncols; j++) {
-      PyObject *v = PyFloat_FromDouble(j >= first(i) ? neg : 0.0);
-      if (!v) {
-        Py_CLEAR(row);
-        break;
-      }
-      PyList_SET_ITEM(row, j, v);
-    }
-    if (!row) {
-      Py_CLEAR(rows);
-      break;
-    }
-    PyList_SET_ITEM(rows, i, row);
-  }
-  return rows;
+  (void)j;
+  return i == 0 ? *(const double *)neg : 0.0;
 }
 
-/* The lookup table's row i is neg for index 0 (masked) only. */
-static long table_first(long i)
+/* The causal pattern's entry: neg (*arg) past key i for query i. */
+static double causal_entry(long i, long j, const void *neg)
 {
-  return i == 0 ? 0 : 1;
-}
-
-/* The causal pattern's row i (query i) is neg past key i. */
-static long causal_first(long i)
-{
-  return i + 1;
+  return j > i ? *(const double *)neg : 0.0;
 }
 
 /* The rewrite (the file's comment): the additive mask, with the causal
@@ -202,13 +179,13 @@ static PyObject *additive_mask(const mask_call *m, int causal)
   double neg;
   if (half_min(m->like, &neg) != 0)
     return NULL;
-  PyObject *table = constant_of(rows_of(TABLE_ROWS, 1, neg, table_first), m->like);
+  PyObject *table = constant_of(float_rows(TABLE_ROWS, 1, table_entry, &neg), m->like);
   PyObject *fmod = table ? PyImport_ImportModule("torch.nn.functional") : NULL;
   PyObject *bias = fmod ? PyObject_CallMethod(fmod, "embedding", "OO", m->mask, table) : NULL;
   PyObject *keys = bias ? PyObject_CallMethod(bias, "transpose", "ii", 1, 2) : NULL;
   PyObject *out = keys ? PyObject_CallMethod(keys, "unsqueeze", "i", 1) : NULL;
   if (out && causal) {
-    PyObject *pattern = constant_of(rows_of(m->s, m->s, neg, causal_first), m->like);
+    PyObject *pattern = constant_of(float_rows(m->s, m->s, causal_entry, &neg), m->like);
     PyObject *sum = pattern ? PyNumber_Add(out, pattern) : NULL;
     Py_XDECREF(pattern);
     Py_SETREF(out, sum);

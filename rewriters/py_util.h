@@ -318,4 +318,44 @@ static inline long rank_of(PyObject *t)
   return n;
 }
 
+/* self.<name>(x), a submodule's call.  Steals x (NULL passes through).
+ * New reference, or NULL with an exception set (a missing submodule
+ * raises, as in the original). */
+static inline PyObject *call_submodule(PyObject *self, const char *name, PyObject *x)
+{
+  if (!x)
+    return NULL;
+  PyObject *m = PyObject_GetAttrString(self, name);
+  PyObject *r = m ? PyObject_CallOneArg(m, x) : NULL;
+  Py_XDECREF(m);
+  Py_DECREF(x);
+  return r;
+}
+
+/* A list of nrows rows of ncols floats, entry (i, j) f(i, j, arg): the
+ * data of a constant table (constant_of).  New reference, or NULL with an
+ * exception set. */
+static inline PyObject *float_rows(long nrows, long ncols,
+                                   double (*f)(long i, long j, const void *arg), const void *arg)
+{
+  PyObject *rows = PyList_New(nrows);
+  for (long i = 0; rows && i < nrows; i++) {
+    PyObject *row = PyList_New(ncols);
+    for (long j = 0; row && j < ncols; j++) {
+      PyObject *x = PyFloat_FromDouble(f(i, j, arg));
+      if (!x) {
+        Py_CLEAR(row);
+        break;
+      }
+      PyList_SET_ITEM(row, j, x);
+    }
+    if (!row) {
+      Py_CLEAR(rows);
+      break;
+    }
+    PyList_SET_ITEM(rows, i, row);
+  }
+  return rows;
+}
+
 #endif

@@ -144,45 +144,21 @@ static const char *not_covered(PyObject *const *v, plan *p)
   return NULL;
 }
 
-/* A list of n rows, row i the ncols floats f(i, j).  New reference, or
- * NULL with an exception set. */
-static PyObject *matrix(long n, long ncols, double (*f)(long, long, long), long arg)
-{
-  PyObject *rows = PyList_New(n);
-  for (long i = 0; rows && i < n; i++) {
-    PyObject *row = PyList_New(ncols);
-    for (long j = 0; row && j < ncols; j++) {
-      PyObject *x = PyFloat_FromDouble(f(i, j, arg));
-      if (!x) {
-        Py_CLEAR(row);
-        break;
-      }
-      PyList_SET_ITEM(row, j, x);
-    }
-    if (!row) {
-      Py_CLEAR(rows);
-      break;
-    }
-    PyList_SET_ITEM(rows, i, row);
-  }
-  return rows;
-}
-
-/* keep: 0 in row pad, else 1. */
-static double keep_entry(long i, long j, long pad)
+/* keep: 0 in row pad (*arg), else 1. */
+static double keep_entry(long i, long j, const void *pad)
 {
   (void)j;
-  return i == pad ? 0.0 : 1.0;
+  return i == *(const long *)pad ? 0.0 : 1.0;
 }
 
 /* tril: 1 on and below the diagonal (column j counts into position i). */
-static double tril_entry(long i, long j, long unused)
+static double tril_entry(long i, long j, const void *unused)
 {
   (void)unused;
   return j <= i ? 1.0 : 0.0;
 }
 
-static double one_entry(long i, long j, long unused)
+static double one_entry(long i, long j, const void *unused)
 {
   (void)i, (void)j, (void)unused;
   return 1.0;
@@ -208,9 +184,9 @@ static PyObject *minus_arange(long n)
 static PyObject *position_embeddings(PyObject *self, PyObject *ids, const plan *p)
 {
   PyObject *like = p->word_weight;
-  PyObject *keep = constant_of(matrix(p->v, 1, keep_entry, p->pad), like);
-  PyObject *tril = keep ? constant_of(matrix(p->s, p->s, tril_entry, 0), like) : NULL;
-  PyObject *ones = tril ? constant_of(matrix(p->p, 1, one_entry, 0), like) : NULL;
+  PyObject *keep = constant_of(float_rows(p->v, 1, keep_entry, &p->pad), like);
+  PyObject *tril = keep ? constant_of(float_rows(p->s, p->s, tril_entry, NULL), like) : NULL;
+  PyObject *ones = tril ? constant_of(float_rows(p->p, 1, one_entry, NULL), like) : NULL;
   PyObject *negk = ones ? constant_of(minus_arange(p->p), like) : NULL;
   PyObject *fn = negk ? PyImport_ImportModule("torch.nn.functional") : NULL;
   PyObject *torch = fn ? PyImport_ImportModule("torch") : NULL;
@@ -272,19 +248,6 @@ static PyObject *type_embeddings(PyObject *self, PyObject *types)
   return r;
 }
 
-/* self.<name>(x).  Steals x (NULL passes through).  New reference, or
- * NULL with an exception set. */
-static PyObject *through(PyObject *self, const char *name, PyObject *x)
-{
-  if (!x)
-    return NULL;
-  PyObject *sub = PyObject_GetAttrString(self, name);
-  PyObject *r = sub ? PyObject_CallOneArg(sub, x) : NULL;
-  Py_XDECREF(sub);
-  Py_DECREF(x);
-  return r;
-}
-
 static PyObject *embeddings_ncnn(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames)
 {
@@ -308,7 +271,7 @@ static PyObject *embeddings_ncnn(PyObject *unused, PyObject *const *args, Py_ssi
   PyObject *self = v[E_SELF];
   PyObject *pos = position_embeddings(self, v[E_IDS], &p);
   PyObject *types = pos ? type_embeddings(self, v[E_TYPES]) : NULL;
-  PyObject *words = types ? through(self, "word_embeddings", Py_NewRef(v[E_IDS])) : NULL;
+  PyObject *words = types ? call_submodule(self, "word_embeddings", Py_NewRef(v[E_IDS])) : NULL;
   PyObject *sum = words ? PyNumber_Add(words, types) : NULL;
   PyObject *e = sum ? PyNumber_Add(sum, pos) : NULL;
   Py_XDECREF(sum);
@@ -316,7 +279,7 @@ static PyObject *embeddings_ncnn(PyObject *unused, PyObject *const *args, Py_ssi
   Py_XDECREF(types);
   Py_XDECREF(pos);
   Py_DECREF(p.word_weight);
-  return through(self, "dropout", through(self, "LayerNorm", e));
+  return call_submodule(self, "dropout", call_submodule(self, "LayerNorm", e));
 }
 TRW__PY_BUILTIN("transformers.models.roberta.modeling_roberta.RobertaEmbeddings.forward",
                 "ncnn", embeddings_ncnn);

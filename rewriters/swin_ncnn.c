@@ -100,16 +100,6 @@ static PyObject *transpose(PyObject *t, int a, int b)
   return r;
 }
 
-/* self.name(arg).  Steals arg (NULL passes through). */
-static PyObject *call_sub(PyObject *self, const char *name, PyObject *arg)
-{
-  PyObject *m = arg ? PyObject_GetAttrString(self, name) : NULL;
-  PyObject *r = m ? PyObject_CallOneArg(m, arg) : NULL;
-  Py_XDECREF(m);
-  Py_XDECREF(arg);
-  return r;
-}
-
 /* ------------------------------------------------------------------------ */
 /* WindowAttention.forward                                                   */
 
@@ -178,7 +168,7 @@ static const char *attn_not_covered(PyObject *const *v, attn_plan *p)
 static PyObject *attend(PyObject *self, PyObject *x, PyObject *mask, const attn_plan *p)
 {
   long a = p->heads * p->hd;
-  PyObject *qkv = call_sub(self, "qkv", Py_NewRef(x));
+  PyObject *qkv = call_submodule(self, "qkv", Py_NewRef(x));
   PyObject *parts = qkv ? PyObject_CallMethod(qkv, "chunk", "ii", 3, -1) : NULL;
   Py_XDECREF(qkv);
   PyObject *h[3] = {NULL, NULL, NULL};
@@ -215,7 +205,7 @@ static PyObject *attend(PyObject *self, PyObject *x, PyObject *mask, const attn_
   o = transpose(o, 1, 2);
   PyObject *flat = o ? PyObject_CallMethod(o, "reshape", "lll", -1L, p->n, a) : NULL;
   Py_XDECREF(o);
-  PyObject *y = call_sub(self, "proj_drop", call_sub(self, "proj", flat));
+  PyObject *y = call_submodule(self, "proj_drop", call_submodule(self, "proj", flat));
   Py_XDECREF(w);
   Py_XDECREF(attn);
   Py_XDECREF(bias);
@@ -304,6 +294,6 @@ static PyObject *patch_merging_ncnn(PyObject *self_, PyObject *const *args, Py_s
   }
   PyObject *m = x ? merge(x, h, w, c) : NULL;
   Py_XDECREF(x);
-  return call_sub(v[0], "reduction", call_sub(v[0], "norm", m));
+  return call_submodule(v[0], "reduction", call_submodule(v[0], "norm", m));
 }
 TRW__PY_BUILTIN("timm.models.swin_transformer.PatchMerging.forward", "ncnn", patch_merging_ncnn);
