@@ -169,6 +169,25 @@ def ort_run(model_path, inputs):
     return result
 
 
+def skip_without(module):
+    """Skips the test when PYTHON (the interpreter the exports run in)
+    cannot import module (the zoo's hub libraries:
+    scripts/requirements-zoo.txt installs them)."""
+    proc = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
+                           f"sys.exit(importlib.util.find_spec({module!r}) is None)"])
+    if proc.returncode != 0:
+        pytest.skip(f"{PYTHON} has no {module} (scripts/requirements-zoo.txt installs it)")
+
+
+def check_ncnn(path):
+    """`torchrw check PATH --backend ncnn` with the repository's tables, in
+    a bare environment: (exit status, what it said)."""
+    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path), "--backend", "ncnn"],
+                       capture_output=True, text=True,
+                       env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
+    return p.returncode, p.stdout + p.stderr
+
+
 def read_report(path):
     """The records of a TORCHRW_REPORT file (JSON Lines: one JSON object
     per trace, appended by every process that exports)."""

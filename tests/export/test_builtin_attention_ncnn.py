@@ -2,14 +2,13 @@
 self-attention (F.multi_head_attention_forward) for ncnn, with three
 projections and heads as a dim of their own, no tensor of more than 4 dims
 (torch 2.x's packed in-projection goes through 5)."""
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import BUILD, ROOT, TORCH, ort_run, run_script
+from conftest import ROOT, TORCH, check_ncnn, ort_run, run_script
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -66,13 +65,6 @@ def ranks(path):
         if t.HasField("shape"):
             out[v.name] = len(t.shape.dim)
     return out
-
-
-def check_ncnn(path):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path),
-                        "--backend", "ncnn"], capture_output=True, text=True,
-                       env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
-    return p.returncode, p.stdout + p.stderr
 
 
 @pytest.fixture(scope="module")

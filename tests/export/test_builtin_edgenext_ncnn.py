@@ -2,14 +2,13 @@
 cross-covariance attention for ncnn, its packed projection split by three
 slices into (B, H, hd, N) heads instead of a 5-dim reshape and an unbind,
 which ncnn (4-dim blobs) refuses when pnnx does not fold them."""
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import BUILD, ROOT, ort_run, run_script
+from conftest import ROOT, check_ncnn, ort_run, run_script
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -59,13 +58,6 @@ for name, m, x in nets:
     torch.onnx.export(m, (x,), name + ".onnx", input_names=["x"], **kw)
     np.savez(name + ".npz", x=x.numpy(), y=want.numpy())
 """
-
-
-def check_ncnn(path):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path),
-                        "--backend", "ncnn"], capture_output=True, text=True,
-                       env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
-    return p.returncode, p.stdout + p.stderr
 
 
 def export(tmp_path, backend):

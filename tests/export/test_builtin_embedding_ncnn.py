@@ -3,14 +3,13 @@ exporter, aten::embedding for ncnn as a Gather without an axis attribute,
 which pnnx turns into ncnn's Embed (with axis=0 written out, as
 torch.export's translation writes it, pnnx leaves the Gather unconverted).
 Judged by ncnn and by `torchrw check`, which names the fixer."""
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import BUILD, EXPORTER, ROOT, TORCH, run_script
+from conftest import EXPORTER, ROOT, TORCH, check_ncnn, run_script
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -33,12 +32,6 @@ np.savez("io.npz", ids=ids.numpy(), out=m(ids).detach().numpy())
 
 def gathers(run):
     return [n for n in onnx.load(str(run.path("model.onnx"))).graph.node if n.op_type == "Gather"]
-
-
-def check_ncnn(run):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(run.path("model.onnx")),
-                        "--backend", "ncnn"], capture_output=True, text=True)
-    return p.returncode, p.stdout + p.stderr
 
 
 def ncnn_result(run, workdir):
@@ -77,12 +70,12 @@ def test_check_and_ncnn_agree(runs, tmp_path):
     if reason:
         pytest.skip(reason)
     plain, run = runs
-    rc, said = check_ncnn(plain)
+    rc, said = check_ncnn(plain.path("model.onnx"))
     assert rc == 1 and "Gather: input 1 'ids'" in said, said
     assert "fixed by: builtin:aten::embedding@ncnn (symbolic/embedding_ncnn.c:" in said, said
     res = ncnn_result(plain, tmp_path / "plain")
     assert isinstance(res, engines.EngineError) and "Gather" in res.message, res
-    rc, said = check_ncnn(run)
+    rc, said = check_ncnn(run.path("model.onnx"))
     assert rc == 0, said
     res = ncnn_result(run, tmp_path / "torchrw")
     assert not isinstance(res, engines.EngineError) and res.ok, str(res)

@@ -2,12 +2,11 @@
 (x.view(B, H, W, C)[:, ::s, ::s]) for ncnn as a pooling of kernel 1 and
 stride s, since pnnx converts no Slice of another step than 1 and ncnn
 refuses the Tensor.slice it leaves."""
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import BUILD, ROOT, ort_run, run_script
+from conftest import ROOT, check_ncnn, ort_run, run_script
 
 import sys
 sys.path.insert(0, str(ROOT / "data"))
@@ -47,13 +46,6 @@ for name, res, pool in (("even", 4, False), ("odd", 5, False), ("pool", 4, True)
     torch.onnx.export(m, (x,), name + ".onnx", input_names=["x"], **kw)
     np.savez(name + ".npz", x=x.numpy(), y=want.numpy())
 """
-
-
-def check_ncnn(path):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path),
-                        "--backend", "ncnn"], capture_output=True, text=True,
-                       env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
-    return p.returncode, p.stdout + p.stderr
 
 
 def export(tmp_path, backend):

@@ -3,14 +3,13 @@ create_bidirectional_mask and create_causal_mask for ncnn, the additive
 float mask by a lookup (Gather of a constant table: ncnn's Embed) of the
 tokenizer's int mask, with no Cast, bool, And, Equal, Not or Where, which
 ncnn has no layer for."""
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import PYTHON, ROOT, ort_run, run_script, torchscript_only
+from conftest import ROOT, ort_run, run_script, skip_without
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -24,10 +23,7 @@ NO_NCNN_LAYER = {"Where", "Not", "And", "Or", "Equal", "Less", "Greater", "Expan
 
 @pytest.fixture(scope="module")
 def has_transformers():
-    proc = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
-                           "sys.exit(importlib.util.find_spec('transformers') is None)"])
-    if proc.returncode != 0:
-        pytest.skip(f"{PYTHON} has no transformers (scripts/requirements-zoo.txt installs it)")
+    skip_without("transformers")
 
 
 # A 2-layer BERT (bidirectional mask) and GPT-2 (causal mask), random

@@ -3,13 +3,12 @@ ncnn where ONNX takes the axes as an input (ReduceSum from opset 13,
 ReduceMean and ReduceL2 from 18), which pnnx converts only for two or
 more axes.  Judged by ncnn itself, and by `torchrw check`, which must
 agree with it on both files."""
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import BUILD, EXPORTER, ROOT, TORCH, ort_run, run_script
+from conftest import EXPORTER, ROOT, TORCH, check_ncnn, ort_run, run_script
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -47,12 +46,6 @@ v = torch.randn(1, 2, 3, 4, generator=g)
 torch.onnx.export(Four(), (v,), "four.onnx", input_names=["v"], **kw)
 np.savez("four.npz", v=v.numpy(), o=Four()(v).numpy())
 """.replace("OPSET", str(OPSET)).replace("TORCH_EXPORT", str(EXPORTER == "torch.export"))
-
-
-def check_ncnn(path):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path), "--backend", "ncnn"],
-                       capture_output=True, text=True)
-    return p.returncode, p.stdout + p.stderr
 
 
 def _want(run):

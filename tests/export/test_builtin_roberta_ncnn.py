@@ -3,14 +3,13 @@
 cumsum of input_ids.ne(pad)) for ncnn in floats, every step an ncnn layer
 (Embed, InnerProduct, BinaryOp, ReLU, MatMul), since ncnn has no
 comparison, Cast or CumSum layer and refuses the torch.eq pnnx leaves."""
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import BUILD, PYTHON, ROOT, ort_run, run_script
+from conftest import ROOT, check_ncnn, ort_run, run_script, skip_without
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -24,10 +23,7 @@ NO_NCNN_LAYER = {"Equal", "Not", "CumSum", "Cast"}
 
 @pytest.fixture(scope="module")
 def has_transformers():
-    proc = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
-                           "sys.exit(importlib.util.find_spec('transformers') is None)"])
-    if proc.returncode != 0:
-        pytest.skip(f"{PYTHON} has no transformers (scripts/requirements-zoo.txt installs it)")
+    skip_without("transformers")
 
 
 # A 2-layer RoBERTa, random weights, fed as a tokenizer feeds it: int64 ids
@@ -87,13 +83,6 @@ with torch.no_grad():
         torch.onnx.export(m, args, name + ".onnx", input_names=names, **kw)
 np.savez("io.npz", **io)
 """
-
-
-def check_ncnn(path):
-    p = subprocess.run([str(BUILD / "tools" / "torchrw"), "check", str(path),
-                        "--backend", "ncnn"], capture_output=True, text=True,
-                       env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
-    return p.returncode, p.stdout + p.stderr
 
 
 def op_types(path):

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import BUILD, PYTHON, ROOT, ort_run, run_script
+from conftest import PYTHON, ROOT, ort_run, run_script
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import BUILD, EXPORTER, PYTHON, ROOT, TORCH_SERIES
+from conftest import BUILD, EXPORTER, PYTHON, ROOT, TORCH_SERIES, skip_without
 
 sys.path[:0] = [str(ROOT / "data"), str(ROOT / "bench")]
 import engines  # noqa: E402
@@ -85,13 +85,8 @@ HUB_CASE = ("hf_distilbert", "onnxruntime")
 
 def test_a_hub_model_with_token_ids_and_a_mask_exports_and_matches_pytorch(tmp_path,
                                                                            zoo_for_python):
-    import subprocess
-
     model, backend = HUB_CASE
-    probe = subprocess.run([PYTHON, "-c", "import importlib.util, sys; "
-                            "sys.exit(importlib.util.find_spec('transformers') is None)"])
-    if probe.returncode:
-        pytest.skip(f"{PYTHON} has no transformers (scripts/requirements-zoo.txt installs it)")
+    skip_without("transformers")
     if engines.missing(zoo.PROFILES[backend][1]):
         pytest.skip(engines.missing(zoo.PROFILES[backend][1]))
     results = tmp_path / "zoo.jsonl"
