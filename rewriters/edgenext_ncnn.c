@@ -149,12 +149,8 @@ static PyObject *xca_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return NULL;
   PyObject *v[X_COUNT];
   long c = 0, h = 0;
-  const char *why = NULL;
-  if (!knows_signature(origin, forward_params, X_COUNT))
-    why = "the original's signature is not the one this rewriter knows";
-  else if (bind_args(forward_params, X_COUNT, args, nargs, kwnames, v) < 0)
-    why = "arguments that do not bind to its signature (the original raises)";
-  else
+  const char *why = unbound_call(origin, forward_params, X_COUNT, args, nargs, kwnames, v);
+  if (!why)
     why = not_covered(v, &c, &h);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);

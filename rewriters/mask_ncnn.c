@@ -206,12 +206,9 @@ static PyObject *bidirectional_ncnn(PyObject *self, PyObject *const *args, Py_ss
     return NULL;
   PyObject *v[B_COUNT];
   mask_call m;
-  if (!knows_signature(origin, bidirectional_params, B_COUNT))
-    return to_original(origin, "the original's signature is not the one this rewriter knows", args,
-                 nargs, kwnames);
-  if (bind_args(bidirectional_params, B_COUNT, args, nargs, kwnames, v) < 0)
-    return to_original(origin, "arguments that do not bind to its signature (or extra keywords)",
-                 args, nargs, kwnames);
+  const char *unbound = unbound_call(origin, bidirectional_params, B_COUNT, args, nargs, kwnames, v);
+  if (unbound)
+    return to_original(origin, unbound, args, nargs, kwnames);
   PyObject *like = is_none(v[B_ENCODER]) ? v[B_EMBEDS] : v[B_ENCODER];
   const char *why = not_covered(v[B_CONFIG], v[B_EMBEDS], like, v[B_MASK], v[B_CACHE], v[B_OR],
                                 v[B_AND], &m);
@@ -232,11 +229,9 @@ static PyObject *causal_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t n
     return NULL;
   PyObject *v[C_COUNT];
   mask_call m;
-  if (!knows_signature(origin, causal_params, C_COUNT))
-    return to_original(origin, "the original's signature is not the one this rewriter knows", args,
-                 nargs, kwnames);
-  if (bind_args(causal_params, C_COUNT, args, nargs, kwnames, v) < 0)
-    return to_original(origin, "arguments that do not bind to its signature", args, nargs, kwnames);
+  const char *unbound = unbound_call(origin, causal_params, C_COUNT, args, nargs, kwnames, v);
+  if (unbound)
+    return to_original(origin, unbound, args, nargs, kwnames);
   const char *why = not_covered(v[C_CONFIG], v[C_EMBEDS], v[C_EMBEDS], v[C_MASK], v[C_CACHE],
                                 v[C_OR], v[C_AND], &m);
   if (!why && !is_none(v[C_BLOCKS]))

@@ -276,6 +276,20 @@ static int channels_last_only(PyObject *x)
   return r;
 }
 
+/* Why the bound call v is not one the rewrite covers, or NULL when it is. */
+static const char *pool_not_covered(PyObject *const *v)
+{
+  if (!v[P_INPUT] || !v[P_OUTPUT_SIZE])
+    return "arguments that do not bind to its signature (the original raises)";
+  if (!under_torch_export())
+    return "the TorchScript exporter records the pool as one operator (GlobalAveragePool)";
+  if (rank_of(v[P_INPUT]) != 4 || !is_one_by_one(v[P_OUTPUT_SIZE]))
+    return "not a global pool (an output of 1x1) of an (N, C, H, W) tensor";
+  if (!channels_last_only(v[P_INPUT]))
+    return "the input is in contiguous order (torch writes no restride)";
+  return NULL;
+}
+
 static PyObject *global_pool_unstrided(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                        PyObject *kwnames)
 {
@@ -284,18 +298,9 @@ static PyObject *global_pool_unstrided(PyObject *self, PyObject *const *args, Py
   if (!origin)
     return NULL;
   PyObject *v[P_COUNT];
-  const char *why = NULL;
-  if (!knows_signature(origin, pool_params, P_COUNT))
-    why = "the original's signature is not the one this rewriter knows";
-  else if (bind_args(pool_params, P_COUNT, args, nargs, kwnames, v) < 0 || !v[P_INPUT] ||
-           !v[P_OUTPUT_SIZE])
-    why = "arguments that do not bind to its signature (the original raises)";
-  else if (!under_torch_export())
-    why = "the TorchScript exporter records the pool as one operator (GlobalAveragePool)";
-  else if (rank_of(v[P_INPUT]) != 4 || !is_one_by_one(v[P_OUTPUT_SIZE]))
-    why = "not a global pool (an output of 1x1) of an (N, C, H, W) tensor";
-  else if (!channels_last_only(v[P_INPUT]))
-    why = "the input is in contiguous order (torch writes no restride)";
+  const char *why = unbound_call(origin, pool_params, P_COUNT, args, nargs, kwnames, v);
+  if (!why)
+    why = pool_not_covered(v);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);

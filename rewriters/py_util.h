@@ -191,6 +191,21 @@ static inline int knows_signature(PyObject *origin, const char *const *names, in
   return ok;
 }
 
+/* Why a call cannot go to the rewrite as one of origin's n parameters
+ * names, or NULL when it can: origin has that signature (knows_signature)
+ * and the call binds to it (bind_args, which fills v).  A call it cannot
+ * take goes to the original, which raises what Python would. */
+static inline const char *unbound_call(PyObject *origin, const char *const *names, int n,
+                                       PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames, PyObject **v)
+{
+  if (!knows_signature(origin, names, n))
+    return "the original's signature is not the one this rewriter knows";
+  if (bind_args(names, n, args, nargs, kwnames, v) < 0)
+    return "arguments that do not bind to its signature (the original raises)";
+  return NULL;
+}
+
 /* torch.tensor(data, dtype=like.dtype, device=like.device), made while
  * the tracer looks away: a constant of the graph under both exporters
  * (torch.export lifts a tensor made from Python data).  Steals data (NULL

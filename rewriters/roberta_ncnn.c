@@ -257,13 +257,9 @@ static PyObject *embeddings_ncnn(PyObject *unused, PyObject *const *args, Py_ssi
     return NULL;
   PyObject *v[E_COUNT];
   plan p = {0};
-  if (!knows_signature(origin, forward_params, E_COUNT))
-    return to_original(origin, "the original's signature is not the one this rewriter knows",
-                       args, nargs, kwnames);
-  if (bind_args(forward_params, E_COUNT, args, nargs, kwnames, v) < 0)
-    return to_original(origin, "arguments that do not bind to its signature", args, nargs,
-                       kwnames);
-  const char *why = not_covered(v, &p);
+  const char *why = unbound_call(origin, forward_params, E_COUNT, args, nargs, kwnames, v);
+  if (!why)
+    why = not_covered(v, &p);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);

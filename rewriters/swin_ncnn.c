@@ -226,12 +226,8 @@ static PyObject *window_attention_ncnn(PyObject *self_, PyObject *const *args, P
     return NULL;
   PyObject *v[3];
   attn_plan p;
-  const char *why = NULL;
-  if (!knows_signature(origin, attn_params, 3))
-    why = "the original's signature is not the one this rewriter knows";
-  else if (bind_args(attn_params, 3, args, nargs, kwnames, v) < 0)
-    why = "arguments that do not bind to its signature (the original raises)";
-  else
+  const char *why = unbound_call(origin, attn_params, 3, args, nargs, kwnames, v);
+  if (!why)
     why = attn_not_covered(v, &p);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
@@ -257,6 +253,17 @@ static PyObject *merge(PyObject *x, long h, long w, long c)
   return reshape4(t, h / 2, w / 2, 4 * c);
 }
 
+/* Why the bound call v is not one the merge rewrite covers, or NULL when
+ * it is; sets s to x's sizes. */
+static const char *merge_not_covered(PyObject *const *v, long s[4])
+{
+  if (!v[0] || !v[1])
+    return "arguments that do not bind to its signature (the original raises)";
+  if (!PyObject_HasAttrString(v[0], "norm") || !PyObject_HasAttrString(v[0], "reduction"))
+    return "the module has no norm or reduction";
+  return sizes_of(v[1], 4, s, "x is not a tensor of 4 dims (B, H, W, C)");
+}
+
 static PyObject *patch_merging_ncnn(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
@@ -266,15 +273,9 @@ static PyObject *patch_merging_ncnn(PyObject *self_, PyObject *const *args, Py_s
     return NULL;
   PyObject *v[2];
   long s[4];
-  const char *why = NULL;
-  if (!knows_signature(origin, merge_params, 2))
-    why = "the original's signature is not the one this rewriter knows";
-  else if (bind_args(merge_params, 2, args, nargs, kwnames, v) < 0 || !v[0] || !v[1])
-    why = "arguments that do not bind to its signature (the original raises)";
-  else if (!PyObject_HasAttrString(v[0], "norm") || !PyObject_HasAttrString(v[0], "reduction"))
-    why = "the module has no norm or reduction";
-  else
-    why = sizes_of(v[1], 4, s, "x is not a tensor of 4 dims (B, H, W, C)");
+  const char *why = unbound_call(origin, merge_params, 2, args, nargs, kwnames, v);
+  if (!why)
+    why = merge_not_covered(v, s);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);

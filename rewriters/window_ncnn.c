@@ -282,12 +282,8 @@ static PyObject *rewrite(const layout *l, PyObject *const *args, Py_ssize_t narg
     return NULL;
   PyObject *v[4] = {NULL, NULL, NULL, NULL};
   plan p;
-  const char *why = NULL;
-  if (!knows_signature(origin, l->params, l->nparams))
-    why = "the original's signature is not the one this rewriter knows";
-  else if (bind_args(l->params, l->nparams, args, nargs, kwnames, v) < 0)
-    why = "arguments that do not bind to its signature (the original raises)";
-  else
+  const char *why = unbound_call(origin, l->params, l->nparams, args, nargs, kwnames, v);
+  if (!why)
     why = not_covered(l, v, &p);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
