@@ -25,6 +25,9 @@ import onnx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "data"))
+import engines  # noqa: E402  (data/engines.py: the engines on this machine)
+
 BUILD = Path(os.environ.get("TORCHRW_BUILD", ROOT / "build")).resolve()
 PRELOAD = BUILD / "lib" / "libtorchrw.so"
 PLUGINS = BUILD / "tests" / "plugins"
@@ -186,6 +189,19 @@ def check_ncnn(path):
                        capture_output=True, text=True,
                        env={"TORCHRW_DATA": str(ROOT / "data"), "PATH": "/usr/bin:/bin"})
     return p.returncode, p.stdout + p.stderr
+
+
+def ncnn_matches(path, feeds, workdir, want, rtol=1e-4, atol=1e-4, note=""):
+    """Runs path in ncnn (data/engines.py: pnnx, then ncnn's extractor, in
+    workdir) on feeds and asserts that its outputs match want, dtypes
+    aside (ncnn computes in float32 and takes ints as int32).  Skips the
+    test, with note after the reason, where ncnn is not installed."""
+    reason = engines.missing("ncnn")
+    if reason:
+        pytest.skip(reason + note)
+    got = engines.run("ncnn", path, feeds, workdir)
+    c = engines.compare(got, want, rtol=rtol, atol=atol, check_dtype=False)
+    assert c.ok, str(c)
 
 
 def read_report(path):

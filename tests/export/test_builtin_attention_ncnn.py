@@ -2,16 +2,13 @@
 self-attention (F.multi_head_attention_forward) for ncnn, with three
 projections and heads as a dim of their own, no tensor of more than 4 dims
 (torch 2.x's packed in-projection goes through 5)."""
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, TORCH, check_ncnn, ort_run, run_script
+from conftest import TORCH, check_ncnn, ncnn_matches, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FIRED = "fired builtin:torch.nn.functional.multi_head_attention_forward@ncnn"
 LEAVES = "leaves torch.nn.functional.multi_head_attention_forward to the original"
@@ -87,13 +84,9 @@ def test_ncnn_attention_has_at_most_4_dims_and_matches(exported):
 
 
 def test_ncnn_runs_the_rewritten_attention(exported, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("model.onnx").parent / "io.npz")
-    got = engines.run("ncnn", exported.path("model.onnx"), {"x": io["x"]}, tmp_path)
-    c = engines.compare(got, [io["a"], io["b"]], rtol=1e-4, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path("model.onnx"), {"x": io["x"]}, tmp_path, [io["a"], io["b"]],
+                 rtol=1e-4, atol=1e-4)
 
 
 OTHERS = """

@@ -8,10 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, check_ncnn, ort_run, run_script
+from conftest import check_ncnn, ncnn_matches, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FORWARD = "timm.models.edgenext.CrossCovarianceAttn.forward"
 FIRED = f"fired builtin:{FORWARD}@ncnn"
@@ -115,14 +113,10 @@ def test_a_projection_it_cannot_read_goes_to_the_original(exported):
 
 @pytest.mark.parametrize("name", ["xca", "model"])
 def test_ncnn_runs_the_rewritten_attention(exported, name, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path(f"{name}.npz"))
-    got = engines.run("ncnn", exported.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path)
     scale = float(np.abs(io["y"]).max())
-    c = engines.compare(got, [io["y"]], rtol=1e-3, atol=1e-3 * scale, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path, [io["y"]], rtol=1e-3,
+                 atol=1e-3 * scale)
 
 
 def test_without_torchrw_the_packed_split_is_5_dims(tmp_path):

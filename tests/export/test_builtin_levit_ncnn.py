@@ -9,7 +9,7 @@ at 64x64 then stops in ncnn's extractor."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, check_ncnn, ort_run, run_script
+from conftest import ROOT, check_ncnn, ncnn_matches, ort_run, run_script
 
 import sys
 sys.path.insert(0, str(ROOT / "data"))
@@ -87,13 +87,9 @@ def test_ncnn_downsample_is_a_pooling_and_check_passes(exported):
 
 @pytest.mark.parametrize("name", ["even", "odd"])
 def test_ncnn_runs_the_rewritten_downsample(exported, name, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path(f"{name}.npz"))
-    got = engines.run("ncnn", exported.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path)
-    c = engines.compare(got, [io["y"]], rtol=1e-4, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path, [io["y"]], rtol=1e-4,
+                 atol=1e-4)
 
 
 def test_without_torchrw_the_strided_slice_is_flagged_and_refused(tmp_path):
@@ -198,14 +194,10 @@ def test_a_linear_norm_it_cannot_read_goes_to_the_original(norms):
 
 @pytest.mark.parametrize("name", ["bias", "model"])
 def test_ncnn_runs_the_folded_linear_norm(norms, name, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(norms.path(f"{name}.npz"))
-    got = engines.run("ncnn", norms.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path)
     scale = float(np.abs(io["y"]).max())
-    c = engines.compare(got, [io["y"]], rtol=1e-3, atol=1e-3 * scale, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(norms.path(f"{name}.onnx"), {"x": io["x"]}, tmp_path, [io["y"]], rtol=1e-3,
+                 atol=1e-3 * scale)
 
 
 def test_without_the_fold_ncnn_stops_in_levit_at_64x64(tmp_path):

@@ -6,13 +6,9 @@ stopped pnnx's fuse_multiheadattention from matching timm's ViT attention
 (Linear -> 5-dim reshape -> permute (2, 0, 3, 1, 4) -> unbind ...), so a
 file that ran in ncnn did not load under torchrw (issue 21)."""
 import numpy as np
-import pytest
 
-from conftest import ROOT, run_script
+from conftest import ncnn_matches, run_script
 
-import sys
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 EXPORT = """
 import numpy as np
@@ -45,12 +41,7 @@ def test_ncnn_runs_torchs_own_linear(tmp_path):
     run = run_script(tmp_path, EXPORT, backend="ncnn", TORCHRW_LOG="info").check()
     assert "aten::linear" not in run.stderr, run.stderr
     assert "MatMul" in run.ops() and "Reshape" not in run.ops(), run.ops()
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(run.path("io.npz"))
-    got = engines.run("ncnn", run.path("model.onnx"), {"x": io["x"], "z": io["z"]},
-                      tmp_path / "ncnn")
     want = [io[f"y{i}"] for i in range(6)]
-    c = engines.compare(got, want, rtol=1e-4, atol=1e-5, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(run.path("model.onnx"), {"x": io["x"], "z": io["z"]}, tmp_path / "ncnn", want,
+                 rtol=1e-4, atol=1e-5)

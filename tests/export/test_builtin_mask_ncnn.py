@@ -3,16 +3,13 @@ create_bidirectional_mask and create_causal_mask for ncnn, the additive
 float mask by a lookup (Gather of a constant table: ncnn's Embed) of the
 tokenizer's int mask, with no Cast, bool, And, Equal, Not or Where, which
 ncnn has no layer for."""
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, ort_run, run_script, skip_without
+from conftest import ncnn_matches, ort_run, run_script, skip_without
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 BIDIRECTIONAL = "builtin:transformers.masking_utils.create_bidirectional_mask@ncnn"
 CAUSAL = "builtin:transformers.masking_utils.create_causal_mask@ncnn"
@@ -116,14 +113,9 @@ def test_mask_has_no_bool_and_matches(exported, name, fired):
 # attribute; under torch.export symbolic/embedding_ncnn.c writes it so.
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_ncnn_runs_the_masked_model(exported, name, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("io.npz"))
-    got = engines.run("ncnn", exported.path(f"{name}.onnx"),
-                      {"ids": io["ids"], "mask": io["mask"]}, tmp_path)
-    c = engines.compare(got, [io[name]], rtol=1e-4, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path(f"{name}.onnx"), {"ids": io["ids"], "mask": io["mask"]}, tmp_path,
+                 [io[name]], rtol=1e-4, atol=1e-4)
 
 
 # Calls the rewrite does not cover, made from a model's forward: each goes
@@ -228,9 +220,6 @@ def test_sdpa_masks_are_added_for_ncnn(tmp_path):
     io = np.load(run.path("io.npz"))
     for got, name in zip(ort_run(run.path("sdpa.onnx"), {"x": io["x"]}), "abc"):
         np.testing.assert_allclose(got, io[name], rtol=1e-5, atol=1e-6)
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason + " (ONNX Runtime's outputs matched)")
-    got = engines.run("ncnn", run.path("sdpa.onnx"), {"x": io["x"]}, tmp_path / "ncnn")
-    c = engines.compare(got, [io["a"], io["b"], io["c"]], rtol=1e-4, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(run.path("sdpa.onnx"), {"x": io["x"]}, tmp_path / "ncnn",
+                 [io["a"], io["b"], io["c"]], rtol=1e-4, atol=1e-4,
+                 note=" (ONNX Runtime's outputs matched)")

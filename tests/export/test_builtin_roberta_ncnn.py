@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, check_ncnn, ort_run, run_script, skip_without
+from conftest import ROOT, check_ncnn, ncnn_matches, ort_run, run_script, skip_without
 
 sys.path.insert(0, str(ROOT / "data"))
 import engines  # noqa: E402
@@ -126,14 +126,9 @@ def test_given_positions_go_to_the_original(exported):
 # 2-row type table (ORT's Gather refuses them inside pnnx).
 @pytest.mark.parametrize("name", ["model"])
 def test_ncnn_runs_the_rewritten_embeddings(exported, name, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("io.npz"))
-    got = engines.run("ncnn", exported.path(f"{name}.onnx"),
-                      {k: io[k] for k in inputs_of(name)}, tmp_path)
-    c = engines.compare(got, [io["out_" + name]], rtol=1e-4, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path(f"{name}.onnx"), {k: io[k] for k in inputs_of(name)}, tmp_path,
+                 [io["out_" + name]], rtol=1e-4, atol=1e-4)
 
 
 def test_without_torchrw_the_positions_are_refused(has_transformers, tmp_path):

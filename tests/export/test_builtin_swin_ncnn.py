@@ -3,16 +3,13 @@ WindowAttention.forward and PatchMerging.forward for ncnn, through tensors
 of at most 4 dims with the batch alone in dim 0, where timm's own go
 through 5 and 6 dims, which ncnn cannot load."""
 import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import EXPORTER, PYTHON, ROOT, ort_run, run_script
+from conftest import EXPORTER, PYTHON, ncnn_matches, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 ATTN = "timm.models.swin_transformer.WindowAttention.forward"
 MERGE = "timm.models.swin_transformer.PatchMerging.forward"
@@ -105,14 +102,10 @@ def test_swin_blocks_have_at_most_4_dims_and_match(exported):
 
 
 def test_ncnn_runs_the_rewritten_blocks(exported, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("io.npz"))
     want = [io[f"out{i}"] for i in range(4)]
-    got = engines.run("ncnn", exported.path("model.onnx"), {"x": io["x"], "y": io["y"]}, tmp_path)
-    c = engines.compare(got, want, rtol=1e-3, atol=1e-3, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path("model.onnx"), {"x": io["x"], "y": io["y"]}, tmp_path, want,
+                 rtol=1e-3, atol=1e-3)
 
 
 def test_other_backends_keep_timms_5_and_6_dim_tensors(tmp_path):

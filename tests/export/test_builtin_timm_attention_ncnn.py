@@ -3,16 +3,13 @@ Attention.forward (ViT, DeiT, MobileViT) for ncnn, with three slices of the
 qkv projection and heads as a dim of their own, no tensor of more than 4
 dims and no unbind (timm splits its projection through a 5-dim tensor)."""
 import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import PYTHON, ROOT, ort_run, run_script
+from conftest import PYTHON, ncnn_matches, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FIRED = "fired builtin:timm.layers.attention.Attention.forward@ncnn"
 LEAVES = "leaves timm.layers.attention.Attention.forward to the original"
@@ -104,14 +101,9 @@ def test_plain_torch_goes_through_5_dims(plain):
 
 
 def test_ncnn_runs_it(exported, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("io.npz"))
-    got = engines.run("ncnn", exported.path("model.onnx"), {"img": io["img"], "x": io["x"]},
-                      tmp_path)
-    c = engines.compare(got, [io["a"], io["b"]], rtol=1e-3, atol=1e-4, check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path("model.onnx"), {"img": io["img"], "x": io["x"]}, tmp_path,
+                 [io["a"], io["b"]], rtol=1e-3, atol=1e-4)
 
 
 OTHERS = """

@@ -4,16 +4,13 @@ maxxvit.window_partition/window_reverse/grid_partition/grid_reverse) for
 ncnn, through reshapes of at most 4 dims with the batch alone in dim 0,
 where timm's own go through 6 dims, which ncnn cannot load."""
 import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import EXPORTER, PYTHON, ROOT, ort_run, run_script
+from conftest import EXPORTER, PYTHON, ncnn_matches, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 TARGETS = ("timm.models.swin_transformer.window_partition",
            "timm.models.swin_transformer.window_reverse",
@@ -101,14 +98,9 @@ def test_windows_have_at_most_4_dims_and_match(exported):
 
 
 def test_ncnn_runs_the_rewritten_windows(exported, tmp_path):
-    reason = engines.missing("ncnn")
-    if reason:
-        pytest.skip(reason)
     io = np.load(exported.path("io.npz"))
-    got = engines.run("ncnn", exported.path("model.onnx"), {"x": io["x"]}, tmp_path)
-    c = engines.compare(got, [io["out0"], io["out1"], io["out2"]], rtol=1e-4, atol=1e-4,
-                        check_dtype=False)
-    assert c.ok, str(c)
+    ncnn_matches(exported.path("model.onnx"), {"x": io["x"]}, tmp_path,
+                 [io["out0"], io["out1"], io["out2"]], rtol=1e-4, atol=1e-4)
 
 
 def test_other_backends_keep_timms_6_dim_windows(tmp_path):
