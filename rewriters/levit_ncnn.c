@@ -19,8 +19,8 @@
  * B, N and C are read from x.shape as the original reads them, so the
  * ncnn size rewriters make them constants.  A Downsample with a pool
  * (use_pool=True, already a pooling), a stride or resolution that is not
- * ints, or an input that is not 3-dim goes to the original, with the
- * reason at info.
+ * ints, an input that is not 3-dim or a forward of another signature
+ * goes to the original, with the reason at info.
  *
  * LinearNorm.  Every projection of LeViT's attention and MLP is a linear
  * and a BatchNorm1d over the tokens of the whole batch:
@@ -48,10 +48,16 @@
  * forward(self, x) with x of 3 dims, self.linear a torch.nn.Linear and
  * self.bn a torch.nn.BatchNorm1d that is not training and keeps running
  * statistics (otherwise it normalises by the batch's, which no fixed map
- * is); any other call goes to the original, with the reason at info.  The
+ * is); any other call, or a forward of another signature, goes to the
+ * original, with the reason at info.  The
  * two submodules' own hooks do not run for a rewritten call.
  */
 #include "py_util.h"
+
+/* Both methods are forward(self, x). */
+enum { ARG_SELF, ARG_X, ARG_COUNT };
+
+static const char *const forward_params[ARG_COUNT] = {"self", "x"};
 
 /* self.resolution as two positive ints; 0 or -1. */
 static int resolution_of(PyObject *self, long res[2])
@@ -105,51 +111,52 @@ static PyObject *pooled(PyObject *x, long stride, const long res[2])
   return out;
 }
 
+/* Why the bound call v is not one the pooling covers, or NULL when it is;
+ * sets *stride and res. */
+static const char *downsample_not_covered(PyObject *const *v, long *stride, long res[2])
+{
+  PyObject *self = v[ARG_SELF], *x = v[ARG_X];
+  if (!self || !x)
+    return "a required argument is missing (the original raises)";
+  PyObject *pool = PyObject_GetAttrString(self, "pool");
+  int has_pool = !pool || pool != Py_None;
+  Py_XDECREF(pool);
+  PyErr_Clear();
+  if (has_pool)
+    return "a Downsample with a pool (use_pool=True) is a pooling already";
+  *stride = long_attr(self, "stride");
+  if (*stride < 1 || resolution_of(self, res) != 0)
+    return "stride or resolution is not positive ints";
+  if (rank_of(x) != 3)
+    return "the input is not (B, N, C)";
+  return NULL;
+}
+
 static PyObject *downsample_ncnn(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames)
 {
   (void)self;
-  static const char *const names[] = {"self", "x"};
-  PyObject *v[2];
-  PyObject *origin = origin_of_context();
-  const char *why = NULL;
+  PyObject *v[ARG_COUNT];
   long stride = -1, res[2] = {0, 0};
-
+  PyObject *origin = origin_of_context();
   if (!origin)
     return NULL;
-  if (bind_args(names, 2, args, nargs, kwnames, v) != 0 || !v[0] || !v[1]) {
-    why = "not called as forward(x)";
-  } else {
-    PyObject *pool = PyObject_GetAttrString(v[0], "pool");
-    long rank = rank_of(v[1]);
-    int has_pool = !pool || pool != Py_None;
-    Py_XDECREF(pool);
-    PyErr_Clear();
-    stride = long_attr(v[0], "stride");
-    if (has_pool)
-      why = "a Downsample with a pool (use_pool=True) is a pooling already";
-    else if (stride < 1 || resolution_of(v[0], res) != 0)
-      why = "stride or resolution is not positive ints";
-    else if (rank != 3)
-      why = "the input is not (B, N, C)";
-  }
+  const char *why = unbound_call(origin, forward_params, ARG_COUNT, args, nargs, kwnames, v);
+  if (!why)
+    why = downsample_not_covered(v, &stride, res);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
-  return pooled(v[1], stride, res);
+  return pooled(v[ARG_X], stride, res);
 }
 TRW__PY_BUILTIN("timm.models.levit.Downsample.forward", "ncnn", downsample_ncnn);
 
 /* --- LinearNorm ---------------------------------------------------------- */
 
-enum { LN_SELF, LN_X, LN_COUNT };
-
-static const char *const linear_norm_params[LN_COUNT] = {"self", "x"};
-
 /* Why the call is not one the fold covers, or NULL when it is. */
 static const char *linear_norm_not_covered(PyObject *const *v)
 {
-  PyObject *self = v[LN_SELF], *x = v[LN_X];
+  PyObject *self = v[ARG_SELF], *x = v[ARG_X];
   if (!self || !x)
     return "a required argument is missing (the original raises)";
   if (rank_of(x) != 3)
@@ -237,16 +244,16 @@ static PyObject *linear_norm_ncnn(PyObject *self, PyObject *const *args, Py_ssiz
                                   PyObject *kwnames)
 {
   (void)self;
-  PyObject *v[LN_COUNT];
+  PyObject *v[ARG_COUNT];
   PyObject *origin = origin_of_context();
   if (!origin)
     return NULL;
-  const char *why = unbound_call(origin, linear_norm_params, LN_COUNT, args, nargs, kwnames, v);
+  const char *why = unbound_call(origin, forward_params, ARG_COUNT, args, nargs, kwnames, v);
   if (!why)
     why = linear_norm_not_covered(v);
   if (why)
     return to_original(origin, why, args, nargs, kwnames);
   Py_DECREF(origin);
-  return folded(v[LN_SELF], v[LN_X]);
+  return folded(v[ARG_SELF], v[ARG_X]);
 }
 TRW__PY_BUILTIN("timm.models.levit.LinearNorm.forward", "ncnn", linear_norm_ncnn);
