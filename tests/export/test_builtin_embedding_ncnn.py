@@ -3,16 +3,13 @@ exporter, aten::embedding for ncnn as a Gather without an axis attribute,
 which pnnx turns into ncnn's Embed (with axis=0 written out, as
 torch.export's translation writes it, pnnx leaves the Gather unconverted).
 Judged by ncnn and by `torchrw check`, which names the fixer."""
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import EXPORTER, ROOT, TORCH, check_ncnn, run_script
+from conftest import EXPORTER, TORCH, check_ncnn, engines, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FIRED = "fired builtin:aten::embedding@ncnn"
 

@@ -9,11 +9,8 @@ at 64x64 then stops in ncnn's extractor."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, check_ncnn, ncnn_matches, ort_run, run_script
+from conftest import check_ncnn, engines, ncnn_matches, ort_run, run_script
 
-import sys
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FIRED = "fired builtin:timm.models.levit.Downsample.forward@ncnn"
 LEAVES = "leaves timm.models.levit.Downsample.forward to the original"
@@ -54,8 +51,8 @@ for name, res, pool in (("even", 4, False), ("odd", 5, False), ("pool", 4, True)
 """
 
 
-def export(tmp_path, backend):
-    run = run_script(tmp_path, EXPORT, backend=backend, TORCHRW_LOG="info").check()
+def export(tmp_path, backend, code=EXPORT, **env):
+    run = run_script(tmp_path, code, backend=backend, TORCHRW_LOG="info", **env).check()
     if "NO_TIMM" in run.stdout:
         pytest.skip("timm is not installed for this torch")
     return run
@@ -151,16 +148,9 @@ for name, m, x in nets:
 """
 
 
-def export_norms(tmp_path, **env):
-    run = run_script(tmp_path, NORM_EXPORT, backend="ncnn", TORCHRW_LOG="info", **env).check()
-    if "NO_TIMM" in run.stdout:
-        pytest.skip("timm is not installed for this torch")
-    return run
-
-
 @pytest.fixture(scope="module")
 def norms(tmp_path_factory):
-    return export_norms(tmp_path_factory.mktemp("levit_norm"))
+    return export(tmp_path_factory.mktemp("levit_norm"), "ncnn", NORM_EXPORT)
 
 
 @pytest.mark.parametrize("name", ["norm", "bias", "model"])
@@ -207,7 +197,7 @@ def test_without_the_fold_ncnn_stops_in_levit_at_64x64(tmp_path):
     reason = engines.missing("ncnn")
     if reason:
         pytest.skip(reason)
-    run = export_norms(tmp_path, TORCHRW_DISABLE=f"builtin:{NORM}@ncnn")
+    run = export(tmp_path, "ncnn", NORM_EXPORT, TORCHRW_DISABLE=f"builtin:{NORM}@ncnn")
     assert NORM_FIRED not in run.stderr and FIRED in run.stderr, run.stderr
     io = np.load(run.path("model.npz"))
     with pytest.raises(engines.EngineError, match="ncnn run"):

@@ -3,16 +3,13 @@ a channels-last tensor under torch.export, for ncnn, as the mean torch
 computes without the in-place restride of its result, which torch.export's
 file writes as a Reshape and a Gather of 4-D constant indices that pnnx
 leaves without an ncnn layer (ConvNeXt's and EdgeNeXt's heads)."""
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import EXPORTER, ROOT, TORCH, ort_run, read_report, run_script
+from conftest import EXPORTER, TORCH, engines, ort_run, read_report, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 TARGET = "torch.nn.functional.adaptive_avg_pool2d"
 FIRED = f"fired builtin:{TARGET}@ncnn"

@@ -3,15 +3,12 @@ ncnn where ONNX takes the axes as an input (ReduceSum from opset 13,
 ReduceMean and ReduceL2 from 18), which pnnx converts only for two or
 more axes.  Judged by ncnn itself, and by `torchrw check`, which must
 agree with it on both files."""
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import EXPORTER, ROOT, TORCH, check_ncnn, ort_run, run_script
+from conftest import EXPORTER, TORCH, check_ncnn, engines, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 # torch 1.13's TorchScript exporter stops at opset 17: there only ReduceSum
 # takes its axes as an input.

@@ -3,16 +3,13 @@
 cumsum of input_ids.ne(pad)) for ncnn in floats, every step an ncnn layer
 (Embed, InnerProduct, BinaryOp, ReLU, MatMul), since ncnn has no
 comparison, Cast or CumSum layer and refuses the torch.eq pnnx leaves."""
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, check_ncnn, ncnn_matches, ort_run, run_script, skip_without
+from conftest import check_ncnn, engines, ncnn_matches, ort_run, run_script, skip_without
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 FORWARD = "transformers.models.roberta.modeling_roberta.RobertaEmbeddings.forward"
 FIRED = f"fired builtin:{FORWARD}@ncnn"

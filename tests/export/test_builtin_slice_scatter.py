@@ -12,15 +12,12 @@ min_elements).  The TorchScript exporter traces the same assignment as
 index_put (symbolic/index_put.c) and has no slice_scatter symbolic of its
 own, so there the rewriter does not apply."""
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import BUILD, EXPORTER, ROOT, constants, ort_run, run_script
+from conftest import BUILD, EXPORTER, constants, engines, ort_run, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 MASK = """
 import numpy as np, torch

@@ -12,15 +12,12 @@ engine ("stricter than the engine" in its source).
 """
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import BUILD, EXPORTER, ROOT, run_script
+from conftest import BUILD, EXPORTER, ROOT, engines, run_script
 
-sys.path.insert(0, str(ROOT / "data"))
-import engines  # noqa: E402
 
 TRW = BUILD / "tools" / "torchrw"
 BACKENDS = ("onnxruntime", "openvino", "ncnn")
